@@ -1,0 +1,1 @@
+"""Application drop kinds: what runs when a drop's inputs are ready."""

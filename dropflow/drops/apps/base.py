@@ -1,0 +1,138 @@
+"""What an application runner receives and returns, wherever it runs.
+
+Theory of operation
+-------------------
+The owner loop turns a ready app into a :class:`Task`: the app's spec, one :class:`InputRef` per linked input
+drop (with its store, or ``None`` if that input failed or was skipped and the app tolerates it), one
+:class:`OutputRef` per output drop, and the session's identity and working directory. A task is plain
+picklable data, so the same ``execute`` runs it in the owner loop, in a thread, or in a worker process. The
+runner answers with an :class:`Outcome`: success or an error message, the output stores it wrote (a memory
+store carries its bytes back from a worker process), and for a branch the output ports to skip. A
+:class:`CancelToken` lets the owner stop a running app's subprocesses from outside.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import traceback
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from ..spec import AppSpec
+from ..stores import Store
+
+__all__ = ["AppError", "CancelToken", "InputRef", "Outcome", "OutputRef", "Task", "format_exception"]
+
+
+class AppError(Exception):
+    """An app failed in a way its runner explains with a message (no traceback needed)."""
+
+
+class InputRef(NamedTuple):
+    port: str
+    drop_id: str
+    kind: str
+    codec: str
+    #: ``None`` when the input is in ERROR or SKIPPED and the app runs anyway.
+    store: Store | None
+    #: The port takes a list of values.
+    many: bool
+
+
+class OutputRef(NamedTuple):
+    port: str
+    drop_id: str
+    kind: str
+    codec: str
+    store: Store
+    many: bool
+
+
+@dataclass(slots=True)
+class Task:
+    session_id: str
+    workdir: str
+    spec: AppSpec
+    inputs: list[InputRef]
+    outputs: list[OutputRef]
+    attempt: int = 0
+
+    def env(self) -> dict[str, str]:
+        """Environment variables naming the session and drop, for subprocesses."""
+        return {
+            "DROPFLOW_SESSION_ID": self.session_id,
+            "DROPFLOW_DROP_ID": self.spec.id,
+            "DROPFLOW_WORKDIR": self.workdir,
+        }
+
+
+@dataclass(slots=True)
+class Outcome:
+    ok: bool
+    error: str | None = None
+    #: Output stores as written (memory stores carry their bytes back from another process).
+    stores: dict[str, Store] = field(default_factory=dict)
+    #: Output ports whose drops are SKIPPED (a branch's untaken side).
+    skip_ports: tuple[str, ...] = ()
+
+    @classmethod
+    def failed(cls, error: str) -> Outcome:
+        return cls(False, error)
+
+
+class CancelToken:
+    """Shared between the owner and one running app: cancel flag and the app's process group."""
+
+    __slots__ = ("_lock", "_pgid", "cancelled")
+
+    KILL_GRACE = 2.0
+
+    def __init__(self) -> None:
+        self.cancelled = False
+        self._pgid: int | None = None
+        self._lock = threading.Lock()
+
+    def attach(self, pgid: int) -> None:
+        """Record a started process group; kill it at once if the app was cancelled meanwhile."""
+        with self._lock:
+            self._pgid = pgid
+            cancelled = self.cancelled
+        if cancelled:
+            _signal_group(pgid, signal.SIGKILL)
+
+    def detach(self) -> None:
+        with self._lock:
+            pgid, self._pgid = self._pgid, None
+        if pgid is not None:
+            # Stragglers the command left in the background end with the app, so nothing leaks.
+            _signal_group(pgid, signal.SIGKILL)
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.cancelled = True
+            pgid = self._pgid
+        if pgid is not None:
+            _signal_group(pgid, signal.SIGTERM)
+            timer = threading.Timer(self.KILL_GRACE, _signal_group, (pgid, signal.SIGKILL))
+            timer.daemon = True
+            timer.start()
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def format_exception(exc: BaseException, skip_frames: int = 0) -> str:
+    """``Type: message`` plus the app's own frames (not the runner's), most recent last."""
+    tb = exc.__traceback__
+    for _ in range(skip_frames):
+        if tb is not None:
+            tb = tb.tb_next
+    frames = traceback.format_list(traceback.extract_tb(tb)[-5:]) if tb is not None else []
+    head = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    return head + ("\n" + "".join(frames).rstrip() if frames else "")

@@ -1,0 +1,167 @@
+"""Shell command apps: a command template whose ``{port}`` placeholders become paths.
+
+Theory of operation
+-------------------
+``command`` is a ``str.format`` template run by ``/bin/sh -c`` in the session's working directory. Each
+``{port}`` placeholder becomes the shell-quoted path of the port's drop (several drops: several words):
+files and directories by their path, shared-memory drops by their segment's path, null drops as /dev/null.
+Memory drops have no path; they connect through the special ports ``stdin`` (the drop's bytes are fed to
+the command's standard input) and ``stdout`` (the command's standard output is written to the drop).
+``{session_id}``, ``{drop_id}`` and ``{workdir}`` are also available, and the same three values are in the
+environment as ``DROPFLOW_SESSION_ID``, ``DROPFLOW_DROP_ID`` and ``DROPFLOW_WORKDIR``.
+
+The command runs in a process group of its own, which the engine kills when the session is cancelled or
+the command times out, and which is reaped when the command ends, so nothing it started outlives it. A
+non-zero exit puts the app in ERROR with the tail of its standard error.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import string
+import subprocess
+from typing import Any
+
+from ..errors import Problem
+from ..spec import AppSpec, Seconds
+from ..stores import CHUNK
+from .base import CancelToken, Outcome, Task
+
+__all__ = ["ShellSpec", "check_command", "run"]
+
+BUILTIN_FIELDS = frozenset({"session_id", "drop_id", "workdir"})
+#: Data kinds that can stand in a placeholder (they have a path).
+PATH_KINDS = frozenset({"file", "directory", "shm", "null"})
+STDERR_TAIL = 2048
+
+
+class ShellSpec(AppSpec, tag="shell", frozen=True, gc=False, kw_only=True):
+    """Runs a shell command."""
+
+    command: str
+    #: Extra environment variables.
+    env: dict[str, str] = {}
+    #: Kill the command and fail the app after this many seconds.
+    timeout: Seconds | None = None
+
+
+def placeholders(command: str) -> list[str]:
+    """Field names used by a command template; raises ValueError on a malformed template."""
+    names = []
+    for _literal, field_name, _spec, _conv in string.Formatter().parse(command):
+        if field_name is not None:
+            names.append(field_name)
+    return names
+
+
+def check_command(spec: ShellSpec, kinds: dict[str, str]) -> list[Problem]:
+    """Problems with a shell app's template, given the kind of each linked drop (by drop id)."""
+    where = spec.label()
+    try:
+        names = placeholders(spec.command)
+    except ValueError as exc:
+        return [Problem(where, "command", f"malformed template: {exc}")]
+    problems = []
+    ports = {**spec.inputs, **spec.outputs}
+    for name in names:
+        if name in BUILTIN_FIELDS:
+            continue
+        if name not in ports:
+            problems.append(Problem(where, "command", f"placeholder {{{name}}} names no port of this app"))
+            continue
+        value = ports[name]
+        for drop_id in [value] if isinstance(value, str) else value:
+            kind = kinds.get(drop_id)
+            if kind is not None and kind not in PATH_KINDS:
+                problems.append(Problem(
+                    where, "command",
+                    f"placeholder {{{name}}} needs a drop with a path, but {drop_id!r} is a {kind} drop; "
+                    "connect it to the 'stdin' or 'stdout' port instead",
+                ))
+    for port in ("stdin",):
+        if port in spec.outputs:
+            problems.append(Problem(where, "outputs", "'stdin' is an input port"))
+    if "stdout" in spec.inputs:
+        problems.append(Problem(where, "inputs", "'stdout' is an output port"))
+    return problems
+
+
+def _render(task: Task) -> str:
+    words: dict[str, list[str]] = {}
+    for ref in (*task.inputs, *task.outputs):
+        path = "/dev/null" if ref.store is None or ref.kind == "null" else ref.store.fspath()
+        words.setdefault(ref.port, []).append(shlex.quote(path or ""))
+    fields: dict[str, Any] = {port: " ".join(w) for port, w in words.items()}
+    fields.update(session_id=shlex.quote(task.session_id), drop_id=shlex.quote(task.spec.id),
+                  workdir=shlex.quote(task.workdir))
+    return task.spec.command.format_map(fields)  # type: ignore[attr-defined]
+
+
+def _tail(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - STDERR_TAIL))
+            return f.read().decode(errors="replace").strip()
+    except FileNotFoundError:
+        return ""
+
+
+def run(task: Task, token: CancelToken) -> Outcome:
+    spec = task.spec
+    assert isinstance(spec, ShellSpec)
+    command = _render(task)
+    env = {**os.environ, **task.env(), **spec.env}
+    log_dir = os.path.join(task.workdir, ".dropflow", "logs")
+    os.makedirs(log_dir, exist_ok=True)
+    stderr_path = os.path.join(log_dir, f"{os.getpid()}-{id(task)}.stderr")
+    stdin_refs = [r for r in task.inputs if r.port == "stdin" and r.store is not None]
+    stdout_refs = [r for r in task.outputs if r.port == "stdout"]
+    stdin_data = b"".join(r.store.buffer() for r in stdin_refs if r.store is not None) if stdin_refs else None
+    for ref in task.outputs:
+        path = ref.store.fspath()
+        if ref.kind == "directory" and path:
+            os.makedirs(path, exist_ok=True)
+        elif ref.kind == "file" and path:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(stderr_path, "wb") as stderr:
+        try:
+            proc = subprocess.Popen(
+                ["/bin/sh", "-c", command],
+                cwd=task.workdir,
+                env=env,
+                stdin=subprocess.PIPE if stdin_data is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE if stdout_refs else subprocess.DEVNULL,
+                stderr=stderr,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            return Outcome.failed(f"cannot start /bin/sh: {exc}")
+        token.attach(proc.pid)
+        try:
+            timed_out = False
+            try:
+                out, _ = proc.communicate(stdin_data, timeout=spec.timeout)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                token.cancel()
+                out, _ = proc.communicate()
+        finally:
+            token.detach()
+    tail = _tail(stderr_path)
+    os.unlink(stderr_path)
+    if token.cancelled and not timed_out:
+        return Outcome.failed("cancelled")
+    if timed_out:
+        return Outcome.failed(f"timed out after {spec.timeout:g} s" + (f"; stderr:\n{tail}" if tail else ""))
+    if proc.returncode != 0:
+        how = (f"killed by signal {-proc.returncode}" if proc.returncode < 0
+               else f"exit status {proc.returncode}")
+        return Outcome.failed(f"command failed ({how})" + (f"; stderr:\n{tail}" if tail else ""))
+    for ref in stdout_refs:
+        w = ref.store.writer()
+        view = memoryview(out or b"")
+        for start in range(0, len(view), CHUNK):
+            w.write(view[start : start + CHUNK])
+        w.close()
+    return Outcome(True, stores={ref.drop_id: ref.store for ref in task.outputs})

@@ -1,0 +1,235 @@
+"""The kind registry: every drop kind's spec class, and its store (data) or runner (apps).
+
+Theory of operation
+-------------------
+A kind is registered once, by its spec class (whose msgspec tag is the kind's name) and its behaviour: a
+data kind names the factory of its :class:`~dropflow.drops.stores.Store`, an app kind its runner and an
+optional ``check`` that validates a spec against the kinds of the drops it links (a shell template's
+placeholders, a Python function's signature). The built-in kinds register on import; third-party packages
+add kinds through the ``dropflow.kinds`` entry-point group, whose entries are loaded (imported) the first
+time the registry is read. Lookups by spec type are plain dict accesses, cheap enough for the owner loop.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from . import shm
+from .apps import builtin, pyfunc, shell
+from .apps.base import CancelToken, Outcome, Task, format_exception
+from .errors import Problem
+from .spec import (
+    AppSpec,
+    DataSpec,
+    DirectorySpec,
+    DropSpec,
+    FileSpec,
+    MemorySpec,
+    NullSpec,
+    SharedMemorySpec,
+)
+from .stores import DirectoryStore, FileStore, MemoryStore, NullStore, SharedMemoryStore, Store
+
+__all__ = [
+    "AppKind",
+    "DataKind",
+    "StoreContext",
+    "app_checks",
+    "app_kind",
+    "data_checks",
+    "data_kind",
+    "data_spec_types",
+    "execute",
+    "kind_names",
+    "register_app",
+    "register_data",
+    "spec_types",
+]
+
+log = logging.getLogger(__name__)
+
+Runner = Callable[[Task, CancelToken], Outcome]
+#: (spec, {linked drop id: its kind}) -> problems
+Checker = Callable[[AppSpec, Mapping[str, str]], list[Problem]]
+
+
+class StoreContext(Protocol):
+    """What a store factory needs from the session."""
+
+    @property
+    def session_id(self) -> str: ...
+
+    def resolve(self, spec: DataSpec, path: str | None) -> tuple[str, bool]:
+        """Absolute path for a file or directory drop, and whether the session owns it."""
+        ...
+
+
+StoreFactory = Callable[[DataSpec, StoreContext], Store]
+DataChecker = Callable[[DataSpec, StoreContext], list[Problem]]
+
+
+@dataclass(frozen=True, slots=True)
+class DataKind:
+    name: str
+    spec: type[DataSpec]
+    store: StoreFactory
+    check: DataChecker | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AppKind:
+    name: str
+    spec: type[AppSpec]
+    run: Runner
+    check: Checker | None = None
+    #: Does nothing and writes nothing: the engine settles it without building a task.
+    trivial: bool = False
+
+
+_by_type: dict[type[DropSpec], DataKind | AppKind] = {}
+_by_name: dict[str, DataKind | AppKind] = {}
+_plugins_loaded = False
+
+
+def _tag(spec: type[DropSpec]) -> str:
+    tag = spec.__struct_config__.tag
+    if not isinstance(tag, str):
+        raise TypeError(f"{spec.__name__} needs a string msgspec tag (its kind name)")
+    return tag
+
+
+def _add(kind: DataKind | AppKind) -> None:
+    if kind.name in _by_name and _by_name[kind.name].spec is not kind.spec:
+        raise ValueError(f"drop kind {kind.name!r} is already registered")
+    _by_name[kind.name] = kind
+    _by_type[kind.spec] = kind
+
+
+def register_data(spec: type[DataSpec], store: StoreFactory, check: DataChecker | None = None) -> None:
+    _add(DataKind(_tag(spec), spec, store, check))
+
+
+def register_app(spec: type[AppSpec], run: Runner, check: Checker | None = None, trivial: bool = False) -> None:
+    _add(AppKind(_tag(spec), spec, run, check, trivial))
+
+
+def _load_plugins() -> None:
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    for ep in importlib.metadata.entry_points(group="dropflow.kinds"):
+        try:
+            ep.load()
+        except Exception:  # a broken plugin must not break the engine; say which one
+            log.exception("cannot load drop kinds from plugin %s", ep.value)
+
+
+def spec_types() -> tuple[type[DropSpec], ...]:
+    _load_plugins()
+    return tuple(_by_type)
+
+
+def kind_names() -> list[str]:
+    _load_plugins()
+    return sorted(_by_name)
+
+
+def data_spec_types() -> frozenset[type[DropSpec]]:
+    _load_plugins()
+    return frozenset(t for t, k in _by_type.items() if isinstance(k, DataKind))
+
+
+def data_checks() -> dict[type[DropSpec], DataChecker]:
+    """Spec type -> checker, for the data kinds that have one."""
+    _load_plugins()
+    return {t: k.check for t, k in _by_type.items() if isinstance(k, DataKind) and k.check is not None}
+
+
+def app_checks() -> dict[type[DropSpec], Checker]:
+    """Spec type -> checker, for the app kinds that have one."""
+    _load_plugins()
+    return {t: k.check for t, k in _by_type.items() if isinstance(k, AppKind) and k.check is not None}
+
+
+def data_kind(spec: DataSpec) -> DataKind:
+    kind = _by_type[type(spec)]
+    assert isinstance(kind, DataKind)
+    return kind
+
+
+def app_kind(spec: AppSpec) -> AppKind:
+    kind = _by_type[type(spec)]
+    assert isinstance(kind, AppKind)
+    return kind
+
+
+def execute(task: Task, token: CancelToken) -> Outcome:
+    """Run a task with its kind's runner; a runner that raises yields a failed outcome, never an exception."""
+    kind = app_kind(task.spec)
+    try:
+        return kind.run(task, token)
+    except Exception as exc:  # a bug or an I/O error in a runner must fail the app, not the engine
+        return Outcome.failed(f"{kind.name} runner failed: {format_exception(exc)}")
+
+
+def _check_python(spec: AppSpec, kinds: Mapping[str, str]) -> list[Problem]:
+    assert isinstance(spec, pyfunc.PythonSpec | builtin.BranchSpec)
+    return pyfunc.check_callable(spec, spec.func, dict(spec.kwargs))
+
+
+def _check_shell(spec: AppSpec, kinds: Mapping[str, str]) -> list[Problem]:
+    assert isinstance(spec, shell.ShellSpec)
+    return shell.check_command(spec, dict(kinds))
+
+
+def _check_branch(spec: AppSpec, kinds: Mapping[str, str]) -> list[Problem]:
+    problems = [
+        Problem(spec.label(), "outputs", f"a branch has output ports 'true' and 'false', not {port!r}")
+        for port in spec.outputs
+        if port not in ("true", "false")
+    ]
+    return problems + _check_python(spec, kinds)
+
+
+def _check_path(spec: DataSpec, ctx: StoreContext) -> list[Problem]:
+    assert isinstance(spec, FileSpec | DirectorySpec)
+    try:
+        ctx.resolve(spec, spec.path)
+    except ValueError as exc:
+        return [Problem(spec.label(), "path", str(exc))]
+    return []
+
+
+def _check_shm(spec: DataSpec, ctx: StoreContext) -> list[Problem]:
+    if spec.persist:
+        return [Problem(spec.label(), "persist", "shared memory cannot outlive its session; persist a file drop")]
+    return []
+
+
+def _path_store(cls: type[FileStore]) -> StoreFactory:
+    def make(spec: DataSpec, ctx: StoreContext) -> Store:
+        assert isinstance(spec, FileSpec | DirectorySpec)
+        return cls(*ctx.resolve(spec, spec.path))
+
+    return make
+
+
+register_data(MemorySpec, lambda spec, ctx: MemoryStore())
+register_data(
+    SharedMemorySpec, lambda spec, ctx: SharedMemoryStore(shm.segment_name(ctx.session_id, spec.id)), _check_shm
+)
+register_data(FileSpec, _path_store(FileStore), _check_path)
+register_data(DirectorySpec, _path_store(DirectoryStore), _check_path)
+register_data(NullSpec, lambda spec, ctx: NullStore())
+
+register_app(builtin.NoopSpec, builtin.run_noop, trivial=True)
+register_app(builtin.SleepSpec, builtin.run_sleep)
+register_app(builtin.CopySpec, builtin.run_copy)
+register_app(builtin.BranchSpec, builtin.run_branch, _check_branch)
+register_app(pyfunc.PythonSpec, pyfunc.run, _check_python)
+register_app(shell.ShellSpec, shell.run, _check_shell)

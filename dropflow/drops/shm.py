@@ -1,0 +1,71 @@
+"""POSIX shared-memory segments for shared-memory drops.
+
+Theory of operation
+-------------------
+A segment is a file in ``/dev/shm`` (what ``shm_open`` does on Linux), opened directly so that no resource
+tracker can unlink it behind the engine's back when a worker process exits. Its name is derived from a
+hash of the session id and the drop id -- never a truncation of either, so long ids cannot collide -- and
+is the same in every process, so producers create it, consumers map it, and the lifecycle manager unlinks
+it, each knowing only the two ids. Segments are created ``O_EXCL | O_NOFOLLOW`` with mode 0600: a name
+planted by someone else is an error, not a place to write into.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mmap
+import os
+
+__all__ = ["SHM_DIR", "SHM_PREFIX", "create_segment", "map_segment", "segment_name", "unlink_segment"]
+
+SHM_DIR = "/dev/shm"
+SHM_PREFIX = "dropflow."
+
+
+def segment_name(session_id: str, drop_id: str) -> str:
+    """Deterministic, collision-resistant segment name for a drop of a session."""
+    digest = hashlib.blake2b(f"{session_id}\0{drop_id}".encode(), digest_size=20).hexdigest()
+    return SHM_PREFIX + digest
+
+
+def _path(name: str) -> str:
+    return os.path.join(SHM_DIR, name)
+
+
+def create_segment(name: str, size: int = 0) -> int:
+    """Create a new segment of ``size`` bytes and return an open read/write file descriptor."""
+    fd = os.open(_path(name), os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    if size:
+        try:
+            os.ftruncate(fd, size)
+        except OSError:
+            os.close(fd)
+            unlink_segment(name)
+            raise
+    return fd
+
+
+def map_segment(name: str, writable: bool = True) -> mmap.mmap | None:
+    """Map a segment in full; ``None`` if it is empty or absent. The mapping outlives the name."""
+    flags = os.O_RDWR if writable else os.O_RDONLY
+    try:
+        fd = os.open(_path(name), flags | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None  # nothing was ever written
+    try:
+        size = os.fstat(fd).st_size
+        if size == 0:
+            return None
+        access = mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ
+        return mmap.mmap(fd, size, access=access)
+    finally:
+        os.close(fd)
+
+
+def unlink_segment(name: str) -> bool:
+    """Remove a segment's name; mappings that exist stay valid. True if it existed."""
+    try:
+        os.unlink(_path(name))
+    except FileNotFoundError:
+        return False
+    return True

@@ -1,0 +1,343 @@
+"""Stores: where the bytes of each kind of data drop live, and how they are written, read and deleted.
+
+Theory of operation
+-------------------
+A store is a small picklable handle. The owner loop creates one when a drop's producer is dispatched, hands
+it to the app runner (a thread, or a worker process that gets a pickled copy), and later asks it for size,
+checksum or deletion. File, directory and shared-memory stores name storage that every process on the node
+sees, so a worker writes it in place; a memory store carries its bytes, so a worker process sends them back
+in its result. Writes stream through a :class:`Writer` that counts the size and a CRC-32 as chunks pass;
+reads stream in chunks, or return the whole content as a buffer that is a view of the storage where the
+storage allows (memory, a mapped segment, a mapped file). ``array`` allocates an .npy-encoded array *inside*
+the store so that a producer can fill it in place and consumers see it without a copy.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import shutil
+import zlib
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import numpy as np
+
+from . import shm
+from .codecs import BytesLike, CodecError, npy_header, npy_view
+
+__all__ = [
+    "DirectoryStore",
+    "FileStore",
+    "MemoryStore",
+    "NullStore",
+    "SharedMemoryStore",
+    "Store",
+    "Writer",
+]
+
+CHUNK = 1 << 20
+
+
+class Writer:
+    """Streams chunks into a store, counting size and CRC-32."""
+
+    __slots__ = ("_sink", "checksum", "size")
+
+    def __init__(self, sink: Any) -> None:
+        self._sink = sink
+        self.size = 0
+        self.checksum = 0
+
+    def write(self, chunk: BytesLike) -> None:
+        view = memoryview(chunk).cast("B")
+        self.size += len(view)
+        self.checksum = zlib.crc32(view, self.checksum)
+        self._sink(view)
+
+    def close(self) -> None:
+        """Subclasses flush and release their storage here."""
+
+
+class Store:
+    """Storage of one data drop."""
+
+    __slots__ = ()
+    KIND: ClassVar[str] = ""
+    #: The storage belongs to the session and may be deleted by the lifecycle manager.
+    owned: bool = True
+
+    def writer(self) -> Writer:
+        raise NotImplementedError
+
+    def buffer(self) -> BytesLike:
+        """The whole content, as a view of the storage where possible."""
+        raise NotImplementedError
+
+    def chunks(self, size: int = CHUNK) -> Iterator[BytesLike]:
+        view = memoryview(self.buffer())
+        for start in range(0, len(view), size):
+            yield view[start : start + size]
+
+    def array(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray[Any, Any]:
+        """Allocate an .npy-encoded array in the store and return a writable view of it."""
+        raise CodecError(f"{self.KIND} drops cannot hold an array in place")
+
+    def fspath(self) -> str | None:
+        return None
+
+    def exists(self) -> bool:
+        return True
+
+    def size(self) -> int:
+        return len(memoryview(self.buffer()))
+
+    def checksum(self) -> int:
+        return zlib.crc32(self.buffer())
+
+    def delete(self) -> None:
+        raise NotImplementedError
+
+
+class NullStore(Store):
+    __slots__ = ()
+    KIND = "null"
+
+    def writer(self) -> Writer:
+        return Writer(lambda _chunk: None)
+
+    def buffer(self) -> BytesLike:
+        return b""
+
+    def delete(self) -> None:
+        pass
+
+
+class _MemoryWriter(Writer):
+    __slots__ = ("_chunks", "_store")
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._chunks: list[memoryview] = []
+        self._store = store
+        super().__init__(self._chunks.append)
+
+    def close(self) -> None:
+        chunks = self._chunks
+        if len(chunks) == 1 and isinstance(chunks[0].obj, bytes):
+            self._store.data = chunks[0].obj
+        else:
+            self._store.data = b"".join(chunks)
+        self._chunks = []
+
+
+class MemoryStore(Store):
+    """Bytes in the owner's memory. A pickled copy carries its bytes."""
+
+    __slots__ = ("data",)
+    KIND = "memory"
+
+    def __init__(self, data: BytesLike | None = None) -> None:
+        self.data = data
+
+    def __getstate__(self) -> BytesLike | None:
+        # A view of an array cannot be pickled; its bytes can.
+        return bytes(self.data) if isinstance(self.data, memoryview) else self.data
+
+    def __setstate__(self, state: BytesLike | None) -> None:
+        self.data = state
+
+    def writer(self) -> Writer:
+        return _MemoryWriter(self)
+
+    def buffer(self) -> BytesLike:
+        return b"" if self.data is None else self.data
+
+    def array(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray[Any, Any]:
+        dt = np.dtype(dtype)
+        header = npy_header(tuple(shape), dt)
+        data = bytearray(len(header) + int(np.prod(shape, dtype=np.int64)) * dt.itemsize)
+        data[: len(header)] = header
+        self.data = data
+        return npy_view(data)
+
+    def delete(self) -> None:
+        self.data = None
+
+
+class _FdWriter(Writer):
+    __slots__ = ("_fd",)
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        super().__init__(self._write_all)
+
+    def _write_all(self, view: memoryview) -> None:
+        while view:
+            view = view[os.write(self._fd, view) :]
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class SharedMemoryStore(Store):
+    """A POSIX shared-memory segment named from the session and drop ids."""
+
+    __slots__ = ("_map", "name")
+    KIND = "shm"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._map: mmap.mmap | None = None
+
+    def __getstate__(self) -> str:
+        return self.name
+
+    def __setstate__(self, state: str) -> None:
+        self.name = state
+        self._map = None
+
+    def writer(self) -> Writer:
+        self._map = None
+        return _FdWriter(shm.create_segment(self.name))
+
+    def buffer(self) -> BytesLike:
+        if self._map is None:
+            self._map = shm.map_segment(self.name)
+        return b"" if self._map is None else self._map
+
+    def array(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray[Any, Any]:
+        dt = np.dtype(dtype)
+        header = npy_header(tuple(shape), dt)
+        total = len(header) + int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+        fd = shm.create_segment(self.name, total)
+        try:
+            os.write(fd, header)
+            self._map = mmap.mmap(fd, total, access=mmap.ACCESS_WRITE)
+        finally:
+            os.close(fd)
+        return npy_view(self._map)
+
+    def fspath(self) -> str:
+        return os.path.join(shm.SHM_DIR, self.name)
+
+    def exists(self) -> bool:
+        return os.path.exists(self.fspath())
+
+    def size(self) -> int:
+        try:
+            return os.stat(self.fspath()).st_size
+        except FileNotFoundError:
+            return 0
+
+    def delete(self) -> None:
+        # Mappings (and arrays viewing them) stay valid; the memory is freed when the last one goes.
+        self._map = None
+        shm.unlink_segment(self.name)
+
+
+class FileStore(Store):
+    """A file; ``owned`` files (inside the session workspace) may be garbage-collected."""
+
+    __slots__ = ("owned", "path")
+    KIND = "file"
+
+    def __init__(self, path: str, owned: bool = True) -> None:
+        self.path = path
+        self.owned = owned
+
+    def __getstate__(self) -> tuple[str, bool]:
+        return (self.path, self.owned)
+
+    def __setstate__(self, state: tuple[str, bool]) -> None:
+        self.path, self.owned = state
+
+    def writer(self) -> Writer:
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        return _FdWriter(fd)
+
+    def buffer(self) -> BytesLike:
+        with open(self.path, "rb") as f:
+            if os.fstat(f.fileno()).st_size == 0:
+                return b""
+            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+
+    def chunks(self, size: int = CHUNK) -> Iterator[BytesLike]:
+        with open(self.path, "rb") as f:
+            while chunk := f.read(size):
+                yield chunk
+
+    def array(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray[Any, Any]:
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        arr: np.ndarray[Any, Any] = np.lib.format.open_memmap(self.path, mode="w+", dtype=dtype, shape=shape)
+        return arr
+
+    def fspath(self) -> str:
+        return self.path
+
+    def exists(self) -> bool:
+        return os.path.isfile(self.path)
+
+    def size(self) -> int:
+        return os.stat(self.path).st_size
+
+    def checksum(self) -> int:
+        crc = 0
+        for chunk in self.chunks():
+            crc = zlib.crc32(chunk, crc)
+        return crc
+
+    def delete(self) -> None:
+        if self.owned:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+
+
+class DirectoryStore(FileStore):
+    """A directory that its producer fills; only its path is passed around."""
+
+    __slots__ = ()
+    KIND = "directory"
+
+    def writer(self) -> Writer:
+        os.makedirs(self.path, exist_ok=True)
+
+        def refuse(_chunk: memoryview) -> None:
+            raise CodecError("a directory drop is written through its path, not as a byte stream")
+
+        return Writer(refuse)
+
+    def buffer(self) -> BytesLike:
+        raise CodecError("a directory drop has no single byte content; read it through its path")
+
+    def array(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray[Any, Any]:
+        raise CodecError("a directory drop cannot hold an array in place")
+
+    def _files(self) -> list[str]:
+        found = []
+        for top, _dirs, files in os.walk(self.path):
+            found += [os.path.join(top, f) for f in files]
+        return sorted(found)
+
+    def exists(self) -> bool:
+        return os.path.isdir(self.path)
+
+    def size(self) -> int:
+        return sum(os.path.getsize(f) for f in self._files())
+
+    def checksum(self) -> int:
+        crc = 0
+        for name in self._files():
+            crc = zlib.crc32(os.path.relpath(name, self.path).encode(), crc)
+            with open(name, "rb") as f:
+                while chunk := f.read(CHUNK):
+                    crc = zlib.crc32(chunk, crc)
+        return crc
+
+    def delete(self) -> None:
+        if self.owned:
+            shutil.rmtree(self.path, ignore_errors=True)

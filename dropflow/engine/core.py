@@ -1,0 +1,300 @@
+"""The cascade: one session's drop states, changed only through the transition tables. No I/O.
+
+Theory of operation
+-------------------
+:class:`Core` is a state machine in the style of a sans-I/O protocol. Its inputs are *stimuli* -- ``start``,
+``app_finished``, ``app_failed``, ``cancel``, ``lifespan_over``, ``deleted`` -- called by the owner loop, which
+is the only thread that touches a core. Its outputs are *instructions*, left in deques for the owner loop to
+carry out: ``ready`` (apps to run), ``to_delete`` (expired data to delete), ``to_time`` (lifespans to arm) and
+``to_kill`` (running apps to stop).
+
+Every state change goes through :meth:`_to`, which looks the ``(start, end)`` pair up in the transition
+table of the node's type (``dropflow.drops.states``), records the change in the event log with its cause, and
+schedules the pair's *effect* (bound once from the table's effect names to methods). Effects run from a work
+queue, never recursively: completing a drop that wakes a consumer that completes its outputs ... is a loop,
+so a chain of a million drops uses constant stack. Because the state is set when the change is decided and
+only its effects are deferred, decisions always see current states.
+
+Rules of the cascade: a data drop completes when all its producers finished (SKIPPED if all were skipped),
+and is in ERROR as soon as one producer fails. An app runs when all its inputs settled, if no more than its
+``error_tolerance`` fraction failed and not all were skipped; too many failed inputs put it in ERROR at once
+(failures surface immediately, not when the slowest input arrives). A session ends when every drop is
+settled: FAILED if any drop is in ERROR, CANCELLED if cancelled, else FINISHED.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from ..drops.states import (
+    APP_TRANSITIONS,
+    DROP_TRANSITIONS,
+    AppState,
+    DropState,
+    InvalidTransition,
+    SessionState,
+)
+from .eventlog import EventLog
+from .graph import AppNode, DataNode, Graph
+
+__all__ = ["Core"]
+
+# Enum members bound once: attribute access on an Enum class costs ~0.25 us in Python 3.11, and the
+# cascade tests states a dozen times per drop.
+INITIALIZED, WRITING, COMPLETED = DropState.INITIALIZED, DropState.WRITING, DropState.COMPLETED
+D_ERROR, EXPIRED, DELETED = DropState.ERROR, DropState.EXPIRED, DropState.DELETED
+D_CANCELLED, D_SKIPPED = DropState.CANCELLED, DropState.SKIPPED
+NOT_RUN, RUNNING, FINISHED = AppState.NOT_RUN, AppState.RUNNING, AppState.FINISHED
+A_ERROR, A_CANCELLED, A_SKIPPED = AppState.ERROR, AppState.CANCELLED, AppState.SKIPPED
+Effect = Callable[[Any, str], None]
+
+
+class Core:
+    """Drop states of one session and the rules that change them."""
+
+    #: Effects with nothing to do beyond recording the change.
+    RECORD_ONLY = frozenset({"writing", "deleted", "reset", "retry"})
+
+    def __init__(self, graph: Graph, log: EventLog) -> None:
+        self.graph = graph
+        self.log = log
+        #: Instructions for the owner loop.
+        self.ready: deque[AppNode] = deque()
+        self.to_delete: deque[DataNode] = deque()
+        self.to_time: deque[DataNode] = deque()
+        self.to_kill: deque[AppNode] = deque()
+        #: Drops not yet settled; the session ends when this reaches zero.
+        self.unsettled = len(graph.by_id)
+        self.errors = 0
+        #: Why each failed app failed (drop id -> message).
+        self.failures: dict[str, str] = {}
+        self.cancelled = False
+        self.outcome: SessionState | None = None
+        self._work: deque[tuple[Effect, Any, str]] = deque()
+        #: Output nodes a finishing branch skips, until its ``finished`` effect runs.
+        self._skips: dict[str, set[int]] = {}
+        self._clock = log.clock
+        self._record = log.append
+        self._data_effects = self._bind(DROP_TRANSITIONS, "_data_")
+        self._app_effects = self._bind(APP_TRANSITIONS, "_app_")
+
+    def _bind(self, table: Mapping[tuple[Any, Any], str], prefix: str) -> dict[tuple[Any, Any], Effect | None]:
+        """Effect name -> bound method, or None (not even queued) for effects that only record."""
+        return {
+            pair: None if name in self.RECORD_ONLY else getattr(self, prefix + name)
+            for pair, name in table.items()
+        }
+
+    # -- transitions ---------------------------------------------------------------------------------------
+
+    def _to(self, node: DataNode | AppNode, end: Any, cause: str) -> None:
+        """Change a node's state through its table; schedule the effect."""
+        start = node.state
+        table = self._data_effects if type(node) is DataNode else self._app_effects
+        try:
+            effect = table[start, end]
+        except KeyError:
+            raise InvalidTransition(f"drop {node.spec.id!r}", start, end) from None
+        node.state = end
+        self._record((self._clock(), node.spec.id, start, end, cause))
+        if effect is not None:
+            self._work.append((effect, node, cause))
+
+    def _drain(self) -> None:
+        work = self._work
+        while work:
+            effect, node, cause = work.popleft()
+            effect(node, cause)
+        if self.unsettled == 0 and self.outcome is None:
+            if self.cancelled:
+                self.outcome = SessionState.CANCELLED
+            else:
+                self.outcome = SessionState.FAILED if self.errors else SessionState.FINISHED
+
+    # -- stimuli --------------------------------------------------------------------------------------------
+
+    def start(self, failed_roots: Mapping[str, str] = {}) -> None:
+        """Complete the root data drops (or fail those in ``failed_roots``) and start the root apps."""
+        for data in self.graph.root_data:
+            reason = failed_roots.get(data.spec.id)
+            if reason is None:
+                self._to(data, COMPLETED, "trigger")
+            else:
+                self.failures[data.spec.id] = reason
+                self._to(data, D_ERROR, "trigger")
+        for app in self.graph.root_apps:
+            self._to(app, RUNNING, "trigger")
+        self._drain()
+
+    def app_finished(self, app: AppNode, skip_ports: Iterable[str] = ()) -> None:
+        if app.state is not RUNNING:
+            return  # cancelled while it ran: the result is dropped
+        if skip_ports:
+            self._skips[app.spec.id] = self._outputs_on(app, set(skip_ports))
+        self._to(app, FINISHED, app.spec.id)
+        self._drain()
+
+    def app_failed(self, app: AppNode, error: str) -> None:
+        if app.state is not RUNNING:
+            return
+        if app.attempt < app.spec.retries:
+            app.attempt += 1
+            self._to(app, NOT_RUN, f"retry {app.attempt}: {error.splitlines()[0] if error else ''}")
+            self._to(app, RUNNING, "retry")
+        else:
+            self.failures[app.spec.id] = error
+            self._to(app, A_ERROR, app.spec.id)
+        self._drain()
+
+    def cancel(self) -> None:
+        """Cancel every drop not yet settled; running apps are handed to ``to_kill``."""
+        if self.outcome is not None:
+            return
+        self.cancelled = True
+        for app in self.graph.apps:
+            if app.state is RUNNING:
+                self.to_kill.append(app)
+                self._to(app, A_CANCELLED, "cancel")
+            elif app.state is NOT_RUN:
+                self._to(app, A_CANCELLED, "cancel")
+        for data in self.graph.data:
+            if data.state is INITIALIZED or data.state is WRITING:
+                self._to(data, D_CANCELLED, "cancel")
+        self._drain()
+
+    def lifespan_over(self, data: DataNode) -> None:
+        if data.state is not COMPLETED:
+            return
+        if data.unread > 0:
+            data.unread = -data.unread  # expire when the consumers still reading have settled
+        else:
+            self._to(data, EXPIRED, "lifespan")
+        self._drain()
+
+    def deleted(self, data: DataNode) -> None:
+        """The owner loop deleted the data of an expired drop."""
+        self._to(data, DELETED, "collector")
+        self._drain()
+
+    # -- data effects ---------------------------------------------------------------------------------------
+
+    def _data_completed(self, data: DataNode, cause: str) -> None:
+        self.unsettled -= 1
+        consumers = data.consumers
+        spec = data.spec
+        if consumers:
+            data.unread = len(consumers)
+            for app in consumers:
+                if app.state is NOT_RUN:
+                    app.waiting -= 1
+                    if app.waiting == 0:
+                        self._decide(app, spec.id)
+        elif spec.expire_after_use:
+            self._to(data, EXPIRED, "unused")
+        if spec.lifespan is not None:
+            self.to_time.append(data)
+
+    def _data_failed(self, data: DataNode, cause: str) -> None:
+        self.unsettled -= 1
+        self.errors += 1
+        for app in data.consumers or ():
+            if app.state is NOT_RUN:
+                app.failed += 1
+                app.waiting -= 1
+                if app.failed > app.spec.error_tolerance * len(app.inputs):
+                    self._to(app, A_ERROR, data.spec.id)
+                elif app.waiting == 0:
+                    self._decide(app, data.spec.id)
+
+    def _data_skipped(self, data: DataNode, cause: str) -> None:
+        self.unsettled -= 1
+        for app in data.consumers or ():
+            if app.state is NOT_RUN:
+                app.skipped += 1
+                app.waiting -= 1
+                if app.waiting == 0:
+                    self._decide(app, data.spec.id)
+
+    def _data_cancelled(self, data: DataNode, cause: str) -> None:
+        self.unsettled -= 1
+
+    def _data_expired(self, data: DataNode, cause: str) -> None:
+        self.to_delete.append(data)
+
+    # -- app effects ----------------------------------------------------------------------------------------
+
+    def _decide(self, app: AppNode, cause: str) -> None:
+        """All inputs of a not-yet-run app have settled: run it, or skip it if every input was skipped."""
+        if app.skipped == len(app.inputs):
+            self._to(app, A_SKIPPED, cause)
+        else:
+            self._to(app, RUNNING, cause)
+
+    def _app_started(self, app: AppNode, cause: str) -> None:
+        self.ready.append(app)
+        for data in app.outputs:
+            if data.state is INITIALIZED:
+                self._to(data, WRITING, app.spec.id)
+
+    def _app_finished(self, app: AppNode, cause: str) -> None:
+        self.unsettled -= 1
+        uid = app.spec.id
+        skipped = self._skips.pop(uid, None) if self._skips else None
+        for data in app.outputs:
+            if data.state is not WRITING:
+                continue
+            data.waiting -= 1
+            if skipped is None or id(data) not in skipped:
+                data.ok += 1
+            if data.waiting == 0:
+                self._to(data, COMPLETED if data.ok else D_SKIPPED, uid)
+        self._release_inputs(app)
+
+    def _outputs_on(self, app: AppNode, ports: set[str]) -> set[int]:
+        """Identities of the output nodes linked to ``ports`` (outputs follow the spec's port order)."""
+        found = set()
+        it = iter(app.outputs)
+        for port, value in app.spec.outputs.items():
+            for _ in [value] if isinstance(value, str) else value:
+                data = next(it)
+                if port in ports:
+                    found.add(id(data))
+        return found
+
+    def _app_failed(self, app: AppNode, cause: str) -> None:
+        self.unsettled -= 1
+        self.errors += 1
+        uid = app.spec.id
+        for data in app.outputs:
+            if data.state is INITIALIZED or data.state is WRITING:
+                self._to(data, D_ERROR, uid)
+        self._release_inputs(app)
+
+    def _app_skipped(self, app: AppNode, cause: str) -> None:
+        self.unsettled -= 1
+        uid = app.spec.id
+        for data in app.outputs:
+            if data.state is INITIALIZED or data.state is WRITING:
+                data.waiting -= 1
+                if data.waiting == 0:
+                    self._to(data, COMPLETED if data.ok else D_SKIPPED, uid)
+        self._release_inputs(app)
+
+    def _app_cancelled(self, app: AppNode, cause: str) -> None:
+        self.unsettled -= 1
+
+    def _release_inputs(self, app: AppNode) -> None:
+        """An app settled: inputs that expire after use, or whose lifespan ran out, may now go."""
+        for data in app.inputs:
+            if data.state is not COMPLETED:
+                continue
+            if data.unread > 0:
+                data.unread -= 1
+                if data.unread == 0 and data.spec.expire_after_use:
+                    self._to(data, EXPIRED, app.spec.id)
+            elif data.unread < 0:
+                data.unread += 1
+                if data.unread == 0:
+                    self._to(data, EXPIRED, "lifespan")

@@ -1,0 +1,248 @@
+"""The runtime graph of a session: one small node per drop, linked, and checked before anything runs.
+
+Theory of operation
+-------------------
+:func:`build` turns decoded specs into :class:`DataNode` and :class:`AppNode` objects -- slotted, holding
+only a reference to their spec, their state, a few counters and direct references to their neighbours --
+and links them from the apps' named ports. While linking it collects every problem a graph can have before
+it runs: duplicate ids, links to missing drops or from app to app, a port used as both input and output,
+kind-specific checks (a shell template's placeholders, a Python function's signature), paths outside the
+workspace, executors a kind cannot use, and cycles (found by Kahn's algorithm, iteratively, and reported as
+the list of drops around one cycle). A graph with problems raises :class:`GraphError` listing them.
+
+Counters double as the cascade's bookkeeping: ``waiting`` is the number of unsettled producers of a data
+drop, or of unsettled inputs of an app. Building costs about a microsecond per drop; memory per node is a
+couple of hundred bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..drops import kinds
+from ..drops.errors import GraphError, Problem
+from ..drops.spec import AppSpec, DataSpec, DropSpec
+from ..drops.states import AppState, DropState
+from ..drops.stores import Store
+from .workspace import Workspace
+
+__all__ = ["AppNode", "DataNode", "Graph", "build"]
+
+# Bound once: Enum class attribute access is slow in Python 3.11 and nodes are made by the million.
+_INITIALIZED = DropState.INITIALIZED
+_NOT_RUN = AppState.NOT_RUN
+
+
+class DataNode:
+    """Runtime state of a data drop."""
+
+    __slots__ = ("consumers", "ok", "spec", "state", "store", "unread", "waiting")
+
+    def __init__(self, spec: DataSpec) -> None:
+        self.spec = spec
+        self.state = _INITIALIZED
+        #: Producers not yet settled.
+        self.waiting = 0
+        #: Producers that finished (rather than being skipped).
+        self.ok = 0
+        self.consumers: list[AppNode] | None = None
+        self.store: Store | None = None
+        #: Consumers not yet settled, once completed; -1 = expire as soon as it reaches 0 (lifespan over).
+        self.unread = 0
+
+    def __repr__(self) -> str:
+        return f"<DataNode {self.spec.id} {self.state}>"
+
+
+class AppNode:
+    """Runtime state of an application drop."""
+
+    __slots__ = ("attempt", "failed", "inputs", "outputs", "skipped", "spec", "state", "waiting")
+
+    def __init__(self, spec: AppSpec, inputs: tuple[DataNode, ...], outputs: tuple[DataNode, ...]) -> None:
+        self.spec = spec
+        self.state = _NOT_RUN
+        #: Input drops, in the order of the spec's ports (a list port contributes each of its drops).
+        self.inputs = inputs
+        self.outputs = outputs
+        self.waiting = len(inputs)
+        self.failed = 0
+        self.skipped = 0
+        self.attempt = 0
+
+    def __repr__(self) -> str:
+        return f"<AppNode {self.spec.id} {self.state}>"
+
+
+Node = DataNode | AppNode
+
+
+class Graph:
+    """The linked runtime nodes of one session."""
+
+    __slots__ = ("apps", "by_id", "data", "root_apps", "root_data")
+
+    def __init__(self) -> None:
+        self.by_id: dict[str, Node] = {}
+        self.data: list[DataNode] = []
+        self.apps: list[AppNode] = []
+        self.root_data: list[DataNode] = []
+        self.root_apps: list[AppNode] = []
+
+    def __len__(self) -> int:
+        return len(self.by_id)
+
+
+def _where(spec: DropSpec) -> str:
+    return spec.label()
+
+
+_APP: Any = object()  # stands for an app in ``by_id`` until the app's node exists
+
+
+def _link(
+    app: AppSpec, field: str, ports: dict[str, str | list[str]], by_id: dict[str, Any], problems: list[Problem]
+) -> tuple[DataNode, ...]:
+    """The data nodes named by an app's ports, in port order; bad links become problems."""
+    nodes: list[DataNode] = []
+    for value in ports.values():
+        for drop_id in (value,) if type(value) is str else value:
+            node = by_id.get(drop_id)
+            if type(node) is DataNode:
+                nodes.append(node)
+            elif node is None:
+                problems.append(Problem(_where(app), field, f"links to missing drop {drop_id!r}"))
+            else:
+                problems.append(Problem(_where(app), field, f"links to app drop {drop_id!r}; ports link to data drops"))
+    return tuple(nodes)
+
+
+def _check_app(spec: AppSpec, problems: list[Problem]) -> None:
+    executor = spec.executor
+    if executor is not None and executor not in spec.EXECUTORS:
+        problems.append(Problem(
+            _where(spec), "executor", f"a {spec.kind} app cannot run on {executor!r} "
+            f"(choose from {', '.join(spec.EXECUTORS)})"
+        ))
+    if spec.inputs and spec.outputs and not spec.inputs.keys().isdisjoint(spec.outputs):
+        both = sorted(set(spec.inputs) & set(spec.outputs))
+        problems.append(Problem(_where(spec), "outputs", f"port(s) {', '.join(both)} used as both input and output"))
+    for port in spec.codecs or ():
+        if port not in spec.inputs and port not in spec.outputs:
+            problems.append(Problem(_where(spec), "codecs", f"names no port of this app: {port!r}"))
+
+
+def _successors(node: Node) -> Sequence[Node]:
+    return (node.consumers or ()) if type(node) is DataNode else node.outputs  # type: ignore[union-attr]
+
+
+def _count_waiting(graph: Graph) -> None:
+    """Set every node's ``waiting`` to its number of predecessors."""
+    for data in graph.data:
+        data.waiting = 0
+    for app in graph.apps:
+        app.waiting = len(app.inputs)
+        for d in app.outputs:
+            d.waiting += 1
+
+
+def _find_cycle(graph: Graph) -> list[str]:
+    """Ids around one cycle among the nodes Kahn's algorithm left with predecessors."""
+    node: Node = next(n for n in graph.by_id.values() if n.waiting > 0)
+    # Walk forward through blocked nodes until one repeats: the repetition closes a cycle.
+    seen: dict[int, int] = {}
+    path: list[Node] = []
+    while id(node) not in seen:
+        seen[id(node)] = len(path)
+        path.append(node)
+        node = next(s for s in _successors(node) if s.waiting > 0)
+    return [n.spec.id for n in path[seen[id(node)] :]] + [node.spec.id]
+
+
+def _check_acyclic(graph: Graph, problems: list[Problem]) -> None:
+    """Kahn's algorithm, consuming the ``waiting`` counters; they are recounted afterwards."""
+    stack: list[Node] = [*graph.root_data, *graph.root_apps]
+    pop, push = stack.pop, stack.append
+    ordered = 0
+    while stack:
+        node = pop()
+        ordered += 1
+        succ = (node.consumers or ()) if type(node) is DataNode else node.outputs  # type: ignore[union-attr]
+        for s in succ:
+            s.waiting -= 1
+            if not s.waiting:
+                push(s)
+    if ordered < len(graph.by_id):
+        cycle = _find_cycle(graph)
+        problems.append(Problem(f"drop {cycle[0]!r}", None, "the graph has a cycle: " + " -> ".join(cycle)))
+    _count_waiting(graph)
+
+
+def build(specs: Sequence[DropSpec], workspace: Workspace, source: str | None = None) -> Graph:
+    """Link specs into a runtime graph, or raise :class:`GraphError` with every problem found."""
+    graph = Graph()
+    by_id: dict[str, Any] = graph.by_id
+    problems: list[Problem] = []
+    app_specs: list[AppSpec] = []
+    data_nodes = graph.data
+    data_types = kinds.data_spec_types()
+    data_checks = kinds.data_checks()
+    for index, spec in enumerate(specs):
+        uid = spec.id
+        if uid in by_id:
+            problems.append(Problem(f"drop {uid!r} (drops[{index}])", "id", "duplicate id"))
+            continue
+        t = type(spec)
+        if t in data_types:
+            node = DataNode(spec)  # type: ignore[arg-type]
+            by_id[uid] = node
+            data_nodes.append(node)
+            check_data = data_checks.get(t)
+            if check_data is not None:
+                problems += check_data(spec, workspace)  # type: ignore[arg-type]
+        else:
+            app_specs.append(spec)  # type: ignore[arg-type]
+            by_id[uid] = _APP
+    apps, root_apps = graph.apps, graph.root_apps
+    checks = kinds.app_checks()
+    for spec in app_specs:
+        ins, outs = spec.inputs, spec.outputs
+        # Fast path: one drop on one port, the shape of most apps in large graphs.
+        if len(ins) == 1:
+            (v,) = ins.values()
+            d = by_id.get(v) if type(v) is str else None
+            inputs = (d,) if type(d) is DataNode else _link(spec, "inputs", ins, by_id, problems)
+        else:
+            inputs = _link(spec, "inputs", ins, by_id, problems) if ins else ()
+        if len(outs) == 1:
+            (v,) = outs.values()
+            d = by_id.get(v) if type(v) is str else None
+            outputs = (d,) if type(d) is DataNode else _link(spec, "outputs", outs, by_id, problems)
+        else:
+            outputs = _link(spec, "outputs", outs, by_id, problems) if outs else ()
+        app = AppNode(spec, inputs, outputs)  # type: ignore[arg-type]
+        by_id[spec.id] = app
+        apps.append(app)
+        for d in inputs:
+            if d.consumers is None:  # type: ignore[union-attr]
+                d.consumers = [app]  # type: ignore[union-attr]
+            else:
+                d.consumers.append(app)  # type: ignore[union-attr]
+        for d in outputs:
+            d.waiting += 1  # type: ignore[union-attr]
+        if not inputs:
+            root_apps.append(app)
+        if spec.executor is not None or spec.codecs or (ins and outs and not ins.keys().isdisjoint(outs)):
+            _check_app(spec, problems)
+        check = checks.get(type(spec))
+        if check is not None:
+            linked = {d.spec.id: d.spec.kind for d in (*inputs, *outputs)}  # type: ignore[union-attr]
+            problems += check(spec, linked)
+    if problems:
+        raise GraphError(problems, source)
+    graph.root_data = [d for d in data_nodes if d.waiting == 0]
+    _check_acyclic(graph, problems)
+    if problems:
+        raise GraphError(problems, source)
+    return graph

@@ -1,0 +1,415 @@
+"""A session: one graph's drops on one node, from specs to the end of its workspace.
+
+Theory of operation
+-------------------
+A session is the I/O shell around its :class:`~dropflow.engine.core.Core`. Specs are added while it is
+BUILDING; ``deploy`` links and checks them (a bad graph raises :class:`GraphError` and leaves the session
+BUILDING, nothing run), then the session is DEPLOYING while root inputs are prepared, and RUNNING once the
+roots are triggered. After every stimulus the session *pumps* the core's instructions: it runs ready apps
+(trivial ones are settled on the spot, inline ones run in the owner, the rest go to the thread or process
+pool with a :class:`Task`), deletes expired data, arms lifespan timers and kills cancelled apps. Apps that
+settle inline feed the loop again, so a whole chain of inline apps cascades in one pump, iteratively.
+
+When the core has settled every drop and no app is still in flight, the session *finalises*: it deletes
+every store that is not persisted (unlinking shared memory), removes the workspace except persisted paths,
+and moves to FINISHED, FAILED or CANCELLED. A cancelled app that will not die is abandoned after
+``ABANDON_AFTER`` seconds so that a session always ends; what it writes afterwards is cleaned when it
+returns.
+
+Every method except the thread-safe ones marked so runs on the node's owner thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..drops import kinds
+from ..drops.apps.base import CancelToken, InputRef, Outcome, OutputRef, Task
+from ..drops.codecs import decode, encode
+from ..drops.spec import DataSpec, DropSpec, FileSpec, MemorySpec
+from ..drops.states import SESSION_ENDED, SESSION_TRANSITIONS, DropState, SessionState, check_transition
+from ..drops.stores import MemoryStore, Store
+from .core import Core
+from .eventlog import Event, EventLog
+from .gcpause import bulk_allocation
+from .graph import AppNode, DataNode, Graph, build
+from .workspace import Workspace
+
+if TYPE_CHECKING:
+    from .node import Node
+
+__all__ = ["Failure", "Session", "Summary"]
+
+_S = SessionState
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    uid: str
+    kind: str
+    message: str
+
+
+@dataclass(slots=True)
+class Summary:
+    session_id: str
+    state: str
+    drops: int
+    by_state: dict[str, int]
+    #: Root causes: drops that failed by themselves (not because an input failed).
+    failures: list[Failure]
+    #: Seconds spent deploying (link, check, prepare roots) and running.
+    deploy_seconds: float | None
+    run_seconds: float | None
+    persisted: list[str] = field(default_factory=list)
+
+
+class Session:
+    """One graph executing on one node."""
+
+    ABANDON_AFTER = 10.0
+
+    def __init__(self, node: Node, session_id: str, workspace: Workspace) -> None:
+        self.node = node
+        self.id = session_id
+        self.workspace = workspace
+        self.state = _S.PRISTINE
+        self.log = EventLog(node.log_size)
+        self.graph: Graph | None = None
+        self.core: Core | None = None
+        self._specs: list[DropSpec] = []
+        self._inflight: dict[AppNode, Callable[[], None]] = {}
+        self._finalized = False
+        self._ended = threading.Event()
+        self._on_end: list[Callable[[Session], None]] = []
+        self.times: dict[str, float] = {"created": time.time()}
+        self.error: str | None = None
+        #: Paths kept at the end because their drops persist.
+        self.persisted: list[str] = []
+
+    # -- StoreContext -----------------------------------------------------------------------------------------
+
+    @property
+    def session_id(self) -> str:
+        return self.id
+
+    def resolve(self, spec: DataSpec, path: str | None) -> tuple[str, bool]:
+        return self.workspace.resolve(spec, path)
+
+    # -- state ----------------------------------------------------------------------------------------------
+
+    def _set_state(self, end: SessionState) -> None:
+        start = self.state
+        check_transition(SESSION_TRANSITIONS, f"session {self.id!r}", start, end)
+        self.state = end
+        self.log.append((self.log.clock(), f"session:{self.id}", start, end, "session"))
+
+    # -- commands (thread-safe wrappers run on the owner) ----------------------------------------------------
+
+    def add(self, specs: Iterable[DropSpec]) -> None:
+        """Append drop specs to a session that has not been deployed (thread-safe)."""
+        self.node.call(self._add, list(specs))
+
+    def _add(self, specs: list[DropSpec]) -> None:
+        if self.state is _S.PRISTINE:
+            self._set_state(_S.BUILDING)
+        elif self.state is not _S.BUILDING:
+            raise RuntimeError(f"session {self.id!r} is {self.state}; graphs can only be added before deploy")
+        self._specs.extend(specs)
+
+    def deploy(self, source: str | None = None) -> None:
+        """Link and check the graph, prepare root inputs and start (thread-safe). Raises GraphError."""
+        self.node.call(self._deploy, source)
+
+    def _deploy(self, source: str | None) -> None:
+        if self.state is _S.PRISTINE:
+            self._set_state(_S.BUILDING)
+        if self.state is not _S.BUILDING:
+            raise RuntimeError(f"session {self.id!r} is {self.state}; it can be deployed once, while BUILDING")
+        self.times["deploy"] = time.time()
+        with bulk_allocation():
+            self.graph = build(self._specs, self.workspace, source)  # GraphError leaves the session BUILDING
+        self._specs = []
+        self.core = Core(self.graph, self.log)
+        self._set_state(_S.DEPLOYING)
+        self.workspace.create()
+        failed = self._prepare_roots(self.graph.root_data)
+        self._set_state(_S.RUNNING)
+        self.times["run"] = time.time()
+        self.core.start(failed)
+        self._pump()
+
+    def cancel(self) -> None:
+        """Cancel the session: settle every drop as CANCELLED and kill running apps (thread-safe)."""
+        self.node.post(self._cancel)
+
+    def _cancel(self) -> None:
+        if self.state in SESSION_ENDED:
+            return
+        if self.core is None:
+            self._set_state(_S.CANCELLED)
+            self._finish()
+            return
+        self.core.cancel()
+        self._pump()
+        if self._inflight:
+            self.node.add_timer(self.ABANDON_AFTER, self._abandon)
+
+    # -- roots ----------------------------------------------------------------------------------------------
+
+    def _prepare_roots(self, roots: Sequence[DataNode]) -> dict[str, str]:
+        """Give root data drops their content; returns the ids of roots that cannot complete, and why."""
+        failed: dict[str, str] = {}
+        for data in roots:
+            spec = data.spec
+            if isinstance(spec, MemorySpec):
+                if spec.data is not None:
+                    store = data.store = MemoryStore()
+                    w = store.writer()
+                    try:
+                        for chunk in encode(spec.effective_codec(), spec.data):
+                            w.write(chunk)
+                    except ValueError as exc:
+                        failed[spec.id] = f"cannot encode 'data' with codec {spec.effective_codec()}: {exc}"
+                    w.close()
+            elif isinstance(spec, FileSpec) or spec.kind == "directory":
+                store = data.store = kinds.data_kind(spec).store(spec, self)
+                if not store.exists():
+                    failed[spec.id] = f"input {spec.kind} {store.fspath()} does not exist and nothing produces it"
+        return failed
+
+    # -- the pump -------------------------------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        core = self.core
+        assert core is not None
+        ready, to_delete, to_time, to_kill = core.ready, core.to_delete, core.to_time, core.to_kill
+        while ready or to_delete or to_time or to_kill:
+            while ready:
+                self._dispatch(ready.popleft())
+            while to_kill:
+                kill = self._inflight.get(to_kill.popleft())
+                if kill is not None:
+                    kill()
+            while to_delete:
+                data = to_delete.popleft()
+                if data.store is not None:
+                    data.store.delete()
+                core.deleted(data)
+            while to_time:
+                data = to_time.popleft()
+                assert data.spec.lifespan is not None
+                self.node.add_timer(data.spec.lifespan, self._lifespan_over, data)
+        if core.outcome is not None and not self._inflight and not self._finalized:
+            self._finalize()
+
+    def _lifespan_over(self, data: DataNode) -> None:
+        if self.core is not None and not self._finalized:
+            self.core.lifespan_over(data)
+            self._pump()
+
+    def _dispatch(self, app: AppNode) -> None:
+        spec = app.spec
+        core = self.core
+        assert core is not None
+        kind = kinds.app_kind(spec)
+        executor = spec.executor or spec.DEFAULT_EXECUTOR
+        if kind.trivial and executor == "inline":
+            core.app_finished(app)
+            return
+        task = self._task(app)
+        if executor == "inline":
+            self._done(app, kinds.execute(task, CancelToken()))
+        elif executor == "thread":
+            token = CancelToken()
+            fut = self.node.submit_thread(kinds.execute, task, token)
+            self._inflight[app] = token.cancel
+            fut.add_done_callback(lambda f: self.node.post(self._thread_done, app, f))
+        else:
+            task_id = self.node.submit_process(task, lambda outcome: self._done(app, outcome))
+            self._inflight[app] = lambda: self.node.kill_process(task_id)
+
+    def _thread_done(self, app: AppNode, fut: Any) -> None:
+        try:
+            outcome = fut.result()
+        except BaseException as exc:  # execute() never raises; this is the pool refusing the task
+            outcome = Outcome.failed(f"could not run in a thread: {exc}")
+        self._done(app, outcome)
+
+    def _done(self, app: AppNode, outcome: Outcome) -> None:
+        self._inflight.pop(app, None)
+        core = self.core
+        assert core is not None
+        if self._finalized:
+            # An abandoned app came back after the session ended: clean what it may have written.
+            self._cleanup()
+            return
+        if outcome.ok:
+            by_id = core.graph.by_id
+            for uid, store in outcome.stores.items():
+                node = by_id[uid]
+                if isinstance(node, DataNode) and node.store is not store:
+                    node.store = store  # a worker process sent the bytes of a memory drop back
+            core.app_finished(app, outcome.skip_ports)
+        else:
+            core.app_failed(app, outcome.error or "failed")
+        self._pump()
+
+    def _abandon(self) -> None:
+        if self._inflight and not self._finalized:
+            self.error = f"{len(self._inflight)} cancelled app(s) did not stop and were abandoned"
+            self._inflight.clear()
+            self._pump()
+
+    # -- tasks ----------------------------------------------------------------------------------------------
+
+    def _store(self, data: DataNode) -> Store:
+        if data.store is None:
+            data.store = kinds.data_kind(data.spec).store(data.spec, self)
+        return data.store
+
+    def _task(self, app: AppNode) -> Task:
+        spec = app.spec
+        codecs = spec.codecs or {}
+        inputs: list[InputRef] = []
+        it = iter(app.inputs)
+        for port, value in spec.inputs.items():
+            many = not isinstance(value, str)
+            for _ in value if many else (value,):
+                data = next(it)
+                store = self._store(data) if data.state is DropState.COMPLETED else None
+                codec = codecs.get(port) or data.spec.effective_codec()
+                inputs.append(InputRef(port, data.spec.id, data.spec.kind, codec, store, many))
+        outputs: list[OutputRef] = []
+        it = iter(app.outputs)
+        for port, value in spec.outputs.items():
+            many = not isinstance(value, str)
+            for _ in value if many else (value,):
+                data = next(it)
+                if app.attempt and data.store is not None:
+                    data.store.delete()  # a retry starts from empty outputs
+                codec = codecs.get(port) or data.spec.effective_codec()
+                outputs.append(OutputRef(port, data.spec.id, data.spec.kind, codec, self._store(data), many))
+        return Task(self.id, self.workspace.dir, spec, inputs, outputs, app.attempt)
+
+    # -- the end --------------------------------------------------------------------------------------------
+
+    def _cleanup(self) -> list[str]:
+        """Delete every store not persisted, remove the workspace but persisted paths; return those paths."""
+        keep: list[str] = []
+        graph = self.graph
+        for data in graph.data if graph is not None else ():
+            store = data.store
+            if data.spec.persist:
+                path = store.fspath() if store is not None else None
+                if path is not None:
+                    keep.append(path)
+                continue
+            if store is None and data.spec.kind == "shm":
+                store = self._store(data)  # its producer may have created the segment before dying
+            if store is not None:
+                store.delete()
+        self.workspace.cleanup(keep)
+        return keep
+
+    def _finalize(self) -> None:
+        core = self.core
+        assert core is not None and core.outcome is not None
+        self._finalized = True
+        self.persisted = self._cleanup()
+        self.times["end"] = time.time()
+        self._set_state(core.outcome)
+        self._finish()
+
+    def _finish(self) -> None:
+        self._ended.set()
+        for cb in self._on_end:
+            cb(self)
+
+    def on_end(self, callback: Callable[[Session], None]) -> None:
+        """Owner thread: call ``callback(session)`` when the session ends."""
+        if self._ended.is_set():
+            callback(self)
+        else:
+            self._on_end.append(callback)
+
+    def release(self) -> None:
+        """Break the graph's reference cycles so that its memory is freed at once."""
+        if self.graph is not None:
+            for data in self.graph.data:
+                data.consumers = None
+                data.store = None if not data.spec.persist else data.store
+            for app in self.graph.apps:
+                app.inputs = app.outputs = ()
+
+    # -- queries (thread-safe snapshots) ---------------------------------------------------------------------
+
+    def wait(self, timeout: float | None = None) -> SessionState:
+        """Wait until the session ends (or the timeout passes); return its state."""
+        self._ended.wait(timeout)
+        return self.state
+
+    @property
+    def ended(self) -> bool:
+        return self._ended.is_set()
+
+    def progress(self) -> tuple[int, int]:
+        """(settled drops, all drops)."""
+        core = self.core
+        if core is None:
+            return 0, len(self._specs)
+        total = len(core.graph.by_id)
+        return total - core.unsettled, total
+
+    def drop_state(self, uid: str) -> str:
+        graph = self.graph
+        if graph is None or uid not in graph.by_id:
+            raise KeyError(f"session {self.id!r} has no drop {uid!r}")
+        return str(graph.by_id[uid].state)
+
+    def graph_status(self) -> dict[str, str]:
+        graph = self.graph
+        return {} if graph is None else {uid: str(n.state) for uid, n in graph.by_id.items()}
+
+    def story(self, uid: str) -> list[Event]:
+        """What happened to a drop, oldest first (as far back as the bounded log reaches)."""
+        return self.log.story(uid)
+
+    def failures(self) -> list[Failure]:
+        core, graph = self.core, self.graph
+        if core is None or graph is None:
+            return []
+        return [Failure(uid, graph.by_id[uid].spec.kind, msg) for uid, msg in core.failures.items()]
+
+    def value(self, uid: str) -> Any:
+        """The decoded content of a (persisted, or not yet deleted) data drop."""
+        graph = self.graph
+        node = graph.by_id.get(uid) if graph is not None else None
+        if not isinstance(node, DataNode):
+            raise KeyError(f"session {self.id!r} has no data drop {uid!r}")
+        store = node.store
+        if store is None:
+            return None
+        return decode(node.spec.effective_codec(), store.buffer())
+
+    def summary(self) -> Summary:
+        graph = self.graph
+        nodes: Iterable[Any] = graph.by_id.values() if graph is not None else ()
+        by_state = Counter(str(n.state) for n in nodes)
+        t = self.times
+        return Summary(
+            session_id=self.id,
+            state=str(self.state),
+            drops=len(graph.by_id) if graph is not None else len(self._specs),
+            by_state=dict(sorted(by_state.items())),
+            failures=self.failures(),
+            deploy_seconds=t["run"] - t["deploy"] if "run" in t else None,
+            run_seconds=(t.get("end", time.time()) - t["run"]) if "run" in t else None,
+            persisted=list(self.persisted),
+        )
+
