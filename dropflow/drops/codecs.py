@@ -4,8 +4,8 @@ Theory of operation
 -------------------
 ``encode`` turns a value into a list of byte chunks without joining them, so a numpy array is never copied
 on its way to a store (the npy header is one chunk, the array's own buffer the other). ``decode`` works on a
-buffer and, for ``npy`` and ``bytes``, returns views of it: an array decoded from a shared-memory segment is
-the segment. ``path`` is not a byte encoding: the runner passes the drop's filesystem path instead.
+buffer; ``npy`` returns a view of it, so an array decoded from a shared-memory segment *is* the segment
+(``bytes`` returns a ``bytes`` object, copied out of mapped storage). ``path`` is not a byte encoding: the runner passes the drop's filesystem path instead.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def encode(codec: str, value: Any) -> list[BytesLike]:
 
 
 def decode(codec: str, buf: BytesLike) -> Any:
-    """Decode a buffer with ``codec``; npy and bytes return views of ``buf``."""
+    """Decode a buffer with ``codec``; npy returns a view of ``buf``."""
     if codec == "pickle":
         if not len(memoryview(buf)):
             return None
@@ -103,7 +103,7 @@ def decode(codec: str, buf: BytesLike) -> Any:
     if codec == "npy":
         return npy_view(buf)
     if codec == "bytes":
-        return buf
+        return buf if isinstance(buf, bytes) else bytes(buf)
     if codec == "utf-8":
         return str(buf, "utf-8")
     if codec == "json":

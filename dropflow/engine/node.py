@@ -51,7 +51,6 @@ class Node:
         threads: int = 32,
         processes: int | None = None,
         log_size: int = 100_000,
-        start_method: str = "spawn",
     ) -> None:
         self.name = name
         self.workspace_root = workspace_root or default_root()
@@ -67,7 +66,6 @@ class Node:
         self._procs: ProcessPool | None = None
         self._proc_callbacks: dict[int, Callable[[Outcome], None]] = {}
         self._task_ids = itertools.count(1)
-        self._start_method = start_method
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
@@ -192,7 +190,7 @@ class Node:
     def submit_process(self, task: Any, done: Callable[[Outcome], None]) -> int:
         """Run a task in a worker process; ``done(outcome)`` is called on the owner thread."""
         if self._procs is None:
-            self._procs = ProcessPool(self._nprocs, self._proc_done, self._start_method)
+            self._procs = ProcessPool(self._nprocs, self._proc_done)
         task_id = next(self._task_ids)
         self._proc_callbacks[task_id] = done
         self._procs.submit(task_id, task)

@@ -10,49 +10,34 @@ pool size, and take tasks from one queue. ``kill(task_id)`` SIGKILLs the process
 thread sees the pipe close, reports the task as killed, and starts a fresh process for the next task. A
 worker that dies on its own (a segfault in user code) fails only its task. Workers ignore SIGINT so that
 Ctrl-C reaches the parent, which cancels cleanly, and exit when their pipe closes, so they never outlive
-the pool.
+the pool. Workers are fresh interpreters running :mod:`dropflow.engine.worker` rather than
+``multiprocessing`` children, so that starting one never re-imports the caller's ``__main__``.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import multiprocessing.connection
+import os
 import queue
-import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
-from multiprocessing.process import BaseProcess
-from typing import Any
+from multiprocessing.connection import Connection
 
-from ..drops.apps.base import CancelToken, Outcome, Task
+from ..drops.apps.base import Outcome, Task
 
 __all__ = ["ProcessPool"]
 
 Callback = Callable[[int, Outcome], None]
 
 
-def _worker_main(conn: multiprocessing.connection.Connection) -> None:
-    from ..drops.kinds import execute  # imported here: the registry loads in the worker process
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    while True:
-        try:
-            task = conn.recv()
-        except (EOFError, OSError):
-            return
-        outcome = execute(task, CancelToken())
-        try:
-            conn.send(outcome)
-        except Exception as exc:  # an outcome that cannot be pickled is the app's failure
-            conn.send(Outcome.failed(f"cannot send the app's result back: {exc}"))
-
-
 class _Slot:
-    __slots__ = ("conn", "killed", "proc", "task_id")
+    __slots__ = ("inbox", "killed", "outbox", "proc", "task_id")
 
     def __init__(self) -> None:
-        self.proc: BaseProcess | None = None
-        self.conn: multiprocessing.connection.Connection | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.inbox: Connection | None = None  # outcomes from the worker
+        self.outbox: Connection | None = None  # tasks to the worker
         self.task_id: int | None = None
         self.killed = False
 
@@ -60,10 +45,9 @@ class _Slot:
 class ProcessPool:
     """At most ``size`` worker processes; ``submit`` never blocks, results arrive through ``callback``."""
 
-    def __init__(self, size: int, callback: Callback, start_method: str = "spawn") -> None:
+    def __init__(self, size: int, callback: Callback) -> None:
         self.size = max(1, size)
         self._callback = callback
-        self._ctx: Any = multiprocessing.get_context(start_method)
         self._tasks: queue.SimpleQueue[tuple[int, Task] | None] = queue.SimpleQueue()
         self._slots: list[_Slot] = []
         self._threads: list[threading.Thread] = []
@@ -91,13 +75,13 @@ class ProcessPool:
                 if slot.task_id == task_id and slot.proc is not None:
                     slot.killed = True
                     slot.proc.kill()
-                    slot.proc.join(5)
+                    slot.proc.wait(5)
                     return True
         return False
 
     def pids(self) -> list[int]:
         with self._lock:
-            return [s.proc.pid for s in self._slots if s.proc is not None and s.proc.pid is not None]
+            return [s.proc.pid for s in self._slots if s.proc is not None]
 
     def close(self) -> None:
         """Stop all workers (killing running tasks) and wait for the slot threads."""
@@ -114,40 +98,50 @@ class ProcessPool:
             t.join()
 
     def _start(self, slot: _Slot) -> None:
-        parent, child = self._ctx.Pipe(duplex=True)
-        proc = self._ctx.Process(target=_worker_main, args=(child,), name="dropflow-worker", daemon=True)
-        proc.start()
-        child.close()
-        slot.proc, slot.conn = proc, parent
+        task_r, task_w = os.pipe()
+        out_r, out_w = os.pipe()
+        try:
+            slot.proc = subprocess.Popen(
+                [sys.executable, "-m", "dropflow.engine.worker", str(task_r), str(out_w)],
+                pass_fds=(task_r, out_w),
+                stdin=subprocess.DEVNULL,
+            )
+        finally:
+            os.close(task_r)
+            os.close(out_w)
+        slot.outbox = Connection(task_w, readable=False)
+        slot.inbox = Connection(out_r, writable=False)
+        slot.outbox.send(list(sys.path))
 
     def _stop(self, slot: _Slot) -> None:
-        if slot.conn is not None:
-            slot.conn.close()
+        for conn in (slot.outbox, slot.inbox):
+            if conn is not None:
+                conn.close()
         if slot.proc is not None:
-            slot.proc.join(5)
-            if slot.proc.is_alive():
+            try:
+                slot.proc.wait(5)  # the worker exits when its task pipe closes
+            except subprocess.TimeoutExpired:
                 slot.proc.kill()
-                slot.proc.join()
-        slot.proc = slot.conn = None
+                slot.proc.wait()
+        slot.proc = slot.inbox = slot.outbox = None
 
     def _serve(self, slot: _Slot) -> None:
         while (item := self._tasks.get()) is not None:
             task_id, task = item
-            if slot.proc is None or not slot.proc.is_alive():
+            if slot.proc is None or slot.proc.poll() is not None:
                 self._stop(slot)
                 self._start(slot)
             with self._lock:
                 slot.task_id, slot.killed = task_id, False
-            assert slot.conn is not None and slot.proc is not None
+            assert slot.inbox is not None and slot.outbox is not None and slot.proc is not None
             try:
-                slot.conn.send(task)
-                outcome = slot.conn.recv()
+                slot.outbox.send(task)
+                outcome = slot.inbox.recv()
             except (EOFError, OSError):
                 with self._lock:
                     killed = slot.killed
-                slot.proc.join(5)
-                code = slot.proc.exitcode
-                outcome = Outcome.failed("cancelled" if killed else f"worker process died (exit code {code})")
+                code = slot.proc.wait(5)
+                outcome = Outcome.failed("cancelled" if killed else f"worker process died (exit status {code})")
                 self._stop(slot)
             except Exception as exc:  # the task could not be pickled
                 outcome = Outcome.failed(f"cannot send the task to a worker process: {exc}")

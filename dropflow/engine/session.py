@@ -67,6 +67,8 @@ class Summary:
     deploy_seconds: float | None
     run_seconds: float | None
     persisted: list[str] = field(default_factory=list)
+    #: Short previews of persisted in-memory results (drop id -> repr).
+    values: dict[str, str] = field(default_factory=dict)
 
 
 class Session:
@@ -411,5 +413,22 @@ class Session:
             deploy_seconds=t["run"] - t["deploy"] if "run" in t else None,
             run_seconds=(t.get("end", time.time()) - t["run"]) if "run" in t else None,
             persisted=list(self.persisted),
+            values=self._previews(),
         )
+
+    def _previews(self, limit: int = 10, width: int = 200) -> dict[str, str]:
+        graph = self.graph
+        if graph is None or not self.ended:
+            return {}
+        out: dict[str, str] = {}
+        for data in graph.data:
+            if data.spec.persist and data.store is not None and data.spec.kind == "memory":
+                try:
+                    text = repr(self.value(data.spec.id))
+                except Exception as exc:  # a preview must never break a summary
+                    text = f"<cannot decode: {exc}>"
+                out[data.spec.id] = text if len(text) <= width else text[: width - 3] + "..."
+                if len(out) >= limit:
+                    break
+        return out
 
