@@ -233,3 +233,12 @@ register_app(builtin.CopySpec, builtin.run_copy)
 register_app(builtin.BranchSpec, builtin.run_branch, _check_branch)
 register_app(pyfunc.PythonSpec, pyfunc.run, _check_python)
 register_app(shell.ShellSpec, shell.run, _check_shell)
+
+# DALiuGE's simple apps (dlg.apps.simple), for graphs imported from EAGLE or DALiuGE physical graphs.
+from .apps import daliuge  # noqa: E402
+
+register_app(daliuge.HelloSpec, daliuge.run_hello, trivial=False)
+register_app(daliuge.RandomArraySpec, daliuge.run_random_array)
+register_app(daliuge.PickOneSpec, daliuge.run_pick_one)
+register_app(daliuge.ScatterArraySpec, daliuge.run_scatter_array)
+register_app(daliuge.NpyGatherSpec, daliuge.run_npy_gather)
