@@ -66,25 +66,49 @@ def _positive(text: str) -> int:
 
 
 def _graph_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("graph", help="graph file (native physical or logical, EAGLE .graph, DALiuGE PG); - for stdin")
-    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                   help="override a logical graph parameter (repeatable)")
-    p.add_argument("--allow-path", action="append", default=[], metavar="DIR",
-                   help="let file and directory drops use paths under DIR, outside the workspace (repeatable)")
+    p.add_argument(
+        "graph", help="graph file (native physical or logical, EAGLE .graph, DALiuGE PG); - for stdin"
+    )
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a logical graph parameter (repeatable)",
+    )
+    p.add_argument(
+        "--allow-path",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="let file and directory drops use paths under DIR, outside the workspace (repeatable)",
+    )
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:
     _graph_args(p)
-    p.add_argument("--workspace", metavar="DIR", help="root of session workspaces "
-                   "(default: $DROPFLOW_WORKSPACE or ./dropflow-workspace)")
+    p.add_argument(
+        "--workspace",
+        metavar="DIR",
+        help="root of session workspaces (default: $DROPFLOW_WORKSPACE or ./dropflow-workspace)",
+    )
     p.add_argument("--session-id", metavar="ID", help="session id (default: graph name and time)")
     p.add_argument("--threads", type=_positive, default=32, metavar="N", help="app threads (default 32)")
     p.add_argument("--processes", type=_positive, metavar="N", help="worker processes (default: CPU count)")
-    p.add_argument("--pythonpath", action="append", default=[], metavar="DIR",
-                   help="where Python function apps are imported from (repeatable; the graph's directory "
-                   "is always included)")
-    p.add_argument("--progress", choices=("auto", "always", "never"), default="auto",
-                   help="progress bar on standard error (auto: when it is a terminal)")
+    p.add_argument(
+        "--pythonpath",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="where Python function apps are imported from (repeatable; the graph's directory "
+        "is always included)",
+    )
+    p.add_argument(
+        "--progress",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="progress bar on standard error (auto: when it is a terminal)",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
@@ -118,8 +142,15 @@ def _follow(session: Session, mode: str) -> None:
     from tqdm import tqdm
 
     done, total = session.progress()
-    with tqdm(total=total, unit="drop", unit_scale=True, file=sys.stderr, dynamic_ncols=True,
-              desc=session.id[:40], mininterval=0.2) as bar:
+    with tqdm(
+        total=total,
+        unit="drop",
+        unit_scale=True,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        desc=session.id[:40],
+        mininterval=0.2,
+    ) as bar:
         while not session.ended:
             session.wait(0.2)
             done, _ = session.progress()
@@ -156,8 +187,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     graph = load_graph(args.graph, _params(args.param))
     load_seconds = time.perf_counter() - t0
     session_id = _session_id(args, graph.name)
-    node = Node(workspace_root=args.workspace or default_root(), allowed_paths=args.allow_path,
-                threads=args.threads, processes=args.processes)
+    node = Node(
+        workspace_root=args.workspace or default_root(),
+        allowed_paths=args.allow_path,
+        threads=args.threads,
+        processes=args.processes,
+    )
     node.start()
     interrupted = False
     try:
@@ -177,11 +212,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         node.close()
     if args.json:
         out: dict[str, Any] = {
-            "session_id": summary.session_id, "state": summary.state, "drops": summary.drops,
-            "by_state": summary.by_state, "load_seconds": load_seconds,
-            "deploy_seconds": summary.deploy_seconds, "run_seconds": summary.run_seconds,
+            "session_id": summary.session_id,
+            "state": summary.state,
+            "drops": summary.drops,
+            "by_state": summary.by_state,
+            "load_seconds": load_seconds,
+            "deploy_seconds": summary.deploy_seconds,
+            "run_seconds": summary.run_seconds,
             "failures": [{"uid": f.uid, "kind": f.kind, "message": f.message} for f in summary.failures],
-            "persisted": summary.persisted, "values": summary.values,
+            "persisted": summary.persisted,
+            "values": summary.values,
         }
         print(json.dumps(out, indent=2))
     else:
@@ -200,8 +240,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     ws = Workspace(default_root(), "validate", args.allow_path)
     runtime = build(graph.drops, ws, args.graph)
     apps = len(runtime.apps)
-    print(f"{args.graph}: valid {graph.kind} graph, {len(runtime)} drops "
-          f"({apps} apps, {len(runtime) - apps} data)")
+    print(
+        f"{args.graph}: valid {graph.kind} graph, {len(runtime)} drops "
+        f"({apps} apps, {len(runtime) - apps} data)"
+    )
     return EXIT_OK
 
 

@@ -10,6 +10,7 @@ a DALiuGE physical graph) is handed to the translator, which returns specs. Ever
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import sys
@@ -55,16 +56,19 @@ def load_graph(path: str, params: dict[str, str] | None = None) -> LoadedGraph:
     head = data[:4096]
     if _NATIVE_PG.search(head) or (_NATIVE_PG.search(data) and head.lstrip()[:1] == b"{"):
         if params:
-            raise GraphError.one("graph", None, "--param applies to logical graphs; this is a physical graph",
-                                 source)
+            raise GraphError.one(
+                "graph", None, "--param applies to logical graphs; this is a physical graph", source
+            )
         graph = decode_physical(data, source)
         return LoadedGraph(graph.drops, graph.name or _name(path), "physical")
-    try:
-        from .translator import load_logical
-    except ImportError:  # the translator is an optional part of this build
+    load_logical = getattr(importlib.import_module(".translator", __package__), "load_logical", None)
+    if load_logical is None:
         raise GraphError.one(
-            "graph", "format", f"not a dropflow physical graph (\"format\": {FORMAT!r}); "
-            "logical graphs need the translator, which is not installed", source
-        ) from None
+            "graph",
+            "format",
+            f'not a dropflow physical graph ("format": {FORMAT!r}); '
+            "logical graphs need the translator, which is not installed",
+            source,
+        )
     drops, kind = load_logical(data, source, params or {})
     return LoadedGraph(drops, _name(path), kind)

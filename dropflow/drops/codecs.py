@@ -5,14 +5,15 @@ Theory of operation
 ``encode`` turns a value into a list of byte chunks without joining them, so a numpy array is never copied
 on its way to a store (the npy header is one chunk, the array's own buffer the other). ``decode`` works on a
 buffer; ``npy`` returns a view of it, so an array decoded from a shared-memory segment *is* the segment
-(``bytes`` returns a ``bytes`` object, copied out of mapped storage). ``path`` is not a byte encoding: the runner passes the drop's filesystem path instead.
+(``bytes`` returns a ``bytes`` object, copied out of mapped storage). ``path`` is not a byte encoding:
+the runner passes the drop's filesystem path instead.
 """
 
 from __future__ import annotations
 
 import io
-import pickle
 import mmap
+import pickle
 from typing import Any
 
 import msgspec
@@ -66,7 +67,7 @@ def _npy_chunks(value: Any) -> list[BytesLike]:
     if not (arr.flags.c_contiguous or arr.flags.f_contiguous):
         arr = np.ascontiguousarray(arr)
     flat = arr.ravel(order="F" if fortran else "C")
-    return [npy_header(arr.shape, arr.dtype, fortran), memoryview(flat).cast("B")]
+    return [npy_header(arr.shape, arr.dtype, fortran), flat.data.cast("B")]
 
 
 def encode(codec: str, value: Any) -> list[BytesLike]:

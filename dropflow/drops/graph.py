@@ -51,9 +51,11 @@ def _decoder() -> msgspec.json.Decoder[Any]:
     types = kinds.spec_types()
     dec = _decoders.get(types)
     if dec is None:
+        # A union built at run time from the registered kinds: the tagged union msgspec decodes by "kind".
+        drop_union = Union[types]  # type: ignore[valid-type]  # noqa: UP007
         graph_type = msgspec.defstruct(
             "PhysicalGraphDoc",
-            [("format", str), ("version", int), ("drops", list[Union[types]]), ("name", str | None, None)],  # type: ignore[valid-type]
+            [("format", str), ("version", int), ("drops", list[drop_union]), ("name", str | None, None)],
             kw_only=True,
             forbid_unknown_fields=True,
         )
@@ -86,6 +88,9 @@ def _explain(data: bytes, exc: msgspec.ValidationError) -> Problem:
     msg, path = m.group("msg"), m.group("path") or ""
     dm = _DROP.match(path)
     if dm is None:
+        missing = re.match(r"Object (missing required|contains unknown) field `(.+)`", msg)
+        if missing:
+            return Problem("graph", missing.group(2), f"{missing.group(1)} field")
         return Problem("graph", path.lstrip(".") or None, msg)
     index = int(dm.group("index"))
     field = dm.group("field")
@@ -101,7 +106,9 @@ def _explain(data: bytes, exc: msgspec.ValidationError) -> Problem:
     if field == "kind" and msg.startswith("Invalid value"):
         kind = raw.get("kind") if isinstance(raw, dict) else None
         close = difflib.get_close_matches(str(kind), kinds.kind_names(), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else f" (known kinds: {', '.join(kinds.kind_names())})"
+        hint = (
+            f"; did you mean {close[0]!r}?" if close else f" (known kinds: {', '.join(kinds.kind_names())})"
+        )
         return Problem(where, "kind", f"unknown drop kind {kind!r}{hint}")
     if missing:
         return Problem(where, missing.group(1), "missing required field")
@@ -131,8 +138,12 @@ def decode_physical(data: bytes, source: str | None = None) -> PhysicalGraph:
     if doc.format != FORMAT:
         raise GraphError.one("graph", "format", f"is {doc.format!r}, expected {FORMAT!r}", source)
     if doc.version != VERSION:
-        raise GraphError.one("graph", "version", f"{doc.version} is not supported (this dropflow reads "
-                             f"version {VERSION})", source)
+        raise GraphError.one(
+            "graph",
+            "version",
+            f"{doc.version} is not supported (this dropflow reads version {VERSION})",
+            source,
+        )
     return PhysicalGraph(drops=doc.drops, name=doc.name, format=doc.format, version=doc.version)
 
 
@@ -141,14 +152,15 @@ def _header(data: bytes) -> Problem | None:
     try:
         header = msgspec.json.decode(data, type=_Header)
     except msgspec.ValidationError:
-        return Problem("graph", None, f"expected a JSON object with \"format\": {FORMAT!r}")
+        return Problem("graph", None, f'expected a JSON object with "format": {FORMAT!r}')
     if header.format is None:
-        return Problem("graph", "format", f"missing; a dropflow physical graph has \"format\": {FORMAT!r}")
+        return Problem("graph", "format", f'missing; a dropflow physical graph has "format": {FORMAT!r}')
     if header.format != FORMAT:
         return Problem("graph", "format", f"is {header.format!r}, expected {FORMAT!r}")
     if header.version != VERSION:
-        return Problem("graph", "version", f"{header.version!r} is not supported (this dropflow reads "
-                       f"version {VERSION})")
+        return Problem(
+            "graph", "version", f"{header.version!r} is not supported (this dropflow reads version {VERSION})"
+        )
     return None
 
 

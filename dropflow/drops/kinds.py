@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -113,7 +114,9 @@ def register_data(spec: type[DataSpec], store: StoreFactory, check: DataChecker 
     _add(DataKind(_tag(spec), spec, store, check))
 
 
-def register_app(spec: type[AppSpec], run: Runner, check: Checker | None = None, trivial: bool = False) -> None:
+def register_app(
+    spec: type[AppSpec], run: Runner, check: Checker | None = None, trivial: bool = False
+) -> None:
     _add(AppKind(_tag(spec), spec, run, check, trivial))
 
 
@@ -168,10 +171,20 @@ def app_kind(spec: AppSpec) -> AppKind:
     return kind
 
 
+def _prepare_outputs(task: Task) -> None:
+    """Directories that outputs with paths need, so that apps can simply open their output paths."""
+    for ref in task.outputs:
+        path = ref.store.fspath()
+        if path is None or ref.kind == "shm":
+            continue
+        os.makedirs(path if ref.kind == "directory" else os.path.dirname(path), exist_ok=True)
+
+
 def execute(task: Task, token: CancelToken) -> Outcome:
     """Run a task with its kind's runner; a runner that raises yields a failed outcome, never an exception."""
     kind = app_kind(task.spec)
     try:
+        _prepare_outputs(task)
         return kind.run(task, token)
     except Exception as exc:  # a bug or an I/O error in a runner must fail the app, not the engine
         return Outcome.failed(f"{kind.name} runner failed: {format_exception(exc)}")
@@ -207,7 +220,9 @@ def _check_path(spec: DataSpec, ctx: StoreContext) -> list[Problem]:
 
 def _check_shm(spec: DataSpec, ctx: StoreContext) -> list[Problem]:
     if spec.persist:
-        return [Problem(spec.label(), "persist", "shared memory cannot outlive its session; persist a file drop")]
+        return [
+            Problem(spec.label(), "persist", "shared memory cannot outlive its session; persist a file drop")
+        ]
     return []
 
 
@@ -221,7 +236,9 @@ def _path_store(cls: type[FileStore]) -> StoreFactory:
 
 register_data(MemorySpec, lambda spec, ctx: MemoryStore())
 register_data(
-    SharedMemorySpec, lambda spec, ctx: SharedMemoryStore(shm.segment_name(ctx.session_id, spec.id)), _check_shm
+    SharedMemorySpec,
+    lambda spec, ctx: SharedMemoryStore(shm.segment_name(ctx.session_id, spec.id)),
+    _check_shm,
 )
 register_data(FileSpec, _path_store(FileStore), _check_path)
 register_data(DirectorySpec, _path_store(DirectoryStore), _check_path)

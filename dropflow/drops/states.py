@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 from enum import StrEnum
+from typing import TypeVar
 
 __all__ = [
     "APP_SETTLED",
@@ -29,6 +30,9 @@ __all__ = [
     "check_transition",
     "mermaid",
 ]
+
+
+E = TypeVar("E", bound=StrEnum)
 
 
 class DropState(StrEnum):
@@ -120,9 +124,7 @@ APP_SETTLED = frozenset({_A.FINISHED, _A.ERROR, _A.SKIPPED, _A.CANCELLED})
 SESSION_ENDED = frozenset({_S.FINISHED, _S.FAILED, _S.CANCELLED})
 
 
-def check_transition(
-    table: Mapping[tuple[StrEnum, StrEnum], str], what: str, start: StrEnum, end: StrEnum
-) -> str:
+def check_transition(table: Mapping[tuple[E, E], str], what: str, start: E, end: E) -> str:
     """Return the effect name of ``start -> end`` or raise :class:`InvalidTransition`."""
     try:
         return table[(start, end)]
@@ -130,7 +132,7 @@ def check_transition(
         raise InvalidTransition(what, start, end) from None
 
 
-def mermaid(table: Mapping[tuple[StrEnum, StrEnum], str], title: str) -> str:
+def mermaid(table: Mapping[tuple[E, E], str], title: str) -> str:
     """Render a transition table as a Mermaid state diagram."""
     lines = [f"### {title}", "", "```mermaid", "stateDiagram-v2"]
     lines += [f"    {a} --> {b}: {effect}" for (a, b), effect in table.items()]
@@ -139,8 +141,10 @@ def mermaid(table: Mapping[tuple[StrEnum, StrEnum], str], title: str) -> str:
 
 
 def _main() -> None:
-    sys.stdout.write("# State diagrams\n\nGenerated from `dropflow/drops/states.py` by "
-                     "`python -m dropflow.drops.states > docs/states.md`; do not edit by hand.\n\n")
+    sys.stdout.write(
+        "# State diagrams\n\nGenerated from `dropflow/drops/states.py` by "
+        "`python -m dropflow.drops.states > docs/states.md`; do not edit by hand.\n\n"
+    )
     sys.stdout.write(mermaid(DROP_TRANSITIONS, "Data drops (DropState)") + "\n")
     sys.stdout.write(mermaid(APP_TRANSITIONS, "Application drops (AppState)") + "\n")
     sys.stdout.write(mermaid(SESSION_TRANSITIONS, "Sessions (SessionState)"))

@@ -14,6 +14,7 @@ the store so that a producer can fill it in place and consumers see it without a
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import shutil
@@ -291,10 +292,8 @@ class FileStore(Store):
 
     def delete(self) -> None:
         if self.owned:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
-            except FileNotFoundError:
-                pass
 
 
 class DirectoryStore(FileStore):

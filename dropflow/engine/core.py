@@ -3,8 +3,8 @@
 Theory of operation
 -------------------
 :class:`Core` is a state machine in the style of a sans-I/O protocol. Its inputs are *stimuli* -- ``start``,
-``app_finished``, ``app_failed``, ``cancel``, ``lifespan_over``, ``deleted`` -- called by the owner loop, which
-is the only thread that touches a core. Its outputs are *instructions*, left in deques for the owner loop to
+``app_finished``, ``app_failed``, ``cancel``, ``lifespan_over``, ``deleted`` -- called by the owner loop,
+the only thread that touches a core. Its outputs are *instructions*, left in deques for the owner loop to
 carry out: ``ready`` (apps to run), ``to_delete`` (expired data to delete), ``to_time`` (lifespans to arm) and
 ``to_kill`` (running apps to stop).
 
@@ -80,7 +80,9 @@ class Core:
         self._data_effects = self._bind(DROP_TRANSITIONS, "_data_")
         self._app_effects = self._bind(APP_TRANSITIONS, "_app_")
 
-    def _bind(self, table: Mapping[tuple[Any, Any], str], prefix: str) -> dict[tuple[Any, Any], Effect | None]:
+    def _bind(
+        self, table: Mapping[tuple[Any, Any], str], prefix: str
+    ) -> dict[tuple[Any, Any], Effect | None]:
         """Effect name -> bound method, or None (not even queued) for effects that only record."""
         return {
             pair: None if name in self.RECORD_ONLY else getattr(self, prefix + name)

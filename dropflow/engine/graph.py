@@ -102,7 +102,11 @@ _APP: Any = object()  # stands for an app in ``by_id`` until the app's node exis
 
 
 def _link(
-    app: AppSpec, field: str, ports: dict[str, str | list[str]], by_id: dict[str, Any], problems: list[Problem]
+    app: AppSpec,
+    field: str,
+    ports: dict[str, str | list[str]],
+    by_id: dict[str, Any],
+    problems: list[Problem],
 ) -> tuple[DataNode, ...]:
     """The data nodes named by an app's ports, in port order; bad links become problems."""
     nodes: list[DataNode] = []
@@ -114,20 +118,27 @@ def _link(
             elif node is None:
                 problems.append(Problem(_where(app), field, f"links to missing drop {drop_id!r}"))
             else:
-                problems.append(Problem(_where(app), field, f"links to app drop {drop_id!r}; ports link to data drops"))
+                problems.append(
+                    Problem(_where(app), field, f"links to app drop {drop_id!r}; ports link to data drops")
+                )
     return tuple(nodes)
 
 
 def _check_app(spec: AppSpec, problems: list[Problem]) -> None:
     executor = spec.executor
     if executor is not None and executor not in spec.EXECUTORS:
-        problems.append(Problem(
-            _where(spec), "executor", f"a {spec.kind} app cannot run on {executor!r} "
-            f"(choose from {', '.join(spec.EXECUTORS)})"
-        ))
+        problems.append(
+            Problem(
+                _where(spec),
+                "executor",
+                f"a {spec.kind} app cannot run on {executor!r} (choose from {', '.join(spec.EXECUTORS)})",
+            )
+        )
     if spec.inputs and spec.outputs and not spec.inputs.keys().isdisjoint(spec.outputs):
         both = sorted(set(spec.inputs) & set(spec.outputs))
-        problems.append(Problem(_where(spec), "outputs", f"port(s) {', '.join(both)} used as both input and output"))
+        problems.append(
+            Problem(_where(spec), "outputs", f"port(s) {', '.join(both)} used as both input and output")
+        )
     for port in spec.codecs or ():
         if port not in spec.inputs and port not in spec.outputs:
             problems.append(Problem(_where(spec), "codecs", f"names no port of this app: {port!r}"))
@@ -221,23 +232,23 @@ def build(specs: Sequence[DropSpec], workspace: Workspace, source: str | None = 
             outputs = (d,) if type(d) is DataNode else _link(spec, "outputs", outs, by_id, problems)
         else:
             outputs = _link(spec, "outputs", outs, by_id, problems) if outs else ()
-        app = AppNode(spec, inputs, outputs)  # type: ignore[arg-type]
+        app = AppNode(spec, inputs, outputs)
         by_id[spec.id] = app
         apps.append(app)
         for d in inputs:
-            if d.consumers is None:  # type: ignore[union-attr]
-                d.consumers = [app]  # type: ignore[union-attr]
+            if d.consumers is None:
+                d.consumers = [app]
             else:
-                d.consumers.append(app)  # type: ignore[union-attr]
+                d.consumers.append(app)
         for d in outputs:
-            d.waiting += 1  # type: ignore[union-attr]
+            d.waiting += 1
         if not inputs:
             root_apps.append(app)
         if spec.executor is not None or spec.codecs or (ins and outs and not ins.keys().isdisjoint(outs)):
             _check_app(spec, problems)
         check = checks.get(type(spec))
         if check is not None:
-            linked = {d.spec.id: d.spec.kind for d in (*inputs, *outputs)}  # type: ignore[union-attr]
+            linked = {d.spec.id: d.spec.kind for d in (*inputs, *outputs)}
             problems += check(spec, linked)
     if problems:
         raise GraphError(problems, source)

@@ -73,7 +73,9 @@ class Node:
         """Start the owner thread; returns once it is taking events."""
         if self._thread is None:
             running = threading.Event()
-            self._thread = threading.Thread(target=self._loop, args=(running,), name=f"dropflow-owner-{self.name}")
+            self._thread = threading.Thread(
+                target=self._loop, args=(running,), name=f"dropflow-owner-{self.name}"
+            )
             self._thread.start()
             running.wait()
         return self

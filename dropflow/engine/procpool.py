@@ -141,7 +141,9 @@ class ProcessPool:
                 with self._lock:
                     killed = slot.killed
                 code = slot.proc.wait(5)
-                outcome = Outcome.failed("cancelled" if killed else f"worker process died (exit status {code})")
+                outcome = Outcome.failed(
+                    "cancelled" if killed else f"worker process died (exit status {code})"
+                )
                 self._stop(slot)
             except Exception as exc:  # the task could not be pickled
                 outcome = Outcome.failed(f"cannot send the task to a worker process: {exc}")

@@ -94,7 +94,7 @@ class Session:
         #: Paths kept at the end because their drops persist.
         self.persisted: list[str] = []
 
-    # -- StoreContext -----------------------------------------------------------------------------------------
+    # -- StoreContext ---------------------------------------------------------------------------------------
 
     @property
     def session_id(self) -> str:
@@ -132,7 +132,9 @@ class Session:
         if self.state is _S.PRISTINE:
             self._set_state(_S.BUILDING)
         if self.state is not _S.BUILDING:
-            raise RuntimeError(f"session {self.id!r} is {self.state}; it can be deployed once, while BUILDING")
+            raise RuntimeError(
+                f"session {self.id!r} is {self.state}; it can be deployed once, while BUILDING"
+            )
         self.times["deploy"] = time.time()
         with bulk_allocation():
             self.graph = build(self._specs, self.workspace, source)  # GraphError leaves the session BUILDING
@@ -171,8 +173,8 @@ class Session:
             spec = data.spec
             if isinstance(spec, MemorySpec):
                 if spec.data is not None:
-                    store = data.store = MemoryStore()
-                    w = store.writer()
+                    memory = data.store = MemoryStore()
+                    w = memory.writer()
                     try:
                         for chunk in encode(spec.effective_codec(), spec.data):
                             w.write(chunk)
@@ -182,7 +184,9 @@ class Session:
             elif isinstance(spec, FileSpec) or spec.kind == "directory":
                 store = data.store = kinds.data_kind(spec).store(spec, self)
                 if not store.exists():
-                    failed[spec.id] = f"input {spec.kind} {store.fspath()} does not exist and nothing produces it"
+                    failed[spec.id] = (
+                        f"input {spec.kind} {store.fspath()} does not exist and nothing produces it"
+                    )
         return failed
 
     # -- the pump -------------------------------------------------------------------------------------------
@@ -431,4 +435,3 @@ class Session:
                 if len(out) >= limit:
                     break
         return out
-

@@ -11,6 +11,7 @@ session the workspace is removed, except the paths of persisted drops.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -92,10 +93,8 @@ class Workspace:
         else:
             self._prune(self.dir, kept)
         if self._made_root:
-            try:
-                os.rmdir(self.root)  # only succeeds if no other session lives there
-            except OSError:
-                pass
+            with contextlib.suppress(OSError):  # only succeeds if no other session lives there
+                os.rmdir(self.root)
 
     def _prune(self, top: str, kept: set[str]) -> bool:
         """Delete what is under ``top`` and not kept; True if ``top`` is left empty."""
@@ -106,10 +105,9 @@ class Workspace:
                 if path in kept:
                     empty = False
                 elif entry.is_dir(follow_symlinks=False):
-                    if any(_under(k, path) for k in kept):
-                        if not self._prune(path, kept):
-                            empty = False
-                            continue
+                    if any(_under(k, path) for k in kept) and not self._prune(path, kept):
+                        empty = False
+                        continue
                     shutil.rmtree(path, ignore_errors=True)
                 else:
                     os.unlink(path)

@@ -13,6 +13,7 @@ store carries its bytes back from a worker process), and for a branch the output
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -121,10 +122,8 @@ class CancelToken:
 
 
 def _signal_group(pgid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def format_exception(exc: BaseException, skip_frames: int = 0) -> str:

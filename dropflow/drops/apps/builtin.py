@@ -18,7 +18,16 @@ from ..spec import AppSpec
 from .base import AppError, CancelToken, Outcome, Task, format_exception
 from .pyfunc import input_arguments, resolve_callable
 
-__all__ = ["BranchSpec", "CopySpec", "NoopSpec", "SleepSpec", "run_branch", "run_copy", "run_noop", "run_sleep"]
+__all__ = [
+    "BranchSpec",
+    "CopySpec",
+    "NoopSpec",
+    "SleepSpec",
+    "run_branch",
+    "run_copy",
+    "run_noop",
+    "run_sleep",
+]
 
 
 class NoopSpec(AppSpec, tag="noop", frozen=True, gc=False, kw_only=True):

@@ -90,7 +90,8 @@ def check_callable(spec: AppSpec, func_path: str, kwargs: dict[str, Any]) -> lis
     named, required, var_kw = _parameters(func)
     provided = set(spec.inputs) | set(kwargs)
     problems = [
-        Problem(where, "kwargs", f"argument {k!r} is also an input port") for k in set(kwargs) & set(spec.inputs)
+        Problem(where, "kwargs", f"argument {k!r} is also an input port")
+        for k in set(kwargs) & set(spec.inputs)
     ]
     if not var_kw:
         problems += [
@@ -98,13 +99,18 @@ def check_callable(spec: AppSpec, func_path: str, kwargs: dict[str, Any]) -> lis
             for p in sorted(set(spec.inputs) - named)
         ]
         problems += [
-            Problem(where, "kwargs", f"{func_path} has no parameter {k!r}") for k in sorted(set(kwargs) - named)
+            Problem(where, "kwargs", f"{func_path} has no parameter {k!r}")
+            for k in sorted(set(kwargs) - named)
         ]
     output_params = named & set(spec.outputs)
     missing = sorted(required - provided - output_params)
     if missing:
         problems.append(
-            Problem(where, "func", f"{func_path} needs argument(s) {', '.join(missing)} that no port or kwarg gives")
+            Problem(
+                where,
+                "func",
+                f"{func_path} needs argument(s) {', '.join(missing)} that no port or kwarg gives",
+            )
         )
     return problems
 
@@ -196,7 +202,9 @@ def _write_value(refs: list[OutputRef], value: Any) -> None:
     for ref, item in pairs:
         if ref.codec == "path":
             if item is not None:
-                raise AppError(f"output {ref.drop_id!r} takes a path; write the file instead of returning a value")
+                raise AppError(
+                    f"output {ref.drop_id!r} takes a path; write the file instead of returning a value"
+                )
             continue
         try:
             chunks = encode(ref.codec, item)
@@ -217,7 +225,9 @@ def _group(refs: list[OutputRef]) -> dict[str, list[OutputRef]]:
     return ports
 
 
-def call_function(task: Task, func_path: str, kwargs: dict[str, Any]) -> tuple[Any, dict[str, list[OutputRef]]]:
+def call_function(
+    task: Task, func_path: str, kwargs: dict[str, Any]
+) -> tuple[Any, dict[str, list[OutputRef]]]:
     """Call the function; return its value and the output ports it did not write itself."""
     func = resolve_callable(func_path)
     named = _parameters(func)[0]
@@ -244,8 +254,8 @@ def store_return(value: Any, ports: dict[str, list[OutputRef]]) -> None:
         return
     if not isinstance(value, dict) or set(value) != set(ports):
         raise AppError(
-            f"with output ports {', '.join(sorted(ports))} the function must return a dict with exactly those "
-            f"keys, not {type(value).__name__}"
+            f"with output ports {', '.join(sorted(ports))} the function must return a dict with exactly "
+            f"those keys, not {type(value).__name__}"
         )
     for port, refs in ports.items():
         _write_value(refs, value[port])

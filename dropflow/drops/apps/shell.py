@@ -21,12 +21,12 @@ import os
 import shlex
 import string
 import subprocess
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import Problem
 from ..spec import AppSpec, Seconds
 from ..stores import CHUNK
-from .base import CancelToken, Outcome, Task
+from .base import CancelToken, InputRef, Outcome, OutputRef, Task
 
 __all__ = ["ShellSpec", "check_command", "run"]
 
@@ -38,6 +38,9 @@ STDERR_TAIL = 2048
 
 class ShellSpec(AppSpec, tag="shell", frozen=True, gc=False, kw_only=True):
     """Runs a shell command."""
+
+    #: A thread waits for the command; running it inline would block the owner, a process adds nothing.
+    EXECUTORS: ClassVar[tuple[str, ...]] = ("thread",)
 
     command: str
     #: Extra environment variables.
@@ -74,11 +77,14 @@ def check_command(spec: ShellSpec, kinds: dict[str, str]) -> list[Problem]:
         for drop_id in [value] if isinstance(value, str) else value:
             kind = kinds.get(drop_id)
             if kind is not None and kind not in PATH_KINDS:
-                problems.append(Problem(
-                    where, "command",
-                    f"placeholder {{{name}}} needs a drop with a path, but {drop_id!r} is a {kind} drop; "
-                    "connect it to the 'stdin' or 'stdout' port instead",
-                ))
+                problems.append(
+                    Problem(
+                        where,
+                        "command",
+                        f"placeholder {{{name}}} needs a drop with a path, but {drop_id!r} is a {kind} drop; "
+                        "connect it to the 'stdin' or 'stdout' port instead",
+                    )
+                )
     for port in ("stdin",):
         if port in spec.outputs:
             problems.append(Problem(where, "outputs", "'stdin' is an input port"))
@@ -87,15 +93,19 @@ def check_command(spec: ShellSpec, kinds: dict[str, str]) -> list[Problem]:
     return problems
 
 
-def _render(task: Task) -> str:
+def _render(task: Task, spec: ShellSpec) -> str:
     words: dict[str, list[str]] = {}
-    for ref in (*task.inputs, *task.outputs):
+    refs: list[InputRef | OutputRef] = [*task.inputs, *task.outputs]
+    for ref in refs:
         path = "/dev/null" if ref.store is None or ref.kind == "null" else ref.store.fspath()
         words.setdefault(ref.port, []).append(shlex.quote(path or ""))
     fields: dict[str, Any] = {port: " ".join(w) for port, w in words.items()}
-    fields.update(session_id=shlex.quote(task.session_id), drop_id=shlex.quote(task.spec.id),
-                  workdir=shlex.quote(task.workdir))
-    return task.spec.command.format_map(fields)  # type: ignore[attr-defined]
+    fields.update(
+        session_id=shlex.quote(task.session_id),
+        drop_id=shlex.quote(task.spec.id),
+        workdir=shlex.quote(task.workdir),
+    )
+    return spec.command.format_map(fields)
 
 
 def _tail(path: str) -> str:
@@ -110,7 +120,7 @@ def _tail(path: str) -> str:
 def run(task: Task, token: CancelToken) -> Outcome:
     spec = task.spec
     assert isinstance(spec, ShellSpec)
-    command = _render(task)
+    command = _render(task, spec)
     env = {**os.environ, **task.env(), **spec.env}
     log_dir = os.path.join(task.workdir, ".dropflow", "logs")
     os.makedirs(log_dir, exist_ok=True)
@@ -118,12 +128,6 @@ def run(task: Task, token: CancelToken) -> Outcome:
     stdin_refs = [r for r in task.inputs if r.port == "stdin" and r.store is not None]
     stdout_refs = [r for r in task.outputs if r.port == "stdout"]
     stdin_data = b"".join(r.store.buffer() for r in stdin_refs if r.store is not None) if stdin_refs else None
-    for ref in task.outputs:
-        path = ref.store.fspath()
-        if ref.kind == "directory" and path:
-            os.makedirs(path, exist_ok=True)
-        elif ref.kind == "file" and path:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(stderr_path, "wb") as stderr:
         try:
             proc = subprocess.Popen(
@@ -155,8 +159,11 @@ def run(task: Task, token: CancelToken) -> Outcome:
     if timed_out:
         return Outcome.failed(f"timed out after {spec.timeout:g} s" + (f"; stderr:\n{tail}" if tail else ""))
     if proc.returncode != 0:
-        how = (f"killed by signal {-proc.returncode}" if proc.returncode < 0
-               else f"exit status {proc.returncode}")
+        how = (
+            f"killed by signal {-proc.returncode}"
+            if proc.returncode < 0
+            else f"exit status {proc.returncode}"
+        )
         return Outcome.failed(f"command failed ({how})" + (f"; stderr:\n{tail}" if tail else ""))
     for ref in stdout_refs:
         w = ref.store.writer()

@@ -1,0 +1,95 @@
+"""Functions that test graphs call as Python function apps."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+
+_calls: dict[str, int] = {}
+_lock = threading.Lock()
+
+
+def const(value):
+    return value
+
+
+def add(a, b):
+    return a + b
+
+
+def total(xs):
+    return sum(xs)
+
+
+def count(xs):
+    return len(xs)
+
+
+def boom(x=None):
+    raise ValueError("boom: bad value")
+
+
+def flaky(key: str, fails: int):
+    """Fails ``fails`` times per key (in this process), then returns the number of calls."""
+    with _lock:
+        n = _calls[key] = _calls.get(key, 0) + 1
+    if n <= fails:
+        raise RuntimeError(f"flaky failure {n}")
+    return n
+
+
+def positive(x):
+    return x > 0
+
+
+def pid():
+    return os.getpid()
+
+
+def exists(path):
+    return os.path.exists(path)
+
+
+def fill_array(n: int, out) -> None:
+    """Allocate an array of n uint8 inside the output drop and fill it in place."""
+    arr = out.array((n,), np.uint8)
+    arr[:] = 1
+    arr[0] = 11
+
+
+def touch_first(arr):
+    """A consumer in another process: prove it sees the producer's segment, then write through it."""
+    assert not arr.flags.owndata  # a view, not a copy
+    seen, head = int(arr[0]), int(arr[:1000].sum())
+    arr[0] = 99  # visible through every other view of the segment, if and only if nothing was copied
+    return {"pid": os.getpid(), "seen": seen, "size": int(arr.size), "sum_head": head}
+
+
+def read_first(arr, after=None):
+    """Runs after touch_first: the write made in the other process must be visible here."""
+    return int(arr[0])
+
+
+def write_text(text: str, out) -> None:
+    with open(out.path, "w") as f:
+        f.write(text)
+
+
+def read_text(path):
+    with open(path) as f:
+        return f.read()
+
+
+def stream_out(chunks: int, out) -> None:
+    for i in range(chunks):
+        out.write(bytes([i % 256]) * 1000)
+
+
+def two_outputs(x):
+    return {"left": x - 1, "right": x + 1}
+
+
+def split(n):
+    return [i for i in range(n)]

@@ -1,0 +1,81 @@
+"""Shared fixtures: a started node with its own workspace, graph helpers, and leak checks.
+
+Every test that uses ``node`` is checked at teardown for what it may leave behind: shared-memory segments
+named by dropflow, worker processes, app threads, and files in the workspace root.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import psutil
+import pytest
+
+from dropflow.drops import encode_physical
+from dropflow.drops.shm import SHM_DIR, SHM_PREFIX
+from dropflow.drops.spec import DropSpec
+from dropflow.engine import Node, Session
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "apps"))  # test app functions live in tests/apps/
+
+
+def poll_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.01) -> Any:
+    """Wait until ``predicate()`` is truthy (returning it), or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    event = threading.Event()
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s: {predicate}")
+        event.wait(interval)
+
+
+def shm_segments() -> set[str]:
+    return {name for name in os.listdir(SHM_DIR) if name.startswith(SHM_PREFIX)}
+
+
+def children() -> set[int]:
+    return {p.pid for p in psutil.Process().children(recursive=True)}
+
+
+@pytest.fixture
+def workspace_root(tmp_path: Any) -> str:
+    root = tmp_path / "ws"
+    return str(root)
+
+
+@pytest.fixture
+def node(workspace_root: str) -> Iterator[Node]:
+    shm_before, kids_before = shm_segments(), children()
+    n = Node(workspace_root=workspace_root, threads=8, processes=2).start()
+    try:
+        yield n
+    finally:
+        n.close()
+        assert not [t.name for t in threading.enumerate() if t.name.startswith("dropflow")], "threads leaked"
+        poll_for(lambda: children() <= kids_before, timeout=10)
+        assert shm_segments() <= shm_before, f"shared memory leaked: {shm_segments() - shm_before}"
+
+
+def run(node: Node, drops: Sequence[DropSpec], session_id: str = "s", timeout: float = 60) -> Session:
+    """Run drops in a new session of ``node`` and wait for its end."""
+    session = node.create_session(session_id)
+    session.add(drops)
+    session.deploy()
+    session.wait(timeout)
+    assert session.ended, f"session did not end within {timeout} s: {session.summary()}"
+    return session
+
+
+def write_graph(path: Any, drops: Sequence[DropSpec], name: str | None = None) -> str:
+    with open(path, "wb") as f:
+        f.write(encode_physical(drops, name))
+    return str(path)

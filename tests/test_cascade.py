@@ -1,0 +1,249 @@
+"""The cascade on its own: the Core state machine driven by stimuli, with no threads, files or processes.
+
+Graphs are drawn in the docstrings: ``d`` are data drops, ``a`` are apps.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from dropflow.drops import AppState, DropState, InvalidTransition, MemorySpec, NoopSpec, SessionState
+from dropflow.drops.spec import DropSpec
+from dropflow.engine import Core, EventLog, Workspace, build
+from dropflow.engine.graph import AppNode
+
+
+def core_of(drops: list[DropSpec], tmp_path) -> Core:
+    return Core(build(drops, Workspace(str(tmp_path), "t")), EventLog())
+
+
+def run_all(core: Core, fail: dict[str, str] | None = None, skip: dict[str, list[str]] | None = None) -> None:
+    """Start and finish every app the core asks for (failing those in ``fail``), as the owner loop would."""
+    fail = fail or {}
+    skip = skip or {}
+    core.start()
+    while core.ready:
+        app = core.ready.popleft()
+        if app.spec.id in fail:
+            core.app_failed(app, fail[app.spec.id])
+        else:
+            core.app_finished(app, skip.get(app.spec.id, ()))
+
+
+def state(core: Core, uid: str) -> str:
+    return str(core.graph.by_id[uid].state)
+
+
+def chain(n: int) -> list[DropSpec]:
+    drops: list[DropSpec] = [MemorySpec(id="d0")]
+    for i in range(1, n + 1):
+        drops.append(NoopSpec(id=f"a{i}", inputs={"i": f"d{i - 1}"}, outputs={"o": f"d{i}"}))
+        drops.append(MemorySpec(id=f"d{i}"))
+    return drops
+
+
+def test_chain_completes_in_order(tmp_path):
+    """d0 -> a1 -> d1 -> a2 -> d2: everything settles and the session FINISHES."""
+    core = core_of(chain(2), tmp_path)
+    run_all(core)
+    assert core.outcome is SessionState.FINISHED
+    assert [state(core, u) for u in ("d0", "a1", "d1", "a2", "d2")] == [
+        "COMPLETED",
+        "FINISHED",
+        "COMPLETED",
+        "FINISHED",
+        "COMPLETED",
+    ]
+    # The log tells each drop's story with causes: d1 was written by a1 and completed because a1 finished.
+    story = [(e.start, e.end, e.cause) for e in core.log.story("d1")]
+    assert story == [("INITIALIZED", "WRITING", "a1"), ("WRITING", "COMPLETED", "a1")]
+
+
+def test_million_drop_chain_does_not_recurse(tmp_path):
+    """A chain far longer than the recursion limit cascades iteratively."""
+    n = 150_000
+    assert n > 100 * sys.getrecursionlimit()
+    core = core_of(chain(n), tmp_path)
+    run_all(core)
+    assert core.outcome is SessionState.FINISHED
+    assert state(core, f"d{n}") == "COMPLETED"
+
+
+def test_error_propagates_downstream_and_fails_session(tmp_path):
+    """
+    d0 -> a1 -> d1 -> a2 -> d2        a1 fails: d1, a2, d2 are ERROR; the session FAILED.
+      \\-> a3 -> d3                   a3 is independent and still finishes.
+    """
+    drops = [*chain(2), NoopSpec(id="a3", inputs={"i": "d0"}, outputs={"o": "d3"}), MemorySpec(id="d3")]
+    core = core_of(drops, tmp_path)
+    run_all(core, fail={"a1": "ValueError: boom"})
+    assert core.outcome is SessionState.FAILED
+    assert [state(core, u) for u in ("a1", "d1", "a2", "d2")] == ["ERROR"] * 4
+    assert state(core, "d3") == "COMPLETED"
+    assert core.failures == {"a1": "ValueError: boom"}
+    assert core.log.story("a2")[-1].cause == "d1"
+
+
+def test_error_surfaces_before_slow_inputs(tmp_path):
+    """
+    d0 -> slow ----> d1 \\
+                        -> join -> d3      'fast' fails: join is in ERROR at once, while 'slow' still runs.
+    d0 -> fast ----> d2 /
+    """
+    drops: list[DropSpec] = [
+        MemorySpec(id="d0"),
+        NoopSpec(id="slow", inputs={"i": "d0"}, outputs={"o": "d1"}),
+        MemorySpec(id="d1"),
+        NoopSpec(id="fast", inputs={"i": "d0"}, outputs={"o": "d2"}),
+        MemorySpec(id="d2"),
+        NoopSpec(id="join", inputs={"a": "d1", "b": "d2"}, outputs={"o": "d3"}),
+        MemorySpec(id="d3"),
+    ]
+    core = core_of(drops, tmp_path)
+    core.start()
+    by = {a.spec.id: a for a in core.ready}
+    core.ready.clear()
+    core.app_failed(by["fast"], "no")
+    assert state(core, "join") == "ERROR" and state(core, "d3") == "ERROR"
+    assert state(core, "slow") == "RUNNING" and core.outcome is None
+    core.app_finished(by["slow"])
+    assert core.outcome is SessionState.FAILED
+
+
+def test_error_tolerance_lets_an_app_run(tmp_path):
+    """Four inputs, one failed: an app tolerating 25% runs and finishes; the session still reports FAILED."""
+    drops: list[DropSpec] = [MemorySpec(id="src")]
+    for i in range(4):
+        drops += [NoopSpec(id=f"p{i}", inputs={"i": "src"}, outputs={"o": f"d{i}"}), MemorySpec(id=f"d{i}")]
+    drops += [
+        NoopSpec(
+            id="gather",
+            inputs={"xs": [f"d{i}" for i in range(4)]},
+            outputs={"o": "out"},
+            error_tolerance=0.25,
+        ),
+        MemorySpec(id="out"),
+    ]
+    core = core_of(drops, tmp_path)
+    run_all(core, fail={"p2": "x"})
+    assert state(core, "gather") == "FINISHED" and state(core, "out") == "COMPLETED"
+    assert core.outcome is SessionState.FAILED
+
+    strict = [
+        d
+        if d.id != "gather"
+        else NoopSpec(
+            id="gather", inputs={"xs": [f"d{i}" for i in range(4)]}, outputs={"o": "out"}, error_tolerance=0.2
+        )
+        for d in drops
+    ]
+    core = core_of(strict, tmp_path)
+    run_all(core, fail={"p2": "x"})
+    assert state(core, "gather") == "ERROR" and state(core, "out") == "ERROR"
+
+
+def test_branch_skips_untaken_side_and_finishes(tmp_path):
+    """
+            /-true--> t -> at -> dt      the branch takes 'true'; f, af, df are SKIPPED
+    d0 -> br                            and 'join', whose inputs are dt and df, still runs.
+            \\-false-> f -> af -> df
+    """
+    drops: list[DropSpec] = [
+        MemorySpec(id="d0"),
+        NoopSpec(id="br", inputs={"i": "d0"}, outputs={"true": "t", "false": "f"}),
+        MemorySpec(id="t"),
+        MemorySpec(id="f"),
+        NoopSpec(id="at", inputs={"i": "t"}, outputs={"o": "dt"}),
+        MemorySpec(id="dt"),
+        NoopSpec(id="af", inputs={"i": "f"}, outputs={"o": "df"}),
+        MemorySpec(id="df"),
+        NoopSpec(id="join", inputs={"a": "dt", "b": "df"}, outputs={"o": "out"}),
+        MemorySpec(id="out"),
+    ]
+    core = core_of(drops, tmp_path)
+    run_all(core, skip={"br": ["false"]})
+    assert [state(core, u) for u in ("t", "at", "dt")] == ["COMPLETED", "FINISHED", "COMPLETED"]
+    assert [state(core, u) for u in ("f", "af", "df")] == ["SKIPPED"] * 3
+    assert state(core, "join") == "FINISHED"
+    assert core.outcome is SessionState.FINISHED
+
+
+def test_retries_rerun_a_failed_app(tmp_path):
+    core = core_of(
+        [
+            MemorySpec(id="d0"),
+            NoopSpec(id="a", inputs={"i": "d0"}, outputs={"o": "d1"}, retries=2),
+            MemorySpec(id="d1"),
+        ],
+        tmp_path,
+    )
+    core.start()
+    app = core.ready.popleft()
+    core.app_failed(app, "first")
+    assert core.ready and core.ready[0] is app and app.state is AppState.RUNNING
+    core.app_failed(core.ready.popleft(), "second")
+    core.app_finished(core.ready.popleft())
+    assert core.outcome is SessionState.FINISHED
+    assert [e.end for e in core.log.story("a")] == [
+        "RUNNING",
+        "NOT_RUN",
+        "RUNNING",
+        "NOT_RUN",
+        "RUNNING",
+        "FINISHED",
+    ]
+
+
+def test_cancel_settles_everything_and_kills_running(tmp_path):
+    core = core_of(chain(3), tmp_path)
+    core.start()
+    running = core.ready.popleft()
+    core.cancel()
+    assert list(core.to_kill) == [running]
+    assert core.outcome is SessionState.CANCELLED
+    assert state(core, "a1") == "CANCELLED" and state(core, "d3") == "CANCELLED"
+    core.app_finished(running)  # a late result of a cancelled app is ignored
+    assert state(core, "a1") == "CANCELLED"
+
+
+def test_expire_after_use_deletes_as_soon_as_consumers_finish(tmp_path):
+    """d0 (expire after use) -> a1, a2: d0 expires when the second consumer finishes, not before."""
+    drops: list[DropSpec] = [
+        MemorySpec(id="d0", expire_after_use=True),
+        NoopSpec(id="a1", inputs={"i": "d0"}),
+        NoopSpec(id="a2", inputs={"i": "d0"}),
+    ]
+    core = core_of(drops, tmp_path)
+    core.start()
+    a1, a2 = core.ready.popleft(), core.ready.popleft()
+    core.app_finished(a1)
+    assert state(core, "d0") == "COMPLETED" and not core.to_delete
+    core.app_finished(a2)
+    assert state(core, "d0") == "EXPIRED" and list(core.to_delete) == [core.graph.by_id["d0"]]
+    core.deleted(core.to_delete.popleft())
+    assert state(core, "d0") == "DELETED"
+
+
+def test_lifespan_waits_for_running_consumers(tmp_path):
+    drops: list[DropSpec] = [MemorySpec(id="d0", lifespan=5.0), NoopSpec(id="a", inputs={"i": "d0"})]
+    core = core_of(drops, tmp_path)
+    core.start()
+    assert [d.spec.id for d in core.to_time] == ["d0"]
+    app = core.ready.popleft()
+    core.lifespan_over(core.graph.by_id["d0"])  # the consumer still runs: expiry waits for it
+    assert state(core, "d0") == "COMPLETED"
+    core.app_finished(app)
+    assert state(core, "d0") == "EXPIRED"
+
+
+def test_invalid_transition_raises(tmp_path):
+    core = core_of(chain(1), tmp_path)
+    app = core.graph.by_id["a1"]
+    assert isinstance(app, AppNode)
+    with pytest.raises(InvalidTransition, match="NOT_RUN -> FINISHED"):
+        core._to(app, AppState.FINISHED, "test")
+    data = core.graph.by_id["d0"]
+    with pytest.raises(InvalidTransition):
+        core._to(data, DropState.DELETED, "test")
