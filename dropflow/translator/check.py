@@ -36,11 +36,11 @@ def construct_chain(graph: LogicalGraph, parent: str | None) -> list[Construct]:
 
 def _check_parents(graph: LogicalGraph, problems: list[Problem]) -> None:
     for item in (*graph.constructs.values(), *graph.nodes.values()):
-        if item.parent is None:
+        if item.parent is None or item.parent in graph.constructs:
             continue
         if item.parent in graph.nodes:
             problems.append(Problem(item.where, "parent", f"{item.parent!r} is not a construct"))
-        elif item.parent not in graph.constructs:
+        else:
             problems.append(Problem(item.where, "parent", f"no construct {item.parent!r} in the graph"))
     if problems:
         return

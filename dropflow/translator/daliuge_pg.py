@@ -1,0 +1,145 @@
+"""DALiuGE physical graphs (a JSON list of drop specs) to dropflow drop specs.
+
+Theory of operation
+-------------------
+Each element with an ``oid`` is a drop: ``categoryType`` (or the older ``type``: ``plain`` / ``app``) says
+data or application, ``category`` and ``dropclass`` say which kind (mapped by :mod:`.dlgclasses`), and
+parameters are flattened keys, ``applicationArgs`` and/or ``fields``. Elements without an oid (the trailing
+``{}`` or ``{"rmode": ...}`` reproducibility record) are skipped. Links may be given from either side --
+``inputs`` / ``outputs`` of an app, ``producers`` / ``consumers`` of a data drop, plus their streaming
+variants -- each entry an oid or ``{oid: port}``; both sides are merged in one dict keyed by the edge, so
+an edge listed twice counts once and no list is ever searched. An app's unnamed ports are ``in`` / ``out``.
+Placement (``node``, ``island``) is kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..drops.errors import GraphError, Problem
+from ..drops.spec import DropSpec
+from . import dlgclasses
+from .specs import check_fields, spec_class
+
+__all__ = ["parse_daliuge_pg"]
+
+_IN = ("inputs", "streamingInputs")
+_OUT = ("outputs",)
+_CONSUMERS = ("consumers", "streamingConsumers")
+_PRODUCERS = ("producers",)
+
+
+def _entries(value: Any) -> list[tuple[str, str | None]]:
+    out: list[tuple[str, str | None]] = []
+    for item in value or []:
+        if isinstance(item, str):
+            out.append((item, None))
+        elif isinstance(item, dict):
+            out += [(str(k), str(v) if v is not None else None) for k, v in item.items()]
+    return out
+
+
+def _params(d: Mapping[str, Any]) -> tuple[dict[str, Any], list[tuple[str, Any, bool]]]:
+    values: dict[str, Any] = {k: v for k, v in d.items() if not isinstance(v, dict | list)}
+    args: list[tuple[str, Any, bool]] = []
+    for f in d.get("fields") or []:
+        if isinstance(f, dict) and isinstance(f.get("name"), str):
+            values.setdefault(f["name"], f.get("value"))
+    for name, arg in (d.get("applicationArgs") or {}).items():
+        value = arg.get("value") if isinstance(arg, dict) else arg
+        values[name] = value
+        usage = arg.get("usage", "NoPort") if isinstance(arg, dict) else "NoPort"
+        if usage == "NoPort" and value not in (None, ""):
+            args.append((name, value, bool(arg.get("positional")) if isinstance(arg, dict) else False))
+    return values, args
+
+
+def _is_app(d: Mapping[str, Any]) -> bool:
+    return d.get("categoryType") == "Application" or d.get("type") == "app"
+
+
+def parse_daliuge_pg(doc: list[Any]) -> list[DropSpec]:
+    """Drop specs of a DALiuGE physical graph (decoded JSON list)."""
+    drops = [d for d in doc if isinstance(d, dict) and "oid" in d]
+    if not drops:
+        raise GraphError.one("graph", None, "the physical graph is empty: no element has an \"oid\"")
+    problems: list[Problem] = []
+    by_oid: dict[str, dict[str, Any]] = {}
+    for index, d in enumerate(drops):
+        oid = str(d["oid"])
+        if oid in by_oid:
+            problems.append(Problem(f"drop {oid!r} ([{index}])", "oid", "duplicate oid"))
+        by_oid[oid] = d
+    if problems:
+        raise GraphError(problems)
+    # (app oid, data oid, is input) -> port name; insertion order keeps DALiuGE's port order.
+    edges: dict[tuple[str, str, bool], str | None] = {}
+
+    def add(app: str, data: str, is_input: bool, port: str | None, where: str) -> None:
+        if data not in by_oid or app not in by_oid:
+            missing = data if data not in by_oid else app
+            problems.append(Problem(where, None, f"dangling link to {missing!r}, which is not in the graph"))
+            return
+        if _is_app(by_oid[data]):
+            problems.append(Problem(where, None, f"links app to app {data!r}; DALiuGE links go through data"))
+            return
+        key = (app, data, is_input)
+        if edges.get(key) is None:
+            edges[key] = port
+
+    for oid, d in by_oid.items():
+        where = f"drop {oid!r}"
+        if _is_app(d):
+            for key in _IN:
+                for other, port in _entries(d.get(key)):
+                    add(oid, other, True, port, where)
+            for key in _OUT:
+                for other, port in _entries(d.get(key)):
+                    add(oid, other, False, port, where)
+        else:
+            for key in _CONSUMERS:
+                for other, port in _entries(d.get(key)):
+                    add(other, oid, True, port, where)
+            for key in _PRODUCERS:
+                for other, port in _entries(d.get(key)):
+                    add(other, oid, False, port, where)
+    if problems:
+        raise GraphError(problems)
+    ports: dict[str, tuple[dict[str, list[str]], dict[str, list[str]]]] = {}
+    for (app, data, is_input), port in edges.items():
+        ins, outs = ports.setdefault(app, ({}, {}))
+        (ins if is_input else outs).setdefault(port or ("in" if is_input else "out"), []).append(data)
+    specs: list[DropSpec] = []
+    for oid, d in by_oid.items():
+        try:
+            specs.append(_spec(oid, d, ports.get(oid, ({}, {}))))
+        except GraphError as exc:
+            problems += exc.problems
+    if problems:
+        raise GraphError(problems)
+    return specs
+
+
+def _spec(oid: str, d: Mapping[str, Any], ports: tuple[dict[str, list[str]], dict[str, list[str]]]) -> DropSpec:
+    category = str(d.get("category") or d.get("storage") or "")
+    dropclass = str(d.get("dropclass") or d.get("app") or "")
+    where = f"drop {oid!r} ({category or dropclass})"
+    values, args = _params(d)
+    ins, outs = ports
+    if _is_app(d):
+        mapped = dlgclasses.map_app(category, dropclass, values, args, list(outs), where)
+        role = "app"
+    else:
+        mapped = dlgclasses.map_data(category, dropclass, values, where)
+        role = "data"
+    cls = spec_class(mapped.kind, role, where, "category")
+    check_fields(cls, mapped.fields, where)
+    common: dict[str, Any] = {"id": oid, **mapped.fields}
+    for key in ("name", "node", "island"):
+        if isinstance(d.get(key), str) and d[key]:
+            common[key] = d[key]
+    if role == "app":
+        common["inputs"] = {p: v[0] if len(v) == 1 else v for p, v in ins.items()}
+        common["outputs"] = {mapped.rename.get(p, p): v[0] if len(v) == 1 else v for p, v in outs.items()}
+    return cls(**common)

@@ -1,0 +1,245 @@
+"""DALiuGE's categories and drop classes, mapped onto dropflow kinds (shared by the EAGLE and PG readers).
+
+Theory of operation
+-------------------
+A DALiuGE component is known by its ``category`` (Memory, PythonApp, BashShellApp, ...) and the Python
+class in ``dropclass``. Classes are matched by their last name (``InMemoryDROP``, ``SleepApp``), which
+survives DALiuGE's module moves between versions; the category decides where the class does not (a
+``PyFuncApp`` is a Python function whatever its category says). Each match turns the component's flat
+parameters (field name -> value, values often strings in EAGLE files) into the fields of a dropflow spec.
+
+What has no dropflow equivalent -- containers, MPI, dynamic libraries, services, NGAS or S3 storage, or an
+app class of the user's own that dropflow cannot import as a function -- raises :class:`GraphError` naming
+the component, its category and what is missing.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..drops.errors import GraphError
+
+__all__ = ["Mapped", "map_app", "map_data", "split_function"]
+
+_DATA_CLASSES = {
+    "InMemoryDROP": "memory",
+    "SharedMemoryDROP": "shm",
+    "FileDROP": "file",
+    "NullDROP": "null",
+    "DirectoryContainer": "directory",
+}
+_DATA_CATEGORIES = {
+    "Memory": "memory",
+    "SharedMemory": "shm",
+    "File": "file",
+    "Directory": "directory",
+    "NullDROP": "null",
+    "null": "null",
+    "Null": "null",
+    "Start": "null",
+    "End": "null",
+}
+_UNSUPPORTED_DATA = {
+    "NGAS": "NGAS storage",
+    "S3": "S3 storage",
+    "Plasma": "a Plasma object store",
+    "PlasmaFlight": "a Plasma Flight store",
+    "RDBMS": "database drops",
+    "ParameterSet": "parameter-set files",
+    "json": "JSON drops",
+    "EnvironmentVariables": "environment-variable drops",
+}
+_UNSUPPORTED_APPS = {
+    "Docker": "container apps (the container kind does not exist yet)",
+    "Mpi": "MPI apps (the MPI kind does not exist yet)",
+    "DynlibApp": "dynamic-library apps",
+    "DynlibProcApp": "dynamic-library apps",
+    "Service": "service apps",
+    "Plasma": "a Plasma object store service",
+    "PlasmaFlight": "a Plasma Flight service",
+}
+
+
+@dataclass(slots=True)
+class Mapped:
+    kind: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    #: DALiuGE port name -> dropflow port name (a branch's outputs become ``true`` / ``false``).
+    rename: dict[str, str] = field(default_factory=dict)
+
+
+def _class_name(dropclass: str) -> str:
+    return dropclass.rsplit(".", 1)[-1] if dropclass else ""
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+def _number(value: Any, default: float) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _present(value: Any) -> bool:
+    return value is not None and value != "" and value != "None"
+
+
+def map_data(category: str, dropclass: str, values: Mapping[str, Any], where: str) -> Mapped:
+    """The dropflow data kind and fields of a DALiuGE data component."""
+    kind = _DATA_CLASSES.get(_class_name(dropclass)) or _DATA_CATEGORIES.get(category)
+    if kind is None:
+        what = _UNSUPPORTED_DATA.get(category)
+        if what is not None:
+            raise GraphError.one(where, "category", f"unsupported: dropflow has no equivalent of {what} "
+                                 f"(category {category!r})")
+        raise GraphError.one(where, "category", f"unknown data category {category!r} "
+                             f"(dropclass {dropclass or 'not given'!r})")
+    fields: dict[str, Any] = {}
+    if _present(values.get("persist")) and _bool(values["persist"]) and kind != "shm":
+        fields["persist"] = True
+    if _bool(values.get("expireAfterUse", False)):
+        fields["expire_after_use"] = True
+    if kind in ("file", "directory"):
+        path = values.get("filepath") or values.get("dirname")
+        if isinstance(path, str) and path.strip():
+            fields["path"] = path.strip()
+    return Mapped(kind, fields)
+
+
+def split_function(dotted: str) -> str:
+    """``pkg.mod.Class.method`` as ``pkg.mod:Class.method`` (the module ends before the first capital)."""
+    parts = dotted.strip().split(".")
+    if len(parts) < 2:
+        return dotted
+    for i, part in enumerate(parts[1:], start=1):
+        if part[:1].isupper():
+            return ".".join(parts[:i]) + ":" + ".".join(parts[i:])
+    return ".".join(parts[:-1]) + ":" + parts[-1]
+
+
+_PLACEHOLDER = re.compile(r"%[io]\[([^\]]+)\]")
+
+
+def _shell(values: Mapping[str, Any], args: Sequence[tuple[str, Any, bool]], where: str) -> Mapped:
+    command = values.get("command")
+    if not isinstance(command, str) or not command.strip():
+        # DALiuGE translates such an app and fails it when it is deployed; so does dropflow, when it runs.
+        message = shlex.quote(f"{where}: this BashShellApp has no command")
+        return Mapped("shell", {"command": f"echo {message} >&2; exit 1"})
+    # DALiuGE's %i[port] / %o[port] placeholders are dropflow's {port}.
+    command = _PLACEHOLDER.sub(r"{\1}", command.strip())
+    prefix = values.get("argumentPrefix", "--")
+    sep = values.get("paramValueSeparator", " ")
+    words = [command]
+    for name, value, positional in args:
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        words.append(text if positional else f"{prefix}{name}{sep}{text}")
+    return Mapped("shell", {"command": " ".join(words)})
+
+
+def _function(values: Mapping[str, Any], kwargs: dict[str, Any], where: str, kind: str) -> dict[str, Any]:
+    code = values.get("func_code")
+    name = values.get("func_name")
+    if _present(code):
+        if not _present(name):
+            raise GraphError.one(where, "func_name", "inline func_code needs the name of the function it defines")
+        return {"func": "dropflow.drops.apps.daliuge:call_code",
+                "kwargs": {"code": code, "function": str(name).rsplit(".", 1)[-1], **kwargs}}
+    if not _present(name):
+        raise GraphError.one(where, "func_name", f"a {kind} needs func_name (module.function) or func_code")
+    return {"func": split_function(str(name)), "kwargs": kwargs}
+
+
+def _branch_ports(outputs: Sequence[str], where: str) -> dict[str, str]:
+    if set(outputs) <= {"true", "false"}:
+        return {}
+    if len(outputs) != 2:
+        raise GraphError.one(where, "outputs", f"a branch has two output ports (taken, not taken); this one "
+                             f"has {len(outputs)}: {', '.join(outputs) or 'none'}")
+    # DALiuGE's branches take their first output when the condition holds.
+    return {outputs[0]: "true", outputs[1]: "false"}
+
+
+def map_app(
+    category: str,
+    dropclass: str,
+    values: Mapping[str, Any],
+    args: Sequence[tuple[str, Any, bool]],
+    outputs: Sequence[str],
+    where: str,
+) -> Mapped:
+    """The dropflow app kind and fields of a DALiuGE application component.
+
+    ``values`` are all parameters by name, ``args`` the application arguments that are not ports (name,
+    value, positional), ``outputs`` the output port names in declaration order.
+    """
+    cls = _class_name(dropclass)
+    kwargs = {name: value for name, value, _ in args}
+    if category in _UNSUPPORTED_APPS:
+        raise GraphError.one(where, "category", f"unsupported: dropflow cannot run {_UNSUPPORTED_APPS[category]} "
+                             f"(category {category!r})")
+    if cls == "SleepApp":
+        return Mapped("sleep", {"seconds": _number(values.get("sleep_time"), 5.0)})
+    if cls in ("CopyApp", "GenericGatherApp"):
+        return Mapped("copy")
+    if cls in ("NullBarrierApp", "NoOpApp"):
+        return Mapped("noop")
+    if cls == "HelloWorldApp":
+        greet = values.get("greet")
+        return Mapped("hello", {"greet": str(greet)} if _present(greet) else {})
+    if cls == "RandomArrayApp":
+        fields: dict[str, Any] = {}
+        if _present(values.get("size")):
+            fields["size"] = int(_number(values["size"], 100))
+        if _present(values.get("integer")):
+            fields["integer"] = _bool(values["integer"])
+        for key in ("low", "high"):
+            if _present(values.get(key)):
+                fields[key] = _number(values[key], 0.0)
+        return Mapped("random_array", fields)
+    if cls == "PickOne":
+        if len(outputs) != 2:
+            raise GraphError.one(where, "outputs", f"PickOne writes two outputs (value, rest); it has "
+                                 f"{len(outputs)}")
+        return Mapped("pick_one", {"value_port": outputs[0], "rest_port": outputs[1]})
+    if cls in ("GenericScatterApp", "GenericNpyScatterApp"):
+        return Mapped("scatter_array")
+    if cls == "GenericNpyGatherApp":
+        fields = {"function": str(values.get("function") or "sum")}
+        axes = values.get("reduce_axes")
+        if _present(axes):
+            try:
+                fields["axis"] = int(str(axes).strip("[]() ").split(",")[0])
+            except ValueError:
+                raise GraphError.one(where, "reduce_axes", f"{axes!r} is not an axis number") from None
+        return Mapped("npy_gather", fields)
+    if cls == "SimpleBranch":
+        if len(outputs) == 2 or category == "Branch":
+            fields = {"func": "dropflow.drops.apps.daliuge:constant",
+                      "kwargs": {"result": _bool(values.get("result", True))}}
+            return Mapped("branch", fields, _branch_ports(outputs, where))
+        # Used as a placeholder app with other than two outputs: it does nothing, like a barrier.
+        return Mapped("noop")
+    if category == "Branch" or cls in ("Branch", "BranchAppDrop"):
+        return Mapped("branch", _function(values, kwargs, where, "branch"), _branch_ports(outputs, where))
+    if cls == "PyFuncApp" or category in ("PyFuncApp", "PythonMemberFunction", "PythonFunction"):
+        return Mapped("python", _function(values, kwargs, where, "PyFuncApp"))
+    if cls == "BashShellApp" or category == "BashShellApp":
+        return _shell(values, args, where)
+    if not dropclass:
+        raise GraphError.one(where, "dropclass", f"unsupported: this {category} component has no dropclass, "
+                             "so there is nothing to run")
+    if dropclass.startswith("dlg."):
+        raise GraphError.one(where, "dropclass", f"unsupported: DALiuGE class {dropclass!r} (category "
+                             f"{category!r}) has no dropflow equivalent")
+    raise GraphError.one(where, "dropclass", f"unsupported: custom app class {dropclass!r} (category "
+                         f"{category!r}) cannot run in dropflow; expose it as a function (PyFuncApp)")
