@@ -271,5 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
+from . import cli_translate  # noqa: E402,F401  registers translate commands
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -113,7 +113,7 @@ def resolve(params: Mapping[str, Param], overrides: Mapping[str, str]) -> dict[s
         try:
             values[name] = convert(text, param.type)
         except ValueError as exc:
-            problems.append(Problem(f"--param {name}", None, f"{exc} (the parameter is a {param.type})"))
+            problems.append(Problem(f"--param {name}", None, f"{exc} (the parameter is of type {param.type})"))
     if problems:
         raise GraphError(problems)
     return values
