@@ -64,6 +64,15 @@ _UNSUPPORTED_APPS = {
 }
 
 
+#: Parameters that configure DALiuGE itself, never arguments of the app.
+_META = frozenset({
+    "dropclass", "func_name", "func_code", "input_parser", "output_parser", "execution_time", "num_cpus",
+    "group_start", "group_end", "input_redirection", "output_redirection", "command_line_arguments",
+    "paramValueSeparator", "argumentPrefix", "n_tries", "input_error_threshold", "command", "persist",
+    "streaming", "pickle", "log_level", "base_name",
+})
+
+
 @dataclass(slots=True)
 class Mapped:
     kind: str
@@ -183,6 +192,7 @@ def map_app(
     value, positional), ``outputs`` the output port names in declaration order.
     """
     cls = _class_name(dropclass)
+    args = [a for a in args if a[0] not in _META]
     kwargs = {name: value for name, value, _ in args}
     if category in _UNSUPPORTED_APPS:
         raise GraphError.one(where, "category", f"unsupported: dropflow cannot run {_UNSUPPORTED_APPS[category]} "
