@@ -9,8 +9,8 @@ cycles. A cycle is only legal through a loop-carried link, so the check is Kahn'
 that are not carried; what it cannot order is reported as the list of nodes around one cycle.
 
 Two rewrites follow. A link from an app straight to an app gets a null data node between them (an ordering
-edge), so that every link joins an app port and a data node. Nodes that a carried link enters are marked
-``loop_start``: a link from outside the loop reaches only their first iteration.
+edge), so that every link joins an app port and a data node. Ports that a carried link enters are marked
+``loop_ports``: a link from outside the loop into such a port reaches only the first iteration.
 """
 
 from __future__ import annotations
@@ -179,5 +179,5 @@ def check_graph(graph: LogicalGraph) -> None:
         raise GraphError(problems)
     _insert_events(graph)
     for link in graph.links:
-        if link.carried:
-            graph.nodes[link.dst].loop_start = True
+        if link.carried and link.dst_port is not None:
+            graph.nodes[link.dst].loop_ports.add(link.dst_port)

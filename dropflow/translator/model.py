@@ -64,8 +64,10 @@ class Node:
     ports: dict[str, Direction] = field(default_factory=dict)
     #: App: estimated run time (seconds); data: volume (any unit, relative). Partitioning weights.
     weight: float = 1.0
-    #: A link from outside its loops reaches only the first iteration (the loop's initial value).
+    #: Links from outside its loops reach only the first iteration (the loop's initial value): on every
+    #: port (EAGLE's ``group_start``), or on the ports that a loop-carried link also enters.
     loop_start: bool = False
+    loop_ports: set[str] = field(default_factory=set)
 
 
 @dataclass(slots=True)

@@ -11,8 +11,8 @@ A link between two nodes is classified by the part of their chains they share (t
 has beyond it (A for the source, B for the destination):
 
 - A and B empty: one to one. A carried link instead joins iteration i to i + 1 of the innermost loop.
-- A empty: the source feeds every copy beneath it (the input of a scatter), except that a loop-start node
-  gets a link from outside its loop in its first iteration only.
+- A empty: the source feeds every copy beneath it (the input of a scatter), except that a port that a carried
+  link also enters gets a link from outside the loop in the first iteration only (the initial value).
 - B empty: every copy of the source feeds the destination (an implicit gather); from a loop, only the last
   iteration does (the loop's result).
 - B starts with a gather of width k: the copies of A, flattened in order, go k at a time to the gather's
@@ -205,7 +205,8 @@ class _Unroller:
         if not dims_a and not dims_b:
             ai, bi, fan = np.zeros(1, dtype=Int), np.zeros(1, dtype=Int), False
         elif not dims_a:
-            keep = [(q, 0) for q, k in enumerate(kinds_b) if k == "loop" and bd.node.loop_start]
+            first = bd.node.loop_start or (link.dst_port is not None and link.dst_port in bd.node.loop_ports)
+            keep = [(q, 0) for q, k in enumerate(kinds_b) if k == "loop" and first]
             bi = _restrict(dims_b, keep)
             ai = np.zeros(len(bi), dtype=Int)
             fan = not app_is_dst and any(k != "loop" for k in kinds_b)
