@@ -27,7 +27,9 @@ from dropflow.translator.partition import Weighted, cut_volume, partition
 
 
 def _doc(nodes: list[dict[str, Any]], links: list[dict[str, Any]]) -> bytes:
-    return json.dumps({"format": "dropflow/logical-graph", "version": 1, "nodes": nodes, "links": links}).encode()
+    return json.dumps(
+        {"format": "dropflow/logical-graph", "version": 1, "nodes": nodes, "links": links}
+    ).encode()
 
 
 def nested_scatter(outer: int, inner: int) -> dict[str, Any]:
@@ -121,7 +123,9 @@ def layered_dag(layers: int, width: int, rng: random.Random) -> Weighted:
             dst.append(d)
             data_now.append(d)
         prev_data = data_now
-    return Weighted(len(is_app), np.array(src), np.array(dst), np.array(is_app), np.array(time_), np.array(volume))
+    return Weighted(
+        len(is_app), np.array(src), np.array(dst), np.array(is_app), np.array(time_), np.array(volume)
+    )
 
 
 def round_robin(g: Weighted, parts: int) -> np.ndarray:
@@ -141,11 +145,16 @@ def partition_quality(seed: int) -> dict[str, Any]:
         g = layered_dag(layers, width, rng)
         p = partition(g, "metis", parts, seed=seed, imbalance=0.05)
         rr = cut_volume(g, round_robin(g, parts))
-        rows.append({
-            "apps": int(g.is_app.sum()), "parts": parts, "metis_cut": round(p.cut), "round_robin_cut": round(rr),
-            "cut_ratio_rr_over_metis": round(rr / max(p.cut, 1e-9), 1),
-            "metis_imbalance": round(float(p.loads.max() / p.loads.mean() - 1), 4),
-        })
+        rows.append(
+            {
+                "apps": int(g.is_app.sum()),
+                "parts": parts,
+                "metis_cut": round(p.cut),
+                "round_robin_cut": round(rr),
+                "cut_ratio_rr_over_metis": round(rr / max(p.cut, 1e-9), 1),
+                "metis_imbalance": round(float(p.loads.max() / p.loads.mean() - 1), 4),
+            }
+        )
     return {"graphs": rows}
 
 

@@ -48,35 +48,77 @@ def _count(text: str) -> int:
 
 def _input(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("graph", help=f"{what} (- for standard input)")
-    p.add_argument("-o", "--output", default="-", metavar="FILE",
-                   help="where to write the physical graph (default: standard output)")
+    p.add_argument(
+        "-o",
+        "--output",
+        default="-",
+        metavar="FILE",
+        help="where to write the physical graph (default: standard output)",
+    )
 
 
 def _params_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                   help="override a graph parameter (repeatable)")
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a graph parameter (repeatable)",
+    )
 
 
 def _partition_args(p: argparse.ArgumentParser, default: str) -> None:
-    p.add_argument("--algorithm", choices=ALGORITHMS, default=default,
-                   help=f"partitioning algorithm (default: {default})")
-    p.add_argument("--parts", type=_count, metavar="N",
-                   help="number of partitions for metis (default: one per worker node)")
+    p.add_argument(
+        "--algorithm",
+        choices=ALGORITHMS,
+        default=default,
+        help=f"partitioning algorithm (default: {default})",
+    )
+    p.add_argument(
+        "--parts",
+        type=_count,
+        metavar="N",
+        help="number of partitions for metis (default: one per worker node)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed for metis (default 0)")
-    p.add_argument("--imbalance", type=float, default=0.05, metavar="F",
-                   help="metis: allowed load above the mean, as a fraction (default 0.05)")
-    p.add_argument("--max-dop", type=_count, default=8, metavar="N",
-                   help="min_num_parts: apps one partition runs at a time (default 8)")
-    p.add_argument("--deadline", type=float, metavar="SECONDS",
-                   help="min_num_parts: finish by this time (default: the critical path)")
+    p.add_argument(
+        "--imbalance",
+        type=float,
+        default=0.05,
+        metavar="F",
+        help="metis: allowed load above the mean, as a fraction (default 0.05)",
+    )
+    p.add_argument(
+        "--max-dop",
+        type=_count,
+        default=8,
+        metavar="N",
+        help="min_num_parts: apps one partition runs at a time (default 8)",
+    )
+    p.add_argument(
+        "--deadline",
+        type=float,
+        metavar="SECONDS",
+        help="min_num_parts: finish by this time (default: the critical path)",
+    )
 
 
 def _map_args(p: argparse.ArgumentParser, required: bool) -> None:
-    p.add_argument("--nodes", action="append", required=required, metavar="HOST[,HOST...]",
-                   help="machines to map onto, comma-separated or repeated; the first --islands of them "
-                   "host island managers")
-    p.add_argument("--islands", type=_count, default=0, metavar="N",
-                   help="number of data islands (default 0: no island managers)")
+    p.add_argument(
+        "--nodes",
+        action="append",
+        required=required,
+        metavar="HOST[,HOST...]",
+        help="machines to map onto, comma-separated or repeated; the first --islands of them "
+        "host island managers",
+    )
+    p.add_argument(
+        "--islands",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="number of data islands (default 0: no island managers)",
+    )
 
 
 def _write(path: str, data: bytes) -> None:
@@ -111,15 +153,26 @@ def _run(args: argparse.Namespace, nodes: list[str]) -> int:
     _check_partition_args(args)
     t0 = time.perf_counter()
     r = _read(args)
-    result = translate(r, algorithm=args.algorithm, parts=args.parts, nodes=nodes or None,
-                       islands=args.islands if nodes else 0, seed=args.seed, imbalance=args.imbalance,
-                       max_dop=args.max_dop, deadline=args.deadline)
+    result = translate(
+        r,
+        algorithm=args.algorithm,
+        parts=args.parts,
+        nodes=nodes or None,
+        islands=args.islands if nodes else 0,
+        seed=args.seed,
+        imbalance=args.imbalance,
+        max_dop=args.max_dop,
+        deadline=args.deadline,
+    )
     _write(args.output, encode_physical(result.specs, _name(args.graph)))
     p = result.partitioning
     extra = f", {p.count} partitions ({p.algorithm}), cut volume {p.cut:g}" if p is not None else ""
     where = f" onto {len(nodes)} nodes" if nodes else ""
-    print(f"dropflow: {r.format} graph {args.graph}: {len(result.specs)} drops{extra}{where} in "
-          f"{time.perf_counter() - t0:.2f} s", file=sys.stderr)
+    print(
+        f"dropflow: {r.format} graph {args.graph}: {len(result.specs)} drops{extra}{where} in "
+        f"{time.perf_counter() - t0:.2f} s",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -156,7 +209,7 @@ def _partition_cmd_args(p: argparse.ArgumentParser) -> None:
     _partition_args(p, "metis")
 
 
-@command("partition", "partition a graph; drops get node \"#<partition>\"", _partition_cmd_args)
+@command("partition", 'partition a graph; drops get node "#<partition>"', _partition_cmd_args)
 def cmd_partition(args: argparse.Namespace) -> int:
     if args.algorithm == "metis" and args.parts is None:
         raise UsageError("metis needs --parts N")
@@ -176,8 +229,10 @@ def cmd_map(args: argparse.Namespace) -> int:
         raise UsageError("--nodes: give at least one node")
     r = read(read_graph_bytes(args.graph))
     if r.specs is None:
-        raise UsageError(f"{args.graph} is a logical graph; map takes the output of dropflow partition "
-                         "(or use dropflow translate --nodes)")
+        raise UsageError(
+            f"{args.graph} is a logical graph; map takes the output of dropflow partition "
+            "(or use dropflow translate --nodes)"
+        )
     specs = place(r.specs, nodes, args.islands)
     _write(args.output, encode_physical(specs, _name(args.graph)))
     print(f"dropflow: mapped {len(specs)} drops onto {len(nodes)} nodes", file=sys.stderr)

@@ -24,7 +24,9 @@ from .pipeline import Read, Translation, place, read, translate
 __all__ = ["ALGORITHMS", "Read", "Translation", "load_logical", "place", "read", "translate"]
 
 
-def load_logical(data: bytes, source: str, params: dict[str, str] | Mapping[str, str]) -> tuple[list[DropSpec], str]:
+def load_logical(
+    data: bytes, source: str, params: dict[str, str] | Mapping[str, str]
+) -> tuple[list[DropSpec], str]:
     """Drop specs of a logical (or DALiuGE physical) graph document, and the name of its format.
 
     Raises :class:`GraphError` -- never anything else -- for input it cannot translate.

@@ -35,7 +35,8 @@ def construct_chain(graph: LogicalGraph, parent: str | None) -> list[Construct]:
 
 
 def _check_parents(graph: LogicalGraph, problems: list[Problem]) -> None:
-    for item in (*graph.constructs.values(), *graph.nodes.values()):
+    items: list[Construct | Node] = [*graph.constructs.values(), *graph.nodes.values()]
+    for item in items:
         if item.parent is None or item.parent in graph.constructs:
             continue
         if item.parent in graph.nodes:
@@ -58,8 +59,11 @@ def _check_parents(graph: LogicalGraph, problems: list[Problem]) -> None:
 def _port_problem(node: Node, port: str | None, outgoing: bool, where: str) -> Problem | None:
     if node.role == "data":
         if port is not None:
-            return Problem(where, "from_port" if outgoing else "to_port",
-                           f"{node.id!r} is a data node; only app ends of a link name a port")
+            return Problem(
+                where,
+                "from_port" if outgoing else "to_port",
+                f"{node.id!r} is a data node; only app ends of a link name a port",
+            )
         return None
     field = "from_port" if outgoing else "to_port"
     if port is None:
@@ -72,8 +76,9 @@ def _port_problem(node: Node, port: str | None, outgoing: bool, where: str) -> P
     if direction not in (wanted, "inout"):
         kind = "an input" if direction == "in" else "an output"
         way = "out of" if outgoing else "into"
-        return Problem(where, field, f"port {port!r} of app {node.id!r} is {kind} port; a link cannot go "
-                       f"{way} it")
+        return Problem(
+            where, field, f"port {port!r} of app {node.id!r} is {kind} port; a link cannot go {way} it"
+        )
     return None
 
 
@@ -91,16 +96,31 @@ def _check_links(graph: LogicalGraph, problems: list[Problem]) -> None:
             for end in missing:
                 what = "construct" if end in graph.constructs else "node"
                 if what == "construct":
-                    problems.append(Problem(link.where, "from" if end == link.src else "to",
-                                            f"{end!r} is a construct; link the nodes inside it"))
+                    problems.append(
+                        Problem(
+                            link.where,
+                            "from" if end == link.src else "to",
+                            f"{end!r} is a construct; link the nodes inside it",
+                        )
+                    )
                 else:
-                    problems.append(Problem(link.where, "from" if end == link.src else "to",
-                                            f"dangling link: there is no node {end!r}"))
+                    problems.append(
+                        Problem(
+                            link.where,
+                            "from" if end == link.src else "to",
+                            f"dangling link: there is no node {end!r}",
+                        )
+                    )
             continue
         src, dst = graph.nodes[link.src], graph.nodes[link.dst]
         if src.role == "data" and dst.role == "data":
-            problems.append(Problem(link.where, None, f"links data node {src.id!r} to data node {dst.id!r}; "
-                                    "put an app between them"))
+            problems.append(
+                Problem(
+                    link.where,
+                    None,
+                    f"links data node {src.id!r} to data node {dst.id!r}; put an app between them",
+                )
+            )
             continue
         for node, port, outgoing in ((src, link.src_port, True), (dst, link.dst_port, False)):
             p = _port_problem(node, port, outgoing, link.where)
@@ -109,8 +129,13 @@ def _check_links(graph: LogicalGraph, problems: list[Problem]) -> None:
         if link.carried:
             loop_s, loop_d = _innermost_loop(graph, src), _innermost_loop(graph, dst)
             if loop_s is None or loop_s is not loop_d or src.parent != dst.parent:
-                problems.append(Problem(link.where, "loop", "a loop-carried link joins two nodes directly "
-                                        "inside the same loop construct"))
+                problems.append(
+                    Problem(
+                        link.where,
+                        "loop",
+                        "a loop-carried link joins two nodes directly inside the same loop construct",
+                    )
+                )
 
 
 def _check_acyclic(graph: LogicalGraph, problems: list[Problem]) -> None:
@@ -139,10 +164,17 @@ def _check_acyclic(graph: LogicalGraph, problems: list[Problem]) -> None:
         seen[node] = len(path)
         path.append(node)
         node = next(s for s in succ[node] if indeg[s] > 0)
-    cycle = [*path[seen[node]:], node]
-    problems.append(Problem(graph.nodes[cycle[0]].where, None, "the graph has a cycle that is not declared "
-                            "as a loop: " + " -> ".join(repr(c) for c in cycle)
-                            + " (put it in a loop construct and mark the closing link \"loop\": true)"))
+    cycle = [*path[seen[node] :], node]
+    problems.append(
+        Problem(
+            graph.nodes[cycle[0]].where,
+            None,
+            "the graph has a cycle that is not declared "
+            "as a loop: "
+            + " -> ".join(repr(c) for c in cycle)
+            + ' (put it in a loop construct and mark the closing link "loop": true)',
+        )
+    )
 
 
 def _insert_events(graph: LogicalGraph) -> None:
@@ -156,8 +188,9 @@ def _insert_events(graph: LogicalGraph) -> None:
         event_id = f"{src.id}-{link.src_port}-{dst.id}"
         while event_id in graph.nodes or event_id in graph.constructs:
             event_id += "_"
-        graph.nodes[event_id] = Node(event_id, "data", "null", f"node {event_id!r} (null, between apps)",
-                                     src.parent, weight=0.0)
+        graph.nodes[event_id] = Node(
+            event_id, "data", "null", f"node {event_id!r} (null, between apps)", src.parent, weight=0.0
+        )
         links.append(Link(src.id, event_id, link.src_port, None, link.where))
         links.append(Link(event_id, dst.id, None, link.dst_port, link.where, link.carried))
     graph.links = links

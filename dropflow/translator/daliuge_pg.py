@@ -63,7 +63,7 @@ def parse_daliuge_pg(doc: list[Any]) -> list[DropSpec]:
     """Drop specs of a DALiuGE physical graph (decoded JSON list)."""
     drops = [d for d in doc if isinstance(d, dict) and "oid" in d]
     if not drops:
-        raise GraphError.one("graph", None, "the physical graph is empty: no element has an \"oid\"")
+        raise GraphError.one("graph", None, 'the physical graph is empty: no element has an "oid"')
     problems: list[Problem] = []
     by_oid: dict[str, dict[str, Any]] = {}
     for index, d in enumerate(drops):
@@ -121,7 +121,9 @@ def parse_daliuge_pg(doc: list[Any]) -> list[DropSpec]:
     return specs
 
 
-def _spec(oid: str, d: Mapping[str, Any], ports: tuple[dict[str, list[str]], dict[str, list[str]]]) -> DropSpec:
+def _spec(
+    oid: str, d: Mapping[str, Any], ports: tuple[dict[str, list[str]], dict[str, list[str]]]
+) -> DropSpec:
     category = str(d.get("category") or d.get("storage") or "")
     dropclass = str(d.get("dropclass") or d.get("app") or "")
     where = f"drop {oid!r} ({category or dropclass})"

@@ -65,12 +65,32 @@ _UNSUPPORTED_APPS = {
 
 
 #: Parameters that configure DALiuGE itself, never arguments of the app.
-_META = frozenset({
-    "dropclass", "func_name", "func_code", "input_parser", "output_parser", "execution_time", "num_cpus",
-    "group_start", "group_end", "input_redirection", "output_redirection", "command_line_arguments",
-    "paramValueSeparator", "argumentPrefix", "n_tries", "input_error_threshold", "command", "persist",
-    "streaming", "pickle", "log_level", "base_name",
-})
+_META = frozenset(
+    {
+        "dropclass",
+        "func_name",
+        "func_code",
+        "input_parser",
+        "output_parser",
+        "execution_time",
+        "num_cpus",
+        "group_start",
+        "group_end",
+        "input_redirection",
+        "output_redirection",
+        "command_line_arguments",
+        "paramValueSeparator",
+        "argumentPrefix",
+        "n_tries",
+        "input_error_threshold",
+        "command",
+        "persist",
+        "streaming",
+        "pickle",
+        "log_level",
+        "base_name",
+    }
+)
 
 
 @dataclass(slots=True)
@@ -108,10 +128,14 @@ def map_data(category: str, dropclass: str, values: Mapping[str, Any], where: st
     if kind is None:
         what = _UNSUPPORTED_DATA.get(category)
         if what is not None:
-            raise GraphError.one(where, "category", f"unsupported: dropflow has no equivalent of {what} "
-                                 f"(category {category!r})")
-        raise GraphError.one(where, "category", f"unknown data category {category!r} "
-                             f"(dropclass {dropclass or 'not given'!r})")
+            raise GraphError.one(
+                where,
+                "category",
+                f"unsupported: dropflow has no equivalent of {what} (category {category!r})",
+            )
+        raise GraphError.one(
+            where, "category", f"unknown data category {category!r} (dropclass {dropclass or 'not given'!r})"
+        )
     fields: dict[str, Any] = {}
     if _present(values.get("persist")) and _bool(values["persist"]) and kind != "shm":
         fields["persist"] = True
@@ -160,9 +184,13 @@ def _function(values: Mapping[str, Any], kwargs: dict[str, Any], where: str, kin
     name = values.get("func_name")
     if _present(code):
         if not _present(name):
-            raise GraphError.one(where, "func_name", "inline func_code needs the name of the function it defines")
-        return {"func": "dropflow.drops.apps.daliuge:call_code",
-                "kwargs": {"code": code, "function": str(name).rsplit(".", 1)[-1], **kwargs}}
+            raise GraphError.one(
+                where, "func_name", "inline func_code needs the name of the function it defines"
+            )
+        return {
+            "func": "dropflow.drops.apps.daliuge:call_code",
+            "kwargs": {"code": code, "function": str(name).rsplit(".", 1)[-1], **kwargs},
+        }
     if not _present(name):
         raise GraphError.one(where, "func_name", f"a {kind} needs func_name (module.function) or func_code")
     return {"func": split_function(str(name)), "kwargs": kwargs}
@@ -172,8 +200,12 @@ def _branch_ports(outputs: Sequence[str], where: str) -> dict[str, str]:
     if set(outputs) <= {"true", "false"}:
         return {}
     if len(outputs) != 2:
-        raise GraphError.one(where, "outputs", f"a branch has two output ports (taken, not taken); this one "
-                             f"has {len(outputs)}: {', '.join(outputs) or 'none'}")
+        raise GraphError.one(
+            where,
+            "outputs",
+            f"a branch has two output ports (taken, not taken); this one "
+            f"has {len(outputs)}: {', '.join(outputs) or 'none'}",
+        )
     # DALiuGE's branches take their first output when the condition holds.
     return {outputs[0]: "true", outputs[1]: "false"}
 
@@ -195,8 +227,11 @@ def map_app(
     args = [a for a in args if a[0] not in _META]
     kwargs = {name: value for name, value, _ in args}
     if category in _UNSUPPORTED_APPS:
-        raise GraphError.one(where, "category", f"unsupported: dropflow cannot run {_UNSUPPORTED_APPS[category]} "
-                             f"(category {category!r})")
+        raise GraphError.one(
+            where,
+            "category",
+            f"unsupported: dropflow cannot run {_UNSUPPORTED_APPS[category]} (category {category!r})",
+        )
     if cls == "SleepApp":
         return Mapped("sleep", {"seconds": _number(values.get("sleep_time"), 5.0)})
     if cls in ("CopyApp", "GenericGatherApp"):
@@ -218,8 +253,9 @@ def map_app(
         return Mapped("random_array", fields)
     if cls == "PickOne":
         if len(outputs) != 2:
-            raise GraphError.one(where, "outputs", f"PickOne writes two outputs (value, rest); it has "
-                                 f"{len(outputs)}")
+            raise GraphError.one(
+                where, "outputs", f"PickOne writes two outputs (value, rest); it has {len(outputs)}"
+            )
         return Mapped("pick_one", {"value_port": outputs[0], "rest_port": outputs[1]})
     if cls in ("GenericScatterApp", "GenericNpyScatterApp"):
         return Mapped("scatter_array")
@@ -234,8 +270,10 @@ def map_app(
         return Mapped("npy_gather", fields)
     if cls == "SimpleBranch":
         if len(outputs) == 2 or category == "Branch":
-            fields = {"func": "dropflow.drops.apps.daliuge:constant",
-                      "kwargs": {"result": _bool(values.get("result", True))}}
+            fields = {
+                "func": "dropflow.drops.apps.daliuge:constant",
+                "kwargs": {"result": _bool(values.get("result", True))},
+            }
             return Mapped("branch", fields, _branch_ports(outputs, where))
         # Used as a placeholder app with other than two outputs: it does nothing, like a barrier.
         return Mapped("noop")
@@ -246,10 +284,20 @@ def map_app(
     if cls == "BashShellApp" or category == "BashShellApp":
         return _shell(values, args, where)
     if not dropclass:
-        raise GraphError.one(where, "dropclass", f"unsupported: this {category} component has no dropclass, "
-                             "so there is nothing to run")
+        raise GraphError.one(
+            where,
+            "dropclass",
+            f"unsupported: this {category} component has no dropclass, so there is nothing to run",
+        )
     if dropclass.startswith("dlg."):
-        raise GraphError.one(where, "dropclass", f"unsupported: DALiuGE class {dropclass!r} (category "
-                             f"{category!r}) has no dropflow equivalent")
-    raise GraphError.one(where, "dropclass", f"unsupported: custom app class {dropclass!r} (category "
-                         f"{category!r}) cannot run in dropflow; expose it as a function (PyFuncApp)")
+        raise GraphError.one(
+            where,
+            "dropclass",
+            f"unsupported: DALiuGE class {dropclass!r} (category {category!r}) has no dropflow equivalent",
+        )
+    raise GraphError.one(
+        where,
+        "dropclass",
+        f"unsupported: custom app class {dropclass!r} (category "
+        f"{category!r}) cannot run in dropflow; expose it as a function (PyFuncApp)",
+    )

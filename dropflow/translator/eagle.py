@@ -31,7 +31,7 @@ from typing import Any
 
 from ..drops.errors import GraphError, Problem
 from . import dlgclasses
-from .model import Construct, ConstructKind, Direction, Link, LogicalGraph, Node
+from .model import Construct, ConstructKind, Direction, Link, LogicalGraph, Node, Role
 from .params import convert
 from .specs import check_fields, spec_class
 
@@ -90,12 +90,22 @@ def _globals(doc: Mapping[str, Any], overrides: Mapping[str, str]) -> dict[str, 
     for name, text in overrides.items():
         if name not in values:
             known = ", ".join(sorted(values)) or "none"
-            problems.append(Problem(f"--param {name}", None, f"the graph has no global variable {name!r} "
-                                    f"(its GlobalVariable fields: {known})"))
+            problems.append(
+                Problem(
+                    f"--param {name}",
+                    None,
+                    f"the graph has no global variable {name!r} (its GlobalVariable fields: {known})",
+                )
+            )
             continue
         old = values[name]
-        kind = "bool" if isinstance(old, bool) else "int" if isinstance(old, int) else (
-            "float" if isinstance(old, float) else "str")
+        kind = (
+            "bool"
+            if isinstance(old, bool)
+            else "int"
+            if isinstance(old, int)
+            else ("float" if isinstance(old, float) else "str")
+        )
         try:
             values[name] = convert(text, kind)
         except ValueError as exc:
@@ -113,8 +123,9 @@ def _config(doc: Mapping[str, Any]) -> dict[str, Any]:
         return {}
     config = configs.get(active)
     if not isinstance(config, dict):
-        raise GraphError.one("graph", "activeGraphConfigId", f"names no configuration in graphConfigurations: "
-                             f"{active!r}")
+        raise GraphError.one(
+            "graph", "activeGraphConfigId", f"names no configuration in graphConfigurations: {active!r}"
+        )
     out: dict[str, Any] = {}
     for node in (config.get("nodes") or {}).values():
         for field_id, setting in ((node or {}).get("fields") or {}).items():
@@ -176,8 +187,15 @@ def _embedded(n: Mapping[str, Any], node_id: str, parent: str | None, side: str)
         return None
     emb_id = node_id if side == "input" else f"{node_id}/out"
     name = n.get(f"{side}ApplicationName") or f"{n.get('name')} ({side} app)"
-    comp = _Comp(emb_id, str(name), str(app_type), "Application", parent, list(fields),
-                 f"{side} application {name!r} of {_where(n.get('name'), node_id, n.get('category'))}")
+    comp = _Comp(
+        emb_id,
+        str(name),
+        str(app_type),
+        "Application",
+        parent,
+        list(fields),
+        f"{side} application {name!r} of {_where(n.get('name'), node_id, n.get('category'))}",
+    )
     _ports(comp)
     return comp
 
@@ -195,8 +213,11 @@ def parse_eagle(doc: Mapping[str, Any], overrides: Mapping[str, str]) -> Logical
     model = doc.get("modelData") or {}
     schema = model.get("schemaVersion") if isinstance(model, dict) else None
     if schema not in (None, "OJS"):
-        raise GraphError.one("graph", "modelData.schemaVersion", f"{schema!r} is not supported; re-save the "
-                             "graph with a current EAGLE (schema \"OJS\")")
+        raise GraphError.one(
+            "graph",
+            "modelData.schemaVersion",
+            f'{schema!r} is not supported; re-save the graph with a current EAGLE (schema "OJS")',
+        )
     raw_nodes = doc.get("nodeDataArray")
     if not isinstance(raw_nodes, list):
         raise GraphError.one("graph", "nodeDataArray", "must be a list of components")
@@ -219,10 +240,21 @@ def parse_eagle(doc: Mapping[str, Any], overrides: Mapping[str, str]) -> Logical
             continue
         parent = n.get("parentId", n.get("group"))
         parent = str(parent) if parent not in (None, "") else None
-        comp = _Comp(node_id, str(n.get("name") or ""), category, str(n.get("categoryType", "")), parent,
-                     [f for f in n.get("fields") or [] if isinstance(f, dict)], where)
+        comp = _Comp(
+            node_id,
+            str(n.get("name") or ""),
+            category,
+            str(n.get("categoryType", "")),
+            parent,
+            [f for f in n.get("fields") or [] if isinstance(f, dict)],
+            where,
+        )
         if category in _UNSUPPORTED_CONSTRUCTS:
-            problems.append(Problem(where, "category", f"unsupported: dropflow has no {_UNSUPPORTED_CONSTRUCTS[category]}"))
+            problems.append(
+                Problem(
+                    where, "category", f"unsupported: dropflow has no {_UNSUPPORTED_CONSTRUCTS[category]}"
+                )
+            )
             continue
         if category in _CONSTRUCTS:
             kind, size_key = _CONSTRUCTS[category]
@@ -257,10 +289,17 @@ def _resolve(
                 break
         else:
             if end in embedded or f"{end}/out" in embedded:
-                raise GraphError.one(where, None, f"port {port_id} is not a port of the applications embedded "
-                                     f"in construct {end}")
-            raise GraphError.one(where, None, f"dangling link: there is no component {end!r} (or it is a "
-                                 "construct with no embedded application)")
+                raise GraphError.one(
+                    where,
+                    None,
+                    f"port {port_id} is not a port of the applications embedded in construct {end}",
+                )
+            raise GraphError.one(
+                where,
+                None,
+                f"dangling link: there is no component {end!r} (or it is a "
+                "construct with no embedded application)",
+            )
     port = comp.ports.get(port_id)
     return comp, (port[0] if port else None), (port[1] if port else None)
 
@@ -282,28 +321,40 @@ def _finish(
             problems.append(Problem(where, None, "must be an object"))
             continue
         try:
-            src, sport, sdir = _resolve(str(raw.get("from")), str(raw.get("fromPort")), comps, embedded, where)
+            src, sport, sdir = _resolve(
+                str(raw.get("from")), str(raw.get("fromPort")), comps, embedded, where
+            )
             dst, dport, ddir = _resolve(str(raw.get("to")), str(raw.get("toPort")), comps, embedded, where)
         except GraphError as exc:
             problems += exc.problems
             continue
         where = f"link {src.name or src.id!r} -> {dst.name or dst.id!r} ({where})"
         for comp, port, direction, wanted in ((src, sport, sdir, "out"), (dst, dport, ddir, "in")):
-            if comp.category_type == "Data" or comp.id not in comps and comp.id not in embedded:
+            if comp.category_type == "Data" or (comp.id not in comps and comp.id not in embedded):
                 continue
             if port is None:
-                problems.append(Problem(where, "fromPort" if wanted == "out" else "toPort",
-                                        f"{comp.where} has no port with this id"))
+                problems.append(
+                    Problem(
+                        where,
+                        "fromPort" if wanted == "out" else "toPort",
+                        f"{comp.where} has no port with this id",
+                    )
+                )
             elif direction not in (wanted, "inout"):
-                problems.append(Problem(where, "fromPort" if wanted == "out" else "toPort",
-                                        f"port {port!r} of {comp.where} is an "
-                                        f"{'input' if direction == 'in' else 'output'} port; the link goes "
-                                        f"{'out of' if wanted == 'out' else 'into'} it"))
+                problems.append(
+                    Problem(
+                        where,
+                        "fromPort" if wanted == "out" else "toPort",
+                        f"port {port!r} of {comp.where} is an "
+                        f"{'input' if direction == 'in' else 'output'} port; the link goes "
+                        f"{'out of' if wanted == 'out' else 'into'} it",
+                    )
+                )
         links.append((src, sport, dst, dport, bool(raw.get("closesLoop")), where))
     if problems:
         raise GraphError(problems)
     for emb in embedded.values():
-        if any(emb is l[0] or emb is l[2] for l in links):
+        if any(emb is link[0] or emb is link[2] for link in links):
             comps[emb.id] = emb
     return _build(reader, comps, constructs, links)
 
@@ -353,21 +404,25 @@ def _node(reader: _Reader, comp: _Comp, inputs: set[str], outputs: list[str]) ->
     dropclass = str(values.get("dropclass") or "")
     if _is_data(comp):
         mapped = dlgclasses.map_data(comp.category, dropclass, values, comp.where)
-        role = "data"
+        role: Role = "data"
         weight = _weight(values, "data_volume")
     elif comp.category_type in ("Application", "Control", "Service") or comp.category == "Branch":
         args = [
             (str(f["name"]), reader.value(f), bool(f.get("positional")))
             for f in comp.fields
-            if f.get("parameterType") == "ApplicationArgument" and f.get("usage") in (None, "NoPort")
+            if f.get("parameterType") == "ApplicationArgument"
+            and f.get("usage") in (None, "NoPort")
             and reader.value(f) not in (None, "")
         ]
         mapped = dlgclasses.map_app(comp.category, dropclass, values, args, outputs, comp.where)
         role = "app"
         weight = _weight(values, "execution_time")
     else:
-        raise GraphError.one(comp.where, "category", f"unknown category {comp.category!r} (category type "
-                             f"{comp.category_type or 'not given'!r})")
+        raise GraphError.one(
+            comp.where,
+            "category",
+            f"unknown category {comp.category!r} (category type {comp.category_type or 'not given'!r})",
+        )
     cls = spec_class(mapped.kind, role, comp.where, "category")
     check_fields(cls, mapped.fields, comp.where)
     ports: dict[str, Direction] = {}
@@ -381,13 +436,26 @@ def _node(reader: _Reader, comp: _Comp, inputs: set[str], outputs: list[str]) ->
             rename[port] = new
             ports[new] = "out"
     loop_start = role == "app" and str(values.get("group_start", "")).lower() in ("1", "true")
-    node = Node(comp.id, role, mapped.kind, comp.where, comp.parent, comp.name or None, mapped.fields, ports,
-                weight, loop_start)
+    node = Node(
+        comp.id,
+        role,
+        mapped.kind,
+        comp.where,
+        comp.parent,
+        comp.name or None,
+        mapped.fields,
+        ports,
+        weight,
+        loop_start,
+    )
     return node, rename
 
 
 def _close_loops(
-    reader: _Reader, comps: dict[str, _Comp], constructs: dict[str, Construct], nodes: dict[str, Node],
+    reader: _Reader,
+    comps: dict[str, _Comp],
+    constructs: dict[str, Construct],
+    nodes: dict[str, Node],
     links: list[Link],
 ) -> None:
     """Close loops that have no ``closesLoop`` link DALiuGE's way: group_end data -> group_start apps."""
@@ -396,11 +464,18 @@ def _close_loops(
         if loop.kind != "loop" or loop.id in closed:
             continue
         members = [n for n in nodes.values() if n.parent == loop.id]
-        ends = [n for n in members if n.role == "data"
-                and str(reader.values(comps[n.id]).get("group_end", "")).lower() in ("1", "true")]
-        starts = [n for n in members if n.role == "app" and n.loop_start and n.kind not in ("python", "branch")]
+        ends = [
+            n
+            for n in members
+            if n.role == "data"
+            and str(reader.values(comps[n.id]).get("group_end", "")).lower() in ("1", "true")
+        ]
+        starts = [
+            n for n in members if n.role == "app" and n.loop_start and n.kind not in ("python", "branch")
+        ]
         for end in ends:
             for start in starts:
                 start.ports["loop"] = "in"
-                links.append(Link(end.id, start.id, None, "loop", f"loop {loop.id} (group_end -> group_start)",
-                                  True))
+                links.append(
+                    Link(end.id, start.id, None, "loop", f"loop {loop.id} (group_end -> group_start)", True)
+                )

@@ -33,8 +33,9 @@ def workers_and_islands(nodes: Sequence[str], islands: int) -> tuple[list[str], 
     if islands < 0:
         raise GraphError.one("map", "islands", "must be 0 or more")
     if islands > len(nodes):
-        raise GraphError.one("map", "islands", f"{islands} islands need at least {islands} nodes; "
-                             f"the list has {len(nodes)}")
+        raise GraphError.one(
+            "map", "islands", f"{islands} islands need at least {islands} nodes; the list has {len(nodes)}"
+        )
     if islands == 0:
         return list(nodes), [None] * len(nodes)
     managers = list(nodes[:islands])

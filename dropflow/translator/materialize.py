@@ -68,7 +68,7 @@ def to_specs(template: Template, placement: Placement | None = None) -> list[Dro
     specs: list[DropSpec] = []
     for block in template.blocks:
         node = block.node
-        cls = spec_class(node.kind, node.role, node.where, node.role)
+        cls: Any = spec_class(node.kind, node.role, node.where, node.role)
         fields = node.fields
         name = node.name
         lo, hi = block.base, block.base + block.count
@@ -79,7 +79,10 @@ def to_specs(template: Template, placement: Placement | None = None) -> list[Dro
         else:
             where = [(None, None)] * block.count
         if node.role == "data":
-            specs += [cls(id=i, name=name, node=n, island=isl, **fields) for i, (n, isl) in zip(ids, where, strict=True)]
+            specs += [
+                cls(id=i, name=name, node=n, island=isl, **fields)
+                for i, (n, isl) in zip(ids, where, strict=True)
+            ]
             continue
         ins = _port_values(template.inputs.get(node.id, []), block.count, all_ids)
         outs = _port_values(template.outputs.get(node.id, []), block.count, all_ids)

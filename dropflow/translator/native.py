@@ -75,7 +75,7 @@ def _node(raw: Any, index: int, values: Mapping[str, Any]) -> Node | Construct:
         raise GraphError.one(where, "id", "must be a string of 1-200 characters without whitespace or '#'")
     roles = [k for k in ("app", "data", "construct") if k in raw]
     if len(roles) != 1:
-        raise GraphError.one(where, None, "needs exactly one of \"app\", \"data\" or \"construct\" (its kind)")
+        raise GraphError.one(where, None, 'needs exactly one of "app", "data" or "construct" (its kind)')
     role = roles[0]
     kind = raw[role]
     parent = raw.get("parent")
@@ -87,11 +87,14 @@ def _node(raw: Any, index: int, values: Mapping[str, Any]) -> Node | Construct:
     resolved = {k: params_mod.substitute(v, values, where, k) for k, v in raw.items()}
     if role == "construct":
         if kind not in CONSTRUCT_KINDS:
-            raise GraphError.one(where, "construct", f"unknown construct {kind!r} "
-                                 f"(known: {', '.join(CONSTRUCT_KINDS)})")
+            raise GraphError.one(
+                where, "construct", f"unknown construct {kind!r} (known: {', '.join(CONSTRUCT_KINDS)})"
+            )
         where = _where(raw, index, kind)
         size_key = _CONSTRUCT_SIZE.get(kind)
-        allowed = _NODE_KEYS | ({size_key} if size_key else set()) | ({"clamp"} if kind == "gather" else set())
+        allowed = (
+            _NODE_KEYS | ({size_key} if size_key else set()) | ({"clamp"} if kind == "gather" else set())
+        )
         unknown = sorted(set(raw) - allowed)
         if unknown:
             raise GraphError.one(where, unknown[0], f"unknown field for a {kind} construct")
@@ -121,13 +124,13 @@ def _node(raw: Any, index: int, values: Mapping[str, Any]) -> Node | Construct:
         weight = _weight(resolved.get("time", 1.0), where, "time")
     else:
         weight = _weight(resolved.get("volume", 1.0), where, "volume")
-    return Node(node_id, role, kind, where, parent, name, fields, ports, weight)
+    return Node(node_id, "app" if role == "app" else "data", kind, where, parent, name, fields, ports, weight)
 
 
 def _link(raw: Any, index: int) -> Link:
     where = f"links[{index}]"
     if not isinstance(raw, dict):
-        raise GraphError.one(where, None, "must be an object with \"from\" and \"to\"")
+        raise GraphError.one(where, None, 'must be an object with "from" and "to"')
     unknown = sorted(set(raw) - _LINK_KEYS)
     if unknown:
         raise GraphError.one(where, unknown[0], f"unknown field (use {', '.join(sorted(_LINK_KEYS))})")
@@ -151,8 +154,11 @@ def parse_native(doc: Any, overrides: Mapping[str, str]) -> LogicalGraph:
     if doc.get("format") != FORMAT:
         raise GraphError.one("graph", "format", f"is {doc.get('format')!r}, expected {FORMAT!r}")
     if doc.get("version") != VERSION:
-        raise GraphError.one("graph", "version", f"{doc.get('version')!r} is not supported (this dropflow "
-                             f"reads version {VERSION})")
+        raise GraphError.one(
+            "graph",
+            "version",
+            f"{doc.get('version')!r} is not supported (this dropflow reads version {VERSION})",
+        )
     unknown = sorted(set(doc) - {"format", "version", "name", "description", "params", "nodes", "links"})
     if unknown:
         raise GraphError.one("graph", unknown[0], "unknown field")

@@ -91,7 +91,7 @@ def declare(raw: Any) -> dict[str, Param]:
                 continue
             out[name] = Param(name, decl["default"], type_, str(decl.get("help", "")))
         elif isinstance(decl, dict):
-            problems.append(Problem(where, "default", "missing; declare {\"default\": value}"))
+            problems.append(Problem(where, "default", 'missing; declare {"default": value}'))
         else:
             out[name] = Param(name, decl, _type_of(decl))
     if problems:
@@ -107,13 +107,18 @@ def resolve(params: Mapping[str, Param], overrides: Mapping[str, str]) -> dict[s
         param = params.get(name)
         if param is None:
             known = ", ".join(sorted(params)) or "none"
-            problems.append(Problem(f"--param {name}", None, f"the graph has no parameter {name!r} "
-                                    f"(its parameters: {known})"))
+            problems.append(
+                Problem(
+                    f"--param {name}", None, f"the graph has no parameter {name!r} (its parameters: {known})"
+                )
+            )
             continue
         try:
             values[name] = convert(text, param.type)
         except ValueError as exc:
-            problems.append(Problem(f"--param {name}", None, f"{exc} (the parameter is of type {param.type})"))
+            problems.append(
+                Problem(f"--param {name}", None, f"{exc} (the parameter is of type {param.type})")
+            )
     if problems:
         raise GraphError(problems)
     return values
@@ -126,7 +131,9 @@ def substitute(value: Any, values: Mapping[str, Any], where: str, field: str) ->
             name = value["param"]
             if not isinstance(name, str) or name not in values:
                 known = ", ".join(sorted(values)) or "none"
-                raise GraphError.one(where, field, f"refers to unknown parameter {name!r} (declared: {known})")
+                raise GraphError.one(
+                    where, field, f"refers to unknown parameter {name!r} (declared: {known})"
+                )
             return values[name]
         return {k: substitute(v, values, where, field) for k, v in value.items()}
     if isinstance(value, list):

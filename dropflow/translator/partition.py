@@ -63,7 +63,8 @@ class Partitioning:
 
 def _edge_volume(g: Weighted) -> np.ndarray:
     # One end of every edge is a data drop; its volume is what the edge carries.
-    return np.where(g.is_app[g.src], g.volume[g.dst], g.volume[g.src])
+    volume: np.ndarray = np.where(g.is_app[g.src], g.volume[g.dst], g.volume[g.src])
+    return volume
 
 
 def cut_volume(g: Weighted, parts: np.ndarray) -> float:
@@ -97,7 +98,7 @@ def _metis(g: Weighted, nparts: int, seed: int, imbalance: float) -> np.ndarray:
     starts = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(heads, minlength=n), out=starts[1:])
     vweights = np.where(g.is_app, _scaled(np.where(g.is_app, g.time, 0.0), 1), 0)
-    options = pymetis.Options(seed=seed, ufactor=max(1, int(round(imbalance * 1000))))
+    options = pymetis.Options(seed=seed, ufactor=max(1, round(imbalance * 1000)))
     result = pymetis.part_graph(
         nparts,
         adjacency=pymetis.CSRAdjacency(starts, tails),
@@ -105,7 +106,8 @@ def _metis(g: Weighted, nparts: int, seed: int, imbalance: float) -> np.ndarray:
         eweights=_scaled(summed, 1),
         options=options,
     )
-    return np.asarray(result.vertex_part, dtype=np.int64)
+    parts: np.ndarray = np.asarray(result.vertex_part, dtype=np.int64)
+    return parts
 
 
 def _follow_producers(g: Weighted, parts: np.ndarray) -> None:
@@ -147,7 +149,9 @@ def _app_graph(g: Weighted) -> tuple[np.ndarray, list[list[int]], np.ndarray]:
     return apps, succ, npred
 
 
-def _schedule(time: list[float], succ: list[list[int]], npred: np.ndarray, slots: int) -> tuple[float, list[int]]:
+def _schedule(
+    time: list[float], succ: list[list[int]], npred: np.ndarray, slots: int
+) -> tuple[float, list[int]]:
     """List-schedule apps on ``slots`` cores: makespan and the core of each app."""
     n = len(time)
     waiting = npred.tolist()
@@ -211,13 +215,21 @@ def _min_num_parts(g: Weighted, max_dop: int, deadline: float | None) -> tuple[n
     critical = _critical_path(time, succ, npred)
     target = critical if deadline is None else deadline
     if target < critical * (1 - 1e-9):
-        raise GraphError.one("partition", "deadline", f"{deadline:g} s is shorter than the graph's critical "
-                             f"path ({critical:g} s): no number of partitions can meet it")
+        raise GraphError.one(
+            "partition",
+            "deadline",
+            f"{deadline:g} s is shorter than the graph's critical "
+            f"path ({critical:g} s): no number of partitions can meet it",
+        )
     lo, hi = 1, max(1, math.ceil(len(apps) / max_dop))
     best = _schedule(time, succ, npred, hi * max_dop)
     if best[0] > target * (1 + 1e-9):
-        raise GraphError.one("partition", "deadline", f"{target:g} s cannot be met with {max_dop} apps at a "
-                             f"time per partition (best found: {best[0]:g} s)")
+        raise GraphError.one(
+            "partition",
+            "deadline",
+            f"{target:g} s cannot be met with {max_dop} apps at a "
+            f"time per partition (best found: {best[0]:g} s)",
+        )
     best_p = hi
     while lo < hi:
         mid = (lo + hi) // 2
@@ -245,8 +257,9 @@ def partition(
 ) -> Partitioning:
     """Partition ``g``; raise GraphError (naming the option) for impossible requests."""
     if algorithm not in ALGORITHMS:
-        raise GraphError.one("partition", "algorithm", f"unknown algorithm {algorithm!r} "
-                             f"(choose from {', '.join(ALGORITHMS)})")
+        raise GraphError.one(
+            "partition", "algorithm", f"unknown algorithm {algorithm!r} (choose from {', '.join(ALGORITHMS)})"
+        )
     if algorithm == "none" or g.n == 0:
         result = np.zeros(g.n, dtype=np.int64)
         count = 1

@@ -65,8 +65,9 @@ def read(data: bytes, params: Mapping[str, str] | None = None) -> Read:
             raise GraphError.one("graph", None, "--param applies to logical graphs; this is a physical graph")
         return Read("daliuge-physical", specs=daliuge_pg.parse_daliuge_pg(doc))
     if not isinstance(doc, dict):
-        raise GraphError.one("graph", None, "expected a JSON object (a logical graph) or list (a DALiuGE "
-                             "physical graph)")
+        raise GraphError.one(
+            "graph", None, "expected a JSON object (a logical graph) or list (a DALiuGE physical graph)"
+        )
     fmt = doc.get("format")
     if fmt == native.FORMAT:
         return Read("logical", template=unroll(native.parse_native(doc, params)))
@@ -77,10 +78,17 @@ def read(data: bytes, params: Mapping[str, str] | None = None) -> Read:
     if "nodeDataArray" in doc:
         return Read("eagle", template=unroll(eagle.parse_eagle(doc, params)))
     if fmt is not None:
-        raise GraphError.one("graph", "format", f"unknown format {fmt!r} (dropflow reads {native.FORMAT!r}, "
-                             f"{PHYSICAL_FORMAT!r}, EAGLE .graph files and DALiuGE physical graphs)")
-    raise GraphError.one("graph", "format", f"not a graph dropflow knows: no \"format\" ({native.FORMAT!r}) "
-                         "and no EAGLE \"nodeDataArray\"")
+        raise GraphError.one(
+            "graph",
+            "format",
+            f"unknown format {fmt!r} (dropflow reads {native.FORMAT!r}, "
+            f"{PHYSICAL_FORMAT!r}, EAGLE .graph files and DALiuGE physical graphs)",
+        )
+    raise GraphError.one(
+        "graph",
+        "format",
+        f'not a graph dropflow knows: no "format" ({native.FORMAT!r}) and no EAGLE "nodeDataArray"',
+    )
 
 
 def weighted(r: Read) -> Weighted:
@@ -109,7 +117,9 @@ def weighted(r: Read) -> Weighted:
                         src.append(i)
                         dst.append(index[d])
     ones = np.ones(len(specs))
-    return Weighted(len(specs), np.array(src, dtype=np.int64), np.array(dst, dtype=np.int64), is_app, ones, ones)
+    return Weighted(
+        len(specs), np.array(src, dtype=np.int64), np.array(dst, dtype=np.int64), is_app, ones, ones
+    )
 
 
 def _labels(count: int) -> tuple[list[str | None], list[str | None]]:
@@ -134,8 +144,9 @@ def translate(
     result: Partitioning | None = None
     placement: Placement | None = None
     if algorithm != "none" or nodes:
-        result = partition(weighted(r), algorithm, parts, seed=seed, imbalance=imbalance, max_dop=max_dop,
-                           deadline=deadline)
+        result = partition(
+            weighted(r), algorithm, parts, seed=seed, imbalance=imbalance, max_dop=max_dop, deadline=deadline
+        )
         if nodes:
             node_of, island_of = map_partitions(result.loads.tolist(), nodes, islands)
             placement = (result.parts, list[str | None](node_of), island_of)
@@ -158,8 +169,12 @@ def place(specs: list[DropSpec], nodes: Sequence[str], islands: int) -> list[Dro
     labels = sorted({s.node for s in specs if s.node is not None})
     bad = [s for s in specs if s.node is None or not s.node.startswith("#") or not s.node[1:].isdigit()]
     if bad:
-        raise GraphError.one(f"drop {bad[0].id!r}", "node", f"is {bad[0].node!r}; map expects a partitioned "
-                             "graph whose drops have node \"#<partition>\" (run dropflow partition first)")
+        raise GraphError.one(
+            f"drop {bad[0].id!r}",
+            "node",
+            f"is {bad[0].node!r}; map expects a partitioned "
+            'graph whose drops have node "#<partition>" (run dropflow partition first)',
+        )
     numbers = {label: i for i, label in enumerate(labels)}
     loads = [0.0] * len(labels)
     for s in specs:
@@ -167,6 +182,8 @@ def place(specs: list[DropSpec], nodes: Sequence[str], islands: int) -> list[Dro
             loads[numbers[s.node or ""]] += 1.0
     node_of, island_of = map_partitions(loads, nodes, islands)
     return [
-        msgspec.structs.replace(s, node=node_of[numbers[s.node or ""]], island=island_of[numbers[s.node or ""]])
+        msgspec.structs.replace(
+            s, node=node_of[numbers[s.node or ""]], island=island_of[numbers[s.node or ""]]
+        )
         for s in specs
     ]

@@ -142,24 +142,40 @@ class _Sizes:
         feeds = self.feeds.get(c.id)
         what = "gather" if c.kind == "gather" else "group-by"
         if not feeds:
-            raise GraphError.one(c.where, None, f"this {what} gathers nothing: link a node inside a scatter "
-                                 "(or another multiplying construct) to a node inside it")
+            raise GraphError.one(
+                c.where,
+                None,
+                f"this {what} gathers nothing: link a node inside a scatter "
+                "(or another multiplying construct) to a node inside it",
+            )
         widths = set()
         for link, extra in feeds:
             if c.kind == "groupby" and len(extra) < 2:
-                raise GraphError.one(link.where, None, f"group-by {c.id!r} regroups nested scatters: the "
-                                     f"source {link.src!r} must sit at least two constructs deeper")
+                raise GraphError.one(
+                    link.where,
+                    None,
+                    f"group-by {c.id!r} regroups nested scatters: the "
+                    f"source {link.src!r} must sit at least two constructs deeper",
+                )
             dims = [self.of(x) for x in extra]
             widths.add((math.prod(dims), math.prod(dims[1:])))
         if len(widths) > 1:
-            raise GraphError.one(c.where, None, f"the {what} is fed from constructs of different sizes "
-                                 f"({', '.join(str(w[0]) for w in sorted(widths))} items)")
+            raise GraphError.one(
+                c.where,
+                None,
+                f"the {what} is fed from constructs of different sizes "
+                f"({', '.join(str(w[0]) for w in sorted(widths))} items)",
+            )
         ((width, inner),) = widths
         if c.kind == "groupby":
             return inner
         if c.size > width and not c.clamp:
-            raise GraphError.one(c.where, "width", f"the gather takes {c.size} inputs per instance but what it "
-                                 f"gathers has only {width} copies: it is wider than its scatter allows")
+            raise GraphError.one(
+                c.where,
+                "width",
+                f"the gather takes {c.size} inputs per instance but what it "
+                f"gathers has only {width} copies: it is wider than its scatter allows",
+            )
         return -(-width // c.size)
 
 
@@ -217,10 +233,8 @@ class _Unroller:
             fan = app_is_dst and any(k != "loop" for k in kinds_a)
         elif kinds_b[0] in ("gather", "groupby"):
             ai = np.arange(na, dtype=Int)
-            if kinds_b[0] == "gather":
-                group = ai // cd[p].size
-            else:
-                group = ai % math.prod(dims_a[1:])
+            # A gather takes consecutive items; a group-by takes one item per outer index (a corner turn).
+            group = ai // cd[p].size if kinds_b[0] == "gather" else ai % math.prod(dims_a[1:])
             rest = math.prod(dims_b[1:])
             bi = (group[:, None] * rest + np.arange(rest, dtype=Int)[None, :]).ravel()
             ai = np.repeat(ai, rest)
@@ -229,9 +243,13 @@ class _Unroller:
             ai = bi = np.arange(na, dtype=Int)
             fan = False
         else:
-            raise GraphError.one(link.where, None, f"joins {link.src!r} inside {cs[p].kind} {cs[p].id!r} "
-                                 f"({na} copies) to {link.dst!r} inside {cd[p].kind} {cd[p].id!r} ({nb} "
-                                 "copies); link through a gather, or give both the same size")
+            raise GraphError.one(
+                link.where,
+                None,
+                f"joins {link.src!r} inside {cs[p].kind} {cs[p].id!r} "
+                f"({na} copies) to {link.dst!r} inside {cd[p].kind} {cd[p].id!r} ({nb} "
+                "copies); link through a gather, or give both the same size",
+            )
         npre = math.prod(bs.dims[:p])
         if npre > 1:
             pre = np.arange(npre, dtype=Int)[:, None]
@@ -264,8 +282,11 @@ class _Unroller:
                 assert link.dst_port is not None
                 ports[(link.dst, True, link.dst_port)].append((d - self.blocks[link.dst].base, s, fan))
         template = Template(
-            self.graph.name, list(self.blocks.values()), self.total,
-            np.concatenate(srcs) if srcs else _EMPTY, np.concatenate(dsts) if dsts else _EMPTY,
+            self.graph.name,
+            list(self.blocks.values()),
+            self.total,
+            np.concatenate(srcs) if srcs else _EMPTY,
+            np.concatenate(dsts) if dsts else _EMPTY,
         )
         for (app, is_input, port), parts in ports.items():
             count = self.blocks[app].count

@@ -21,9 +21,20 @@ def doc(nodes: list[dict[str, Any]], links: list[dict[str, Any]], **extra: Any) 
     return {"format": "dropflow/logical-graph", "version": 1, "nodes": nodes, "links": links, **extra}
 
 
-def app(node_id: str, inputs: list[str] = (), outputs: list[str] = (), parent: str | None = None,  # type: ignore[assignment]
-        **fields: Any) -> dict[str, Any]:
-    n: dict[str, Any] = {"id": node_id, "app": "noop", "inputs": list(inputs), "outputs": list(outputs), **fields}
+def app(
+    node_id: str,
+    inputs: list[str] = (),
+    outputs: list[str] = (),
+    parent: str | None = None,  # type: ignore[assignment]
+    **fields: Any,
+) -> dict[str, Any]:
+    n: dict[str, Any] = {
+        "id": node_id,
+        "app": "noop",
+        "inputs": list(inputs),
+        "outputs": list(outputs),
+        **fields,
+    }
     if parent:
         n["parent"] = parent
     return n
@@ -80,12 +91,16 @@ def renamed(d: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:
         if "parent" in n:
             n["parent"] = mapping[n["parent"]]
         nodes.append(n)
-    links = [dict(link, **{"from": mapping[link["from"]], "to": mapping[link["to"]]}) for link in reversed(d["links"])]
+    links = [
+        dict(link, **{"from": mapping[link["from"]], "to": mapping[link["to"]]})
+        for link in reversed(d["links"])
+    ]
     return {**d, "nodes": nodes, "links": links}
 
 
-def unrename(structure_: tuple[set[str], set[tuple[str, str, str, str]]], mapping: dict[str, str]
-             ) -> tuple[set[str], set[tuple[str, str, str, str]]]:
+def unrename(
+    structure_: tuple[set[str], set[tuple[str, str, str, str]]], mapping: dict[str, str]
+) -> tuple[set[str], set[tuple[str, str, str, str]]]:
     back = {v: k for k, v in mapping.items()}
 
     def orig(drop_id: str) -> str:

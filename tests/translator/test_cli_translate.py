@@ -14,10 +14,29 @@ from dropflow.drops.graph import decode_physical
 EXAMPLE = os.path.join(EXAMPLES, "scatter_gather.lg.json")
 
 
+def read_bytes(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
 def test_translate_with_nodes_and_islands(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "pg.json"
-    code = main(["translate", EXAMPLE, "-o", str(out), "--nodes", "dim0,n1", "--nodes", "n2", "--islands", "1",
-                 "--param", "copies=8"])
+    code = main(
+        [
+            "translate",
+            EXAMPLE,
+            "-o",
+            str(out),
+            "--nodes",
+            "dim0,n1",
+            "--nodes",
+            "n2",
+            "--islands",
+            "1",
+            "--param",
+            "copies=8",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 0, err
     assert "logical graph" in err and "18 drops" in err
@@ -29,11 +48,11 @@ def test_steps_unroll_partition_map(tmp_path: Any, capsys: pytest.CaptureFixture
     """unroll -> partition (node "#p") -> map onto real nodes gives every drop a real node."""
     pgt, parted, mapped = (str(tmp_path / n) for n in ("pgt.json", "parted.json", "mapped.json"))
     assert main(["unroll", EXAMPLE, "-o", pgt]) == 0
-    assert all(d.node is None for d in decode_physical(open(pgt, "rb").read()).drops)
+    assert all(d.node is None for d in decode_physical(read_bytes(pgt)).drops)
     assert main(["partition", pgt, "-o", parted, "--algorithm", "metis", "--parts", "2"]) == 0
-    assert {d.node for d in decode_physical(open(parted, "rb").read()).drops} <= {"#0", "#1"}
+    assert {d.node for d in decode_physical(read_bytes(parted)).drops} <= {"#0", "#1"}
     assert main(["map", parted, "-o", mapped, "--nodes", "a,b"]) == 0
-    assert {d.node for d in decode_physical(open(mapped, "rb").read()).drops} <= {"a", "b"}
+    assert {d.node for d in decode_physical(read_bytes(mapped)).drops} <= {"a", "b"}
     capsys.readouterr()
 
 
@@ -46,7 +65,10 @@ def test_unsupported_graph_is_one_message_exit_2(capsys: pytest.CaptureFixture[s
     code = main(["translate", os.path.join(LG_DIR, "Plasma_test.graph"), "-o", os.devnull])
     err = capsys.readouterr().err
     assert code == 2
-    assert "node 'Plasma' (Plasma, id ba7d20ac-9ae2-4ba2-ad13-fb0512dd928c), field 'category': unsupported" in err
+    assert (
+        "node 'Plasma' (Plasma, id ba7d20ac-9ae2-4ba2-ad13-fb0512dd928c), field 'category': unsupported"
+        in err
+    )
     assert "Traceback" not in err
 
 

@@ -86,10 +86,19 @@ def test_graph(name: str, tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> 
     assert drops_per_node(specs, logical_ids(path)) == expected
 
 
-@pytest.mark.parametrize("name", ["HelloWorld_simple", "SharedMemoryTest_update", "chiles_simple",
-                                  "eagle_gather_update", "testLoop", "test_ports"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "HelloWorld_simple",
+        "SharedMemoryTest_update",
+        "chiles_simple",
+        "eagle_gather_update",
+        "testLoop",
+        "test_ports",
+    ],
+)
 def test_daliuge_physical_graph_import(name: str, tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    """DALiuGE's translation of a graph, read as a DALiuGE physical graph, keeps every drop and its placement."""
+    """DALiuGE's translation, read as a DALiuGE physical graph, keeps every drop and its placement."""
     path = os.path.join(SPEC_DIR, f"{name}.spec")
     out = tmp_path / "pg.json"
     assert main(["translate", path, "-o", str(out), "--algorithm", "none"]) == 0, capsys.readouterr().err

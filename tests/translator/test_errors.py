@@ -21,8 +21,10 @@ def refuse(d: dict[str, Any] | bytes, params: dict[str, str] | None = None) -> s
 
 def test_cycle_not_declared_as_a_loop() -> None:
     """a -> x -> b -> y -> a, with no loop construct: the message lists the cycle and says how to loop."""
-    d = doc([app("a", ["i"], ["o"]), data("x"), app("b", ["i"], ["o"]), data("y")],
-            [out("a", "o", "x"), into("x", "b", "i"), out("b", "o", "y"), into("y", "a", "i")])
+    d = doc(
+        [app("a", ["i"], ["o"]), data("x"), app("b", ["i"], ["o"]), data("y")],
+        [out("a", "o", "x"), into("x", "b", "i"), out("b", "o", "y"), into("y", "a", "i")],
+    )
     msg = refuse(d)
     assert "cycle that is not declared as a loop" in msg
     assert "'a'" in msg and "'x'" in msg and "'b'" in msg and "'y'" in msg
@@ -31,7 +33,9 @@ def test_cycle_not_declared_as_a_loop() -> None:
 
 def test_dangling_link() -> None:
     d = doc([app("a", outputs=["o"])], [out("a", "o", "nowhere")])
-    assert "link 'a' -> 'nowhere' (links[0]), field 'to': dangling link: there is no node 'nowhere'" in refuse(d)
+    assert (
+        "link 'a' -> 'nowhere' (links[0]), field 'to': dangling link: there is no node 'nowhere'" in refuse(d)
+    )
 
 
 def test_unknown_kind_in_native_graph() -> None:
@@ -40,15 +44,22 @@ def test_unknown_kind_in_native_graph() -> None:
 
 
 def test_unknown_category_in_eagle_graph() -> None:
-    eagle = {"modelData": {"schemaVersion": "OJS"}, "linkDataArray": [], "nodeDataArray": [
-        {"id": "n1", "name": "Thing", "category": "Teleporter", "categoryType": "Widget", "fields": []}]}
+    eagle = {
+        "modelData": {"schemaVersion": "OJS"},
+        "linkDataArray": [],
+        "nodeDataArray": [
+            {"id": "n1", "name": "Thing", "category": "Teleporter", "categoryType": "Widget", "fields": []}
+        ],
+    }
     msg = refuse(eagle)
     assert "node 'Thing' (Teleporter, id n1), field 'category': unknown category 'Teleporter'" in msg
 
 
 def test_missing_construct_parameter() -> None:
-    d = doc([construct("s", "scatter"), app("a", outputs=["o"], parent="s"), data("d", parent="s")],
-            [out("a", "o", "d")])
+    d = doc(
+        [construct("s", "scatter"), app("a", outputs=["o"], parent="s"), data("d", parent="s")],
+        [out("a", "o", "d")],
+    )
     assert "node 's' (scatter), field 'copies': missing required construct parameter" in refuse(d)
 
 
@@ -58,10 +69,22 @@ def test_non_integer_construct_parameter() -> None:
 
 
 def test_non_integer_construct_parameter_in_eagle_graph() -> None:
-    eagle = {"modelData": {"schemaVersion": "OJS"}, "linkDataArray": [], "nodeDataArray": [
-        {"id": "s1", "name": "Split", "category": "Scatter", "categoryType": "Construct",
-         "fields": [{"id": "f1", "name": "num_of_copies", "value": "2.5", "usage": "NoPort"}]}]}
-    assert "node 'Split' (Scatter, id s1), field 'num_of_copies': must be an integer, not '2.5'" in refuse(eagle)
+    eagle = {
+        "modelData": {"schemaVersion": "OJS"},
+        "linkDataArray": [],
+        "nodeDataArray": [
+            {
+                "id": "s1",
+                "name": "Split",
+                "category": "Scatter",
+                "categoryType": "Construct",
+                "fields": [{"id": "f1", "name": "num_of_copies", "value": "2.5", "usage": "NoPort"}],
+            }
+        ],
+    }
+    assert "node 'Split' (Scatter, id s1), field 'num_of_copies': must be an integer, not '2.5'" in refuse(
+        eagle
+    )
 
 
 def test_port_used_with_the_wrong_direction() -> None:
@@ -73,9 +96,16 @@ def test_port_used_with_the_wrong_direction() -> None:
 
 def test_gather_wider_than_its_scatter() -> None:
     """A gather of 5 inputs per instance fed by a scatter of 3 copies."""
-    d = doc([construct("s", "scatter", copies=3), app("a", outputs=["o"], parent="s"), data("d", parent="s"),
-             construct("g", "gather", width=5), app("j", ["items"], parent="g")],
-            [out("a", "o", "d"), into("d", "j", "items")])
+    d = doc(
+        [
+            construct("s", "scatter", copies=3),
+            app("a", outputs=["o"], parent="s"),
+            data("d", parent="s"),
+            construct("g", "gather", width=5),
+            app("j", ["items"], parent="g"),
+        ],
+        [out("a", "o", "d"), into("d", "j", "items")],
+    )
     msg = refuse(d)
     assert "node 'g' (gather), field 'width'" in msg and "wider than its scatter allows" in msg
 
@@ -85,8 +115,9 @@ def test_empty_graph() -> None:
 
 
 def test_empty_eagle_graph() -> None:
-    assert "the graph is empty" in refuse({"modelData": {"schemaVersion": "OJS"}, "nodeDataArray": [],
-                                           "linkDataArray": []})
+    assert "the graph is empty" in refuse(
+        {"modelData": {"schemaVersion": "OJS"}, "nodeDataArray": [], "linkDataArray": []}
+    )
 
 
 def test_unknown_parameter_override() -> None:
@@ -99,11 +130,24 @@ def test_malformed_json() -> None:
 
 
 def test_unsupported_dalGuge_category_names_node_and_what_is_missing() -> None:
-    eagle = {"modelData": {"schemaVersion": "OJS"}, "linkDataArray": [], "nodeDataArray": [
-        {"id": "d1", "name": "Container", "category": "Docker", "categoryType": "Application",
-         "fields": [{"id": "f", "name": "dropclass", "value": "dlg.apps.dockerapp.DockerApp"}]}]}
+    eagle = {
+        "modelData": {"schemaVersion": "OJS"},
+        "linkDataArray": [],
+        "nodeDataArray": [
+            {
+                "id": "d1",
+                "name": "Container",
+                "category": "Docker",
+                "categoryType": "Application",
+                "fields": [{"id": "f", "name": "dropclass", "value": "dlg.apps.dockerapp.DockerApp"}],
+            }
+        ],
+    }
     msg = refuse(eagle)
-    assert "node 'Container' (Docker, id d1), field 'category': unsupported: dropflow cannot run container apps" in msg
+    assert (
+        "node 'Container' (Docker, id d1), field 'category': unsupported: dropflow cannot run container apps"
+        in msg
+    )
 
 
 def test_loop_carried_link_outside_a_loop() -> None:

@@ -27,8 +27,10 @@ def chains(n: int, length: int) -> dict[str, Any]:
     nodes: list[dict[str, Any]] = [construct("s", "scatter", copies=n)]
     links: list[dict[str, Any]] = []
     for i in range(length):
-        nodes += [app(f"a{i}", ["i"] if i else [], ["o"], parent="s", time=1.0), {**data(f"d{i}", parent="s"),
-                                                                                  "volume": 10}]
+        nodes += [
+            app(f"a{i}", ["i"] if i else [], ["o"], parent="s", time=1.0),
+            {**data(f"d{i}", parent="s"), "volume": 10},
+        ]
         links.append(out(f"a{i}", "o", f"d{i}"))
         if i:
             links.append(into(f"d{i - 1}", f"a{i}", "i"))
@@ -112,15 +114,28 @@ def test_translate_places_every_drop_on_a_worker() -> None:
 
 def test_weights_reach_metis_from_the_logical_graph() -> None:
     """One heavy app (time 300) and 30 light ones (10 each) in two parts: the heavy one is alone."""
-    d = doc([app("heavy", outputs=["o"], time=300), data("h"), construct("s", "scatter", copies=30),
-             app("light", outputs=["o"], parent="s", time=10), data("l", parent="s")],
-            [out("heavy", "o", "h"), out("light", "o", "l")])
+    d = doc(
+        [
+            app("heavy", outputs=["o"], time=300),
+            data("h"),
+            construct("s", "scatter", copies=30),
+            app("light", outputs=["o"], parent="s", time=10),
+            data("l", parent="s"),
+        ],
+        [out("heavy", "o", "h"), out("light", "o", "l")],
+    )
     p = partition(weighted(template_of(d)), "metis", 2, seed=0)
     assert sorted(p.loads.tolist()) == [300.0, 300.0]
 
 
 def test_unknown_algorithm() -> None:
-    g = Weighted(0, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool),
-                 np.zeros(0), np.zeros(0))
+    g = Weighted(
+        0,
+        np.zeros(0, dtype=np.int64),
+        np.zeros(0, dtype=np.int64),
+        np.zeros(0, dtype=bool),
+        np.zeros(0),
+        np.zeros(0),
+    )
     with pytest.raises(GraphError, match="unknown algorithm 'pso'"):
         partition(g, "pso")

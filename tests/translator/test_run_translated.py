@@ -14,8 +14,15 @@ from dropflow.cli import main
 
 #: EAGLE test graphs whose components all map onto built-in kinds (and sleep no more than a moment).
 BUILTIN_EAGLE = [
-    "HelloWorld_simple", "HelloWorld_Global", "ExampleSubgraphNoInput", "SharedMemoryTest_update",
-    "SuperBasicScatterGather", "branchTest", "ArrayLoop", "ArrayLoop_Global", "test-20190830-110556",
+    "HelloWorld_simple",
+    "HelloWorld_Global",
+    "ExampleSubgraphNoInput",
+    "SharedMemoryTest_update",
+    "SuperBasicScatterGather",
+    "branchTest",
+    "ArrayLoop",
+    "ArrayLoop_Global",
+    "test-20190830-110556",
 ]
 EXAMPLE_GRAPHS = ["scatter_gather.lg.json", "loop.lg.json", "eagle_scatter_gather.graph"]
 
@@ -39,7 +46,9 @@ def test_translated_eagle_graph_runs(name: str, tmp_path: Any, capsys: pytest.Ca
 
 
 @pytest.mark.parametrize("name", EXAMPLE_GRAPHS)
-def test_example_logical_graph_runs_directly(name: str, tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_example_logical_graph_runs_directly(
+    name: str, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     summary = run_json(os.path.join(EXAMPLES, name), str(tmp_path / "ws"), capsys)
     assert summary["state"] == "FINISHED"
 
@@ -51,7 +60,9 @@ def test_param_override_reaches_the_run(tmp_path: Any, capsys: pytest.CaptureFix
     assert summary["state"] == "FINISHED" and summary["drops"] == 14
 
 
-def test_loop_example_takes_one_element_per_iteration(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_loop_example_takes_one_element_per_iteration(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The loop example's three iterations each pick one element: 3 values, 3 rests, 1 skipped branch side."""
     summary = run_json(os.path.join(EXAMPLES, "loop.lg.json"), str(tmp_path / "ws"), capsys)
     assert summary["by_state"].get("SKIPPED") == 1

@@ -19,17 +19,31 @@ def test_scatter_feeds_every_copy_and_gather_takes_width_at_a_time() -> None:
         +-----------------+      +-------------+
     """
     d = doc(
-        [app("src", outputs=["o"]), data("x"),
-         construct("s", "scatter", copies=4), app("work", ["i"], ["o"], parent="s"), data("y", parent="s"),
-         construct("g", "gather", width=2), app("join", ["items"], ["o"], parent="g"), data("z", parent="g")],
-        [out("src", "o", "x"), into("x", "work", "i"), out("work", "o", "y"), into("y", "join", "items"),
-         out("join", "o", "z")],
+        [
+            app("src", outputs=["o"]),
+            data("x"),
+            construct("s", "scatter", copies=4),
+            app("work", ["i"], ["o"], parent="s"),
+            data("y", parent="s"),
+            construct("g", "gather", width=2),
+            app("join", ["items"], ["o"], parent="g"),
+            data("z", parent="g"),
+        ],
+        [
+            out("src", "o", "x"),
+            into("x", "work", "i"),
+            out("work", "o", "y"),
+            into("y", "join", "items"),
+            out("join", "o", "z"),
+        ],
     )
     ids, es = assert_id_independent(d)
     assert {f"work#{i}" for i in range(4)} <= ids and {"join#0", "join#1", "z#0", "z#1"} <= ids
     assert {("work#2", "in", "i", "x")} <= es
     assert {a for a in es if a[0] == "join#1" and a[1] == "in"} == {
-        ("join#1", "in", "items", "y#2"), ("join#1", "in", "items", "y#3")}
+        ("join#1", "in", "items", "y#2"),
+        ("join#1", "in", "items", "y#3"),
+    }
     join = next(s for s in specs_of(d) if s.id == "join#0")
     assert join.inputs == {"items": ["y#0", "y#1"]}  # a gather port is a list, in scatter order
 
@@ -42,9 +56,15 @@ def test_nested_scatters_give_one_index_per_construct() -> None:
     |  +-------------------------+  |
     +-------------------------------+
     """
-    d = doc([construct("outer", "scatter", copies=2), construct("inner", "scatter", copies=3, parent="outer"),
-             app("a", outputs=["o"], parent="inner"), data("d", parent="inner")],
-            [out("a", "o", "d")])
+    d = doc(
+        [
+            construct("outer", "scatter", copies=2),
+            construct("inner", "scatter", copies=3, parent="outer"),
+            app("a", outputs=["o"], parent="inner"),
+            data("d", parent="inner"),
+        ],
+        [out("a", "o", "d")],
+    )
     ids, es = assert_id_independent(d)
     assert ids == {f"{n}#{i}.{j}" for n in "ad" for i in range(2) for j in range(3)}
     assert ("a#1.2", "out", "o", "d#1.2") in es
@@ -60,10 +80,18 @@ def test_groupby_is_a_corner_turn() -> None:
 
     v#i.j goes to group#j: one group-by instance per inner index, one item per outer index.
     """
-    d = doc([construct("outer", "scatter", copies=2), construct("inner", "scatter", copies=3, parent="outer"),
-             app("make", outputs=["o"], parent="inner"), data("v", parent="inner"),
-             construct("by", "groupby"), app("group", ["items"], ["o"], parent="by"), data("w", parent="by")],
-            [out("make", "o", "v"), into("v", "group", "items"), out("group", "o", "w")])
+    d = doc(
+        [
+            construct("outer", "scatter", copies=2),
+            construct("inner", "scatter", copies=3, parent="outer"),
+            app("make", outputs=["o"], parent="inner"),
+            data("v", parent="inner"),
+            construct("by", "groupby"),
+            app("group", ["items"], ["o"], parent="by"),
+            data("w", parent="by"),
+        ],
+        [out("make", "o", "v"), into("v", "group", "items"), out("group", "o", "w")],
+    )
     _ids, es = assert_id_independent(d)
     got = {j: sorted(x for a, d_, _p, x in es if a == f"group#{j}" and d_ == "in") for j in range(3)}
     assert got == {j: [f"v#0.{j}", f"v#1.{j}"] for j in range(3)}
@@ -76,13 +104,25 @@ def test_loop_carries_state_and_outside_links_reach_the_right_iterations() -> No
     [param] --(every iteration)-------> |                                    |
                                         +------------------------------------+
     """
-    d = doc([app("init", outputs=["o"]), data("s0"), data("param"),
-             construct("loop", "loop", iterations=3),
-             app("step", ["state", "param"], ["o"], parent="loop"), data("state", parent="loop"),
-             app("report", ["final"])],
-            [out("init", "o", "s0"), into("s0", "step", "state"), into("param", "step", "param"),
-             out("step", "o", "state"), into("state", "step", "state", loop=True),
-             into("state", "report", "final")])
+    d = doc(
+        [
+            app("init", outputs=["o"]),
+            data("s0"),
+            data("param"),
+            construct("loop", "loop", iterations=3),
+            app("step", ["state", "param"], ["o"], parent="loop"),
+            data("state", parent="loop"),
+            app("report", ["final"]),
+        ],
+        [
+            out("init", "o", "s0"),
+            into("s0", "step", "state"),
+            into("param", "step", "param"),
+            out("step", "o", "state"),
+            into("state", "step", "state", loop=True),
+            into("state", "report", "final"),
+        ],
+    )
     _ids, es = assert_id_independent(d)
     inputs = {i: {(p, x) for a, d_, p, x in es if a == f"step#{i}" and d_ == "in"} for i in range(3)}
     assert inputs[0] == {("state", "s0"), ("param", "param")}
@@ -99,9 +139,15 @@ def test_subgraph_groups_without_multiplying() -> None:
     |  a --> d --> b    |
     +-------------------+
     """
-    d = doc([construct("sg", "subgraph"), app("a", outputs=["o"], parent="sg"), data("d", parent="sg"),
-             app("b", ["i"], parent="sg")],
-            [out("a", "o", "d"), into("d", "b", "i")])
+    d = doc(
+        [
+            construct("sg", "subgraph"),
+            app("a", outputs=["o"], parent="sg"),
+            data("d", parent="sg"),
+            app("b", ["i"], parent="sg"),
+        ],
+        [out("a", "o", "d"), into("d", "b", "i")],
+    )
     ids, _ = assert_id_independent(d)
     assert ids == {"a", "d", "b"}
 
@@ -115,11 +161,22 @@ def test_branch_and_constructs_nest_arbitrarily() -> None:
     |  +-------------------------------------------+ |
     +------------------------------------------------+
     """
-    d = doc([construct("s", "scatter", copies=2), construct("l", "loop", iterations=2, parent="s"),
-             {"id": "pick", "app": "branch", "func": "dropflow.drops.apps.daliuge:constant",
-              "outputs": ["true", "false"], "parent": "l"},
-             data("yes", parent="l"), data("no", parent="l")],
-            [out("pick", "true", "yes"), out("pick", "false", "no")])
+    d = doc(
+        [
+            construct("s", "scatter", copies=2),
+            construct("l", "loop", iterations=2, parent="s"),
+            {
+                "id": "pick",
+                "app": "branch",
+                "func": "dropflow.drops.apps.daliuge:constant",
+                "outputs": ["true", "false"],
+                "parent": "l",
+            },
+            data("yes", parent="l"),
+            data("no", parent="l"),
+        ],
+        [out("pick", "true", "yes"), out("pick", "false", "no")],
+    )
     ids, es = assert_id_independent(d)
     assert len(ids) == 12
     assert ("pick#1.0", "out", "false", "no#1.0") in es
@@ -131,9 +188,15 @@ def test_implicit_gather_from_a_scatter_lists_every_copy() -> None:
     | a --> d   | --> sink
     +-----------+
     """
-    d = doc([construct("s", "scatter", copies=3), app("a", outputs=["o"], parent="s"), data("d", parent="s"),
-             app("sink", ["all"])],
-            [out("a", "o", "d"), into("d", "sink", "all")])
+    d = doc(
+        [
+            construct("s", "scatter", copies=3),
+            app("a", outputs=["o"], parent="s"),
+            data("d", parent="s"),
+            app("sink", ["all"]),
+        ],
+        [out("a", "o", "d"), into("d", "sink", "all")],
+    )
     assert_id_independent(d)
     sink = next(s for s in specs_of(d) if s.id == "sink")
     assert sink.inputs == {"all": ["d#0", "d#1", "d#2"]}
@@ -141,8 +204,15 @@ def test_implicit_gather_from_a_scatter_lists_every_copy() -> None:
 
 def test_parameters_set_construct_sizes() -> None:
     """A graph parameter with a default sizes a scatter; --param overrides it, converted to an integer."""
-    d = doc([construct("s", "scatter", copies={"param": "n"}), app("a", outputs=["o"], parent="s"),
-             data("d", parent="s")], [out("a", "o", "d")], params={"n": {"default": 2, "type": "int"}})
+    d = doc(
+        [
+            construct("s", "scatter", copies={"param": "n"}),
+            app("a", outputs=["o"], parent="s"),
+            data("d", parent="s"),
+        ],
+        [out("a", "o", "d")],
+        params={"n": {"default": 2, "type": "int"}},
+    )
     assert len(specs_of(d)) == 4
     assert len(specs_of(d, {"n": "5"})) == 10
 
@@ -159,9 +229,16 @@ def test_gather_of_300k_inputs_is_linear() -> None:
     """
 
     def run(n: int) -> tuple[float, int]:
-        d = doc([construct("s", "scatter", copies=n), app("a", outputs=["o"], parent="s"),
-                 data("d", parent="s"), construct("g", "gather", width=n), app("join", ["items"], parent="g")],
-                [out("a", "o", "d"), into("d", "join", "items")])
+        d = doc(
+            [
+                construct("s", "scatter", copies=n),
+                app("a", outputs=["o"], parent="s"),
+                data("d", parent="s"),
+                construct("g", "gather", width=n),
+                app("join", ["items"], parent="g"),
+            ],
+            [out("a", "o", "d"), into("d", "join", "items")],
+        )
         import json
 
         t0 = time.perf_counter()
@@ -177,13 +254,22 @@ def test_gather_of_300k_inputs_is_linear() -> None:
 
 def test_template_edges_match_spec_links() -> None:
     """The template's edge arrays (what partitioning sees) are exactly the links of the specs."""
-    d = doc([construct("s", "scatter", copies=3), app("a", outputs=["o"], parent="s"), data("d", parent="s"),
-             app("sink", ["all"])], [out("a", "o", "d"), into("d", "sink", "all")])
+    d = doc(
+        [
+            construct("s", "scatter", copies=3),
+            app("a", outputs=["o"], parent="s"),
+            data("d", parent="s"),
+            app("sink", ["all"]),
+        ],
+        [out("a", "o", "d"), into("d", "sink", "all")],
+    )
     import json
 
     r = read(json.dumps(d).encode())
     assert r.template is not None
     ids = [s.id for s in translate(r).specs]
     pairs = {(ids[a], ids[b]) for a, b in zip(r.template.src.tolist(), r.template.dst.tolist(), strict=True)}
-    spec_pairs = {(x if di == "in" else a, a if di == "in" else x) for a, di, _p, x in edges(translate(r).specs)}
+    spec_pairs = {
+        (x if di == "in" else a, a if di == "in" else x) for a, di, _p, x in edges(translate(r).specs)
+    }
     assert pairs == spec_pairs

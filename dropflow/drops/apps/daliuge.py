@@ -76,7 +76,7 @@ class NpyGatherSpec(AppSpec, tag="npy_gather", frozen=True, gc=False, kw_only=Tr
     axis: int | None = 0
 
 
-_REDUCERS = {"sum": np.sum, "prod": np.prod, "max": np.max, "min": np.min, "mean": np.mean}
+_REDUCERS: dict[str, Any] = {"sum": np.sum, "prod": np.prod, "max": np.max, "min": np.min, "mean": np.mean}
 
 
 def _read(ref: InputRef) -> Any:
@@ -186,7 +186,9 @@ def run_npy_gather(task: Task, token: CancelToken) -> Outcome:
         else:
             reducer = _REDUCERS.get(spec.function)
             if reducer is None:
-                raise AppError(f"unknown function {spec.function!r} (use concatenate, {', '.join(_REDUCERS)})")
+                raise AppError(
+                    f"unknown function {spec.function!r} (use concatenate, {', '.join(_REDUCERS)})"
+                )
             value = reducer(np.stack(arrays), axis=spec.axis)
         for ref in task.outputs:
             _write(ref, value)
