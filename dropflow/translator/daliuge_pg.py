@@ -7,7 +7,8 @@ data or application, ``category`` and ``dropclass`` say which kind (mapped by :m
 parameters are flattened keys, ``applicationArgs`` and/or ``fields``. Elements without an oid (the trailing
 ``{}`` or ``{"rmode": ...}`` reproducibility record) are skipped. Links may be given from either side --
 ``inputs`` / ``outputs`` of an app, ``producers`` / ``consumers`` of a data drop, plus their streaming
-variants -- each entry an oid or ``{oid: port}``; both sides are merged in one dict keyed by the edge, so
+variants -- each entry an oid or ``{oid: port}`` (an app listed among an app's links is an ordering edge,
+which gets a null data drop); both sides are merged in one dict keyed by the edge, so
 an edge listed twice counts once and no list is ever searched. An app's unnamed ports are ``in`` / ``out``.
 Placement (``node``, ``island``) is kept.
 """
@@ -18,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..drops.errors import GraphError, Problem
-from ..drops.spec import DropSpec
+from ..drops.spec import DropSpec, NullSpec
 from . import dlgclasses
 from .specs import check_fields, spec_class
 
@@ -75,6 +76,7 @@ def parse_daliuge_pg(doc: list[Any]) -> list[DropSpec]:
         raise GraphError(problems)
     # (app oid, data oid, is input) -> port name; insertion order keeps DALiuGE's port order.
     edges: dict[tuple[str, str, bool], str | None] = {}
+    events: dict[str, None] = {}
 
     def add(app: str, data: str, is_input: bool, port: str | None, where: str) -> None:
         if data not in by_oid or app not in by_oid:
@@ -82,7 +84,12 @@ def parse_daliuge_pg(doc: list[Any]) -> list[DropSpec]:
             problems.append(Problem(where, None, f"dangling link to {missing!r}, which is not in the graph"))
             return
         if _is_app(by_oid[data]):
-            problems.append(Problem(where, None, f"links app to app {data!r}; DALiuGE links go through data"))
+            # DALiuGE links apps directly for pure ordering; dropflow puts a null data drop between them.
+            producer, consumer = (data, app) if is_input else (app, data)
+            event = f"{producer}-{consumer}"
+            events[event] = None
+            edges.setdefault((producer, event, False), None)
+            edges.setdefault((consumer, event, True), None)
             return
         key = (app, data, is_input)
         if edges.get(key) is None:
@@ -118,6 +125,7 @@ def parse_daliuge_pg(doc: list[Any]) -> list[DropSpec]:
             problems += exc.problems
     if problems:
         raise GraphError(problems)
+    specs += [NullSpec(id=event) for event in events if event not in by_oid]
     return specs
 
 
