@@ -1,4 +1,4 @@
-"""The JSON Schema of the native logical graph format accepts the examples and rejects what the parser does."""
+"""The JSON Schema of the native logical graph format accepts the examples, rejects bad constructs."""
 
 from __future__ import annotations
 
