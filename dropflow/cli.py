@@ -273,6 +273,5 @@ def main(argv: list[str] | None = None) -> int:
 
 from . import cli_translate  # noqa: E402,F401  registers translate commands
 
-
 if __name__ == "__main__":
     sys.exit(main())

@@ -49,6 +49,7 @@ __all__ = [
     "register_app",
     "register_data",
     "spec_types",
+    "trivial_app_types",
 ]
 
 log = logging.getLogger(__name__)
@@ -157,6 +158,12 @@ def app_checks() -> dict[type[DropSpec], Checker]:
     """Spec type -> checker, for the app kinds that have one."""
     _load_plugins()
     return {t: k.check for t, k in _by_type.items() if isinstance(k, AppKind) and k.check is not None}
+
+
+def trivial_app_types() -> frozenset[type[DropSpec]]:
+    """Spec types of apps that do nothing and write nothing."""
+    _load_plugins()
+    return frozenset(t for t, k in _by_type.items() if isinstance(k, AppKind) and k.trivial)
 
 
 def data_kind(spec: DataSpec) -> DataKind:

@@ -48,7 +48,7 @@ D_ERROR, EXPIRED, DELETED = DropState.ERROR, DropState.EXPIRED, DropState.DELETE
 D_CANCELLED, D_SKIPPED = DropState.CANCELLED, DropState.SKIPPED
 NOT_RUN, RUNNING, FINISHED = AppState.NOT_RUN, AppState.RUNNING, AppState.FINISHED
 A_ERROR, A_CANCELLED, A_SKIPPED = AppState.ERROR, AppState.CANCELLED, AppState.SKIPPED
-Effect = Callable[[Any, str], None]
+Effect = Callable[[Any], None]
 
 
 class Core:
@@ -72,7 +72,7 @@ class Core:
         self.failures: dict[str, str] = {}
         self.cancelled = False
         self.outcome: SessionState | None = None
-        self._work: deque[tuple[Effect, Any, str]] = deque()
+        self._work: deque[tuple[Effect, Any]] = deque()
         #: Output nodes a finishing branch skips, until its ``finished`` effect runs.
         self._skips: dict[str, set[int]] = {}
         self._clock = log.clock
@@ -92,23 +92,39 @@ class Core:
     # -- transitions ---------------------------------------------------------------------------------------
 
     def _to(self, node: DataNode | AppNode, end: Any, cause: str) -> None:
-        """Change a node's state through its table; schedule the effect."""
+        """Change a node's state through its type's table; record it; schedule the effect."""
+        if type(node) is DataNode:
+            self._to_data(node, end, cause)
+        else:
+            self._to_app(node, end, cause)  # type: ignore[arg-type]
+
+    def _to_data(self, node: DataNode, end: DropState, cause: str) -> None:
         start = node.state
-        table = self._data_effects if type(node) is DataNode else self._app_effects
         try:
-            effect = table[start, end]
+            effect = self._data_effects[start, end]
         except KeyError:
             raise InvalidTransition(f"drop {node.spec.id!r}", start, end) from None
         node.state = end
         self._record((self._clock(), node.spec.id, start, end, cause))
         if effect is not None:
-            self._work.append((effect, node, cause))
+            self._work.append((effect, node))
+
+    def _to_app(self, node: AppNode, end: AppState, cause: str) -> None:
+        start = node.state
+        try:
+            effect = self._app_effects[start, end]
+        except KeyError:
+            raise InvalidTransition(f"drop {node.spec.id!r}", start, end) from None
+        node.state = end
+        self._record((self._clock(), node.spec.id, start, end, cause))
+        if effect is not None:
+            self._work.append((effect, node))
 
     def _drain(self) -> None:
         work = self._work
         while work:
-            effect, node, cause = work.popleft()
-            effect(node, cause)
+            effect, node = work.popleft()
+            effect(node)
         if self.unsettled == 0 and self.outcome is None:
             if self.cancelled:
                 self.outcome = SessionState.CANCELLED
@@ -122,12 +138,12 @@ class Core:
         for data in self.graph.root_data:
             reason = failed_roots.get(data.spec.id)
             if reason is None:
-                self._to(data, COMPLETED, "trigger")
+                self._to_data(data, COMPLETED, "trigger")
             else:
                 self.failures[data.spec.id] = reason
-                self._to(data, D_ERROR, "trigger")
+                self._to_data(data, D_ERROR, "trigger")
         for app in self.graph.root_apps:
-            self._to(app, RUNNING, "trigger")
+            self._to_app(app, RUNNING, "trigger")
         self._drain()
 
     def app_finished(self, app: AppNode, skip_ports: Iterable[str] = ()) -> None:
@@ -135,7 +151,7 @@ class Core:
             return  # cancelled while it ran: the result is dropped
         if skip_ports:
             self._skips[app.spec.id] = self._outputs_on(app, set(skip_ports))
-        self._to(app, FINISHED, app.spec.id)
+        self._to_app(app, FINISHED, app.spec.id)
         self._drain()
 
     def app_failed(self, app: AppNode, error: str) -> None:
@@ -143,11 +159,11 @@ class Core:
             return
         if app.attempt < app.spec.retries:
             app.attempt += 1
-            self._to(app, NOT_RUN, f"retry {app.attempt}: {error.splitlines()[0] if error else ''}")
-            self._to(app, RUNNING, "retry")
+            self._to_app(app, NOT_RUN, f"retry {app.attempt}: {error.splitlines()[0] if error else ''}")
+            self._to_app(app, RUNNING, "retry")
         else:
             self.failures[app.spec.id] = error
-            self._to(app, A_ERROR, app.spec.id)
+            self._to_app(app, A_ERROR, app.spec.id)
         self._drain()
 
     def cancel(self) -> None:
@@ -158,12 +174,12 @@ class Core:
         for app in self.graph.apps:
             if app.state is RUNNING:
                 self.to_kill.append(app)
-                self._to(app, A_CANCELLED, "cancel")
+                self._to_app(app, A_CANCELLED, "cancel")
             elif app.state is NOT_RUN:
-                self._to(app, A_CANCELLED, "cancel")
+                self._to_app(app, A_CANCELLED, "cancel")
         for data in self.graph.data:
             if data.state is INITIALIZED or data.state is WRITING:
-                self._to(data, D_CANCELLED, "cancel")
+                self._to_data(data, D_CANCELLED, "cancel")
         self._drain()
 
     def lifespan_over(self, data: DataNode) -> None:
@@ -172,17 +188,17 @@ class Core:
         if data.unread > 0:
             data.unread = -data.unread  # expire when the consumers still reading have settled
         else:
-            self._to(data, EXPIRED, "lifespan")
+            self._to_data(data, EXPIRED, "lifespan")
         self._drain()
 
     def deleted(self, data: DataNode) -> None:
         """The owner loop deleted the data of an expired drop."""
-        self._to(data, DELETED, "collector")
+        self._to_data(data, DELETED, "collector")
         self._drain()
 
     # -- data effects ---------------------------------------------------------------------------------------
 
-    def _data_completed(self, data: DataNode, cause: str) -> None:
+    def _data_completed(self, data: DataNode) -> None:
         self.unsettled -= 1
         consumers = data.consumers
         spec = data.spec
@@ -194,11 +210,11 @@ class Core:
                     if app.waiting == 0:
                         self._decide(app, spec.id)
         elif spec.expire_after_use:
-            self._to(data, EXPIRED, "unused")
+            self._to_data(data, EXPIRED, "unused")
         if spec.lifespan is not None:
             self.to_time.append(data)
 
-    def _data_failed(self, data: DataNode, cause: str) -> None:
+    def _data_failed(self, data: DataNode) -> None:
         self.unsettled -= 1
         self.errors += 1
         for app in data.consumers or ():
@@ -206,11 +222,11 @@ class Core:
                 app.failed += 1
                 app.waiting -= 1
                 if app.failed > app.spec.error_tolerance * len(app.inputs):
-                    self._to(app, A_ERROR, data.spec.id)
+                    self._to_app(app, A_ERROR, data.spec.id)
                 elif app.waiting == 0:
                     self._decide(app, data.spec.id)
 
-    def _data_skipped(self, data: DataNode, cause: str) -> None:
+    def _data_skipped(self, data: DataNode) -> None:
         self.unsettled -= 1
         for app in data.consumers or ():
             if app.state is NOT_RUN:
@@ -219,10 +235,10 @@ class Core:
                 if app.waiting == 0:
                     self._decide(app, data.spec.id)
 
-    def _data_cancelled(self, data: DataNode, cause: str) -> None:
+    def _data_cancelled(self, data: DataNode) -> None:
         self.unsettled -= 1
 
-    def _data_expired(self, data: DataNode, cause: str) -> None:
+    def _data_expired(self, data: DataNode) -> None:
         self.to_delete.append(data)
 
     # -- app effects ----------------------------------------------------------------------------------------
@@ -230,17 +246,17 @@ class Core:
     def _decide(self, app: AppNode, cause: str) -> None:
         """All inputs of a not-yet-run app have settled: run it, or skip it if every input was skipped."""
         if app.skipped == len(app.inputs):
-            self._to(app, A_SKIPPED, cause)
+            self._to_app(app, A_SKIPPED, cause)
         else:
-            self._to(app, RUNNING, cause)
+            self._to_app(app, RUNNING, cause)
 
-    def _app_started(self, app: AppNode, cause: str) -> None:
+    def _app_started(self, app: AppNode) -> None:
         self.ready.append(app)
         for data in app.outputs:
             if data.state is INITIALIZED:
-                self._to(data, WRITING, app.spec.id)
+                self._to_data(data, WRITING, app.spec.id)
 
-    def _app_finished(self, app: AppNode, cause: str) -> None:
+    def _app_finished(self, app: AppNode) -> None:
         self.unsettled -= 1
         uid = app.spec.id
         skipped = self._skips.pop(uid, None) if self._skips else None
@@ -251,7 +267,7 @@ class Core:
             if skipped is None or id(data) not in skipped:
                 data.ok += 1
             if data.waiting == 0:
-                self._to(data, COMPLETED if data.ok else D_SKIPPED, uid)
+                self._to_data(data, COMPLETED if data.ok else D_SKIPPED, uid)
         self._release_inputs(app)
 
     def _outputs_on(self, app: AppNode, ports: set[str]) -> set[int]:
@@ -265,26 +281,26 @@ class Core:
                     found.add(id(data))
         return found
 
-    def _app_failed(self, app: AppNode, cause: str) -> None:
+    def _app_failed(self, app: AppNode) -> None:
         self.unsettled -= 1
         self.errors += 1
         uid = app.spec.id
         for data in app.outputs:
             if data.state is INITIALIZED or data.state is WRITING:
-                self._to(data, D_ERROR, uid)
+                self._to_data(data, D_ERROR, uid)
         self._release_inputs(app)
 
-    def _app_skipped(self, app: AppNode, cause: str) -> None:
+    def _app_skipped(self, app: AppNode) -> None:
         self.unsettled -= 1
         uid = app.spec.id
         for data in app.outputs:
             if data.state is INITIALIZED or data.state is WRITING:
                 data.waiting -= 1
                 if data.waiting == 0:
-                    self._to(data, COMPLETED if data.ok else D_SKIPPED, uid)
+                    self._to_data(data, COMPLETED if data.ok else D_SKIPPED, uid)
         self._release_inputs(app)
 
-    def _app_cancelled(self, app: AppNode, cause: str) -> None:
+    def _app_cancelled(self, app: AppNode) -> None:
         self.unsettled -= 1
 
     def _release_inputs(self, app: AppNode) -> None:
@@ -295,8 +311,8 @@ class Core:
             if data.unread > 0:
                 data.unread -= 1
                 if data.unread == 0 and data.spec.expire_after_use:
-                    self._to(data, EXPIRED, app.spec.id)
+                    self._to_data(data, EXPIRED, app.spec.id)
             elif data.unread < 0:
                 data.unread += 1
                 if data.unread == 0:
-                    self._to(data, EXPIRED, "lifespan")
+                    self._to_data(data, EXPIRED, "lifespan")

@@ -98,9 +98,6 @@ def _where(spec: DropSpec) -> str:
     return spec.label()
 
 
-_APP: Any = object()  # stands for an app in ``by_id`` until the app's node exists
-
-
 def _link(
     app: AppSpec,
     field: str,
@@ -195,8 +192,7 @@ def build(specs: Sequence[DropSpec], workspace: Workspace, source: str | None = 
     graph = Graph()
     by_id: dict[str, Any] = graph.by_id
     problems: list[Problem] = []
-    app_specs: list[AppSpec] = []
-    data_nodes = graph.data
+    data_nodes, apps, root_apps = graph.data, graph.apps, graph.root_apps
     data_types = kinds.data_spec_types()
     data_checks = kinds.data_checks()
     for index, spec in enumerate(specs):
@@ -206,18 +202,17 @@ def build(specs: Sequence[DropSpec], workspace: Workspace, source: str | None = 
             continue
         t = type(spec)
         if t in data_types:
-            node = DataNode(spec)  # type: ignore[arg-type]
-            by_id[uid] = node
+            node = by_id[uid] = DataNode(spec)  # type: ignore[arg-type]
             data_nodes.append(node)
             check_data = data_checks.get(t)
             if check_data is not None:
                 problems += check_data(spec, workspace)  # type: ignore[arg-type]
         else:
-            app_specs.append(spec)  # type: ignore[arg-type]
-            by_id[uid] = _APP
-    apps, root_apps = graph.apps, graph.root_apps
+            app = by_id[uid] = AppNode(spec, (), ())  # type: ignore[arg-type]
+            apps.append(app)
     checks = kinds.app_checks()
-    for spec in app_specs:
+    for app in apps:
+        spec = app.spec
         ins, outs = spec.inputs, spec.outputs
         # Fast path: one drop on one port, the shape of most apps in large graphs.
         if len(ins) == 1:
@@ -232,9 +227,7 @@ def build(specs: Sequence[DropSpec], workspace: Workspace, source: str | None = 
             outputs = (d,) if type(d) is DataNode else _link(spec, "outputs", outs, by_id, problems)
         else:
             outputs = _link(spec, "outputs", outs, by_id, problems) if outs else ()
-        app = AppNode(spec, inputs, outputs)
-        by_id[spec.id] = app
-        apps.append(app)
+        app.inputs, app.outputs, app.waiting = inputs, outputs, len(inputs)
         for d in inputs:
             if d.consumers is None:
                 d.consumers = [app]

@@ -85,6 +85,7 @@ class Session:
         self.graph: Graph | None = None
         self.core: Core | None = None
         self._specs: list[DropSpec] = []
+        self._trivial = kinds.trivial_app_types()
         self._inflight: dict[AppNode, Callable[[], None]] = {}
         self._finalized = False
         self._ended = threading.Event()
@@ -144,6 +145,14 @@ class Session:
         self.workspace.create()
         failed = self._prepare_roots(self.graph.root_data)
         self._set_state(_S.RUNNING)
+        self.times["running"] = time.time()
+        # The cascade starts as an event of its own, so deploy returns as soon as the graph is in place.
+        self.node.post(self._start, failed)
+
+    def _start(self, failed: dict[str, str]) -> None:
+        assert self.core is not None
+        if self.state is not _S.RUNNING:
+            return  # cancelled between deploy and start
         self.times["run"] = time.time()
         self.core.start(failed)
         self._pump()
@@ -223,10 +232,9 @@ class Session:
         spec = app.spec
         core = self.core
         assert core is not None
-        kind = kinds.app_kind(spec)
         executor = spec.executor or spec.DEFAULT_EXECUTOR
-        if kind.trivial and executor == "inline":
-            core.app_finished(app)
+        if executor == "inline" and type(spec) in self._trivial:
+            core.app_finished(app)  # nothing to run, nothing written: settle it here
             return
         task = self._task(app)
         if executor == "inline":
@@ -414,7 +422,7 @@ class Session:
             drops=len(graph.by_id) if graph is not None else len(self._specs),
             by_state=dict(sorted(by_state.items())),
             failures=self.failures(),
-            deploy_seconds=t["run"] - t["deploy"] if "run" in t else None,
+            deploy_seconds=t["running"] - t["deploy"] if "running" in t else None,
             run_seconds=(t.get("end", time.time()) - t["run"]) if "run" in t else None,
             persisted=list(self.persisted),
             values=self._previews(),
