@@ -24,7 +24,15 @@ from . import kinds
 from .errors import GraphError, Problem
 from .spec import DropSpec
 
-__all__ = ["FORMAT", "VERSION", "PhysicalGraph", "decode_physical", "encode_physical", "json_position"]
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "PhysicalGraph",
+    "decode_physical",
+    "encode_physical",
+    "json_position",
+    "physical_schema",
+]
 
 FORMAT = "dropflow/physical-graph"
 VERSION = 1
@@ -162,6 +170,18 @@ def _header(data: bytes) -> Problem | None:
             "graph", "version", f"{header.version!r} is not supported (this dropflow reads version {VERSION})"
         )
     return None
+
+
+def physical_schema() -> dict[str, Any]:
+    """The JSON Schema of the format, generated from the spec classes of every registered kind."""
+    doc_type = _decoder().type
+    schema = msgspec.json.schema(doc_type)
+    top = schema["$defs"]["PhysicalGraphDoc"]
+    top["title"] = "dropflow physical graph"
+    top["description"] = "A list of drop specs placed on nodes; see docs/physical-graph.md."
+    top["properties"]["format"] = {"const": FORMAT}
+    top["properties"]["version"] = {"const": VERSION}
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
 
 
 def encode_physical(drops: Sequence[DropSpec], name: str | None = None) -> bytes:

@@ -6,12 +6,11 @@ A state is a string enum member so that it prints, serialises and compares as it
 has exactly one table mapping every allowed ``(start, end)`` pair to the name of an *effect*. The engine
 binds each effect name to a handler once, when a session is built, and every state change goes through
 that binding; a pair missing from the table raises :class:`InvalidTransition`. Nothing else assigns a
-state. ``docs/states.md`` is generated from these tables (``python -m dropflow.drops.states``).
+state. ``docs/states.md`` is generated from these tables (``python docs/generate.py``).
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import TypeVar
@@ -28,6 +27,7 @@ __all__ = [
     "InvalidTransition",
     "SessionState",
     "check_transition",
+    "diagrams",
     "mermaid",
 ]
 
@@ -140,15 +140,14 @@ def mermaid(table: Mapping[tuple[E, E], str], title: str) -> str:
     return "\n".join(lines)
 
 
-def _main() -> None:
-    sys.stdout.write(
-        "# State diagrams\n\nGenerated from `dropflow/drops/states.py` by "
-        "`python -m dropflow.drops.states > docs/states.md`; do not edit by hand.\n\n"
+def diagrams() -> str:
+    """The Markdown page of state diagrams (docs/states.md)."""
+    return (
+        "# State diagrams\n\nGenerated from `dropflow/drops/states.py` by `python docs/generate.py`; "
+        "do not edit by hand.\n\n"
+        + mermaid(DROP_TRANSITIONS, "Data drops (DropState)")
+        + "\n"
+        + mermaid(APP_TRANSITIONS, "Application drops (AppState)")
+        + "\n"
+        + mermaid(SESSION_TRANSITIONS, "Sessions (SessionState)")
     )
-    sys.stdout.write(mermaid(DROP_TRANSITIONS, "Data drops (DropState)") + "\n")
-    sys.stdout.write(mermaid(APP_TRANSITIONS, "Application drops (AppState)") + "\n")
-    sys.stdout.write(mermaid(SESSION_TRANSITIONS, "Sessions (SessionState)"))
-
-
-if __name__ == "__main__":
-    _main()

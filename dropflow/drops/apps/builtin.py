@@ -12,7 +12,7 @@ single input drop, the taken side receives a copy of that input's bytes, so a br
 from __future__ import annotations
 
 import threading
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ..spec import AppSpec
 from .base import AppError, CancelToken, Outcome, Task, format_exception
@@ -51,7 +51,7 @@ class BranchSpec(AppSpec, tag="branch", frozen=True, gc=False, kw_only=True):
 
     #: ``module:function`` called with the inputs (as for Python apps); its truth picks the side.
     func: str
-    kwargs: dict[str, object] = {}
+    kwargs: dict[str, Any] = {}
 
 
 def run_noop(task: Task, token: CancelToken) -> Outcome:
