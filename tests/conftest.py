@@ -38,6 +38,15 @@ def poll_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.0
         event.wait(interval)
 
 
+def require(component: str, available: bool, how: str) -> None:
+    """Skip a test whose component is missing -- except in CI (CI=true), where it must run, so fail."""
+    if available:
+        return
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{component} is required in CI but is not available: {how}")
+    pytest.skip(f"{component} is not available here: {how}")
+
+
 def shm_segments() -> set[str]:
     return {name for name in os.listdir(SHM_DIR) if name.startswith(SHM_PREFIX)}
 
