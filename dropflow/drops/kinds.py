@@ -266,3 +266,14 @@ register_app(daliuge.RandomArraySpec, daliuge.run_random_array)
 register_app(daliuge.PickOneSpec, daliuge.run_pick_one)
 register_app(daliuge.ScatterArraySpec, daliuge.run_scatter_array)
 register_app(daliuge.NpyGatherSpec, daliuge.run_npy_gather)
+
+# Containers and MPI programs (dropflow.drops.apps.docker, .mpi).
+from .apps import docker as docker_app  # noqa: E402
+
+
+def _check_docker(spec: AppSpec, kinds: Mapping[str, str]) -> list[Problem]:
+    assert isinstance(spec, docker_app.DockerSpec)
+    return docker_app.check_docker(spec, dict(kinds))
+
+
+register_app(docker_app.DockerSpec, docker_app.run, _check_docker)
