@@ -1,0 +1,34 @@
+"""The numpy pipeline's two apps for DALiuGE 6.6, written the way its users write apps: BarrierAppDROPs.
+
+``Producer`` makes the array (:func:`payload.make_array`) and writes its bytes into its output drop;
+``Consumer`` reads its input drop's whole contents (``droputils.allDropContents``) and writes their CRC-32 to
+``result_path``, which the harness compares with the expected checksum. (DALiuGE's own SharedMemoryDROP loses
+its data in 6.6, so the pipeline goes through an InMemoryDROP.) Imported by the node manager, which finds this
+module on its PYTHONPATH; runs only inside DALiuGE's virtualenv.
+"""
+
+from __future__ import annotations
+
+from dlg import droputils
+from dlg.apps.app_base import BarrierAppDROP
+from dlg.meta import dlg_int_param, dlg_string_param
+
+from payload import checksum, make_array
+
+
+class Producer(BarrierAppDROP):
+    nbytes = dlg_int_param("nbytes", 0)
+
+    def run(self) -> None:
+        data = memoryview(make_array(int(self.nbytes))).cast("B")
+        for out in self.outputs:
+            out.write(data)
+
+
+class Consumer(BarrierAppDROP):
+    result_path = dlg_string_param("result_path", "")
+
+    def run(self) -> None:
+        crc = checksum(droputils.allDropContents(self.inputs[0]))
+        with open(self.result_path, "w") as f:
+            f.write(str(crc))

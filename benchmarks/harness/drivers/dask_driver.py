@@ -1,0 +1,82 @@
+"""Dask distributed, the way its users run a graph: a LocalCluster on this machine and a Client.
+
+The no-op workloads become one low-level task graph (``{key: (func, *dependency keys)}``, what
+``dask.delayed`` builds), submitted with ``Client.get(..., sync=False)`` (deploy: the graph reaches the
+scheduler) and gathered (run). The numpy pipeline is ``client.submit(make_array)`` then
+``client.submit(checksum, future)``. The LocalCluster has Dask's defaults for this machine (worker
+processes, no dashboard) on loopback; its start-up is reported apart and is not part of the measured window.
+CPU seconds of the window are read with psutil from this process (scheduler and client) and every worker
+process.
+
+Usage: ``python dask_driver.py (DAG.json | numpy:NBYTES)``; prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import psutil
+from distributed import Client, LocalCluster
+
+from payload import checksum, make_array, noop
+from workloads import read_dag
+
+
+def tree_cpu() -> float:
+    me = psutil.Process()
+    total = 0.0
+    for p in [me, *me.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
+def run(client: Client, arg: str) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    if arg.startswith("numpy:"):
+        nbytes = int(arg.split(":", 1)[1])
+        t1 = time.perf_counter()
+        made = client.submit(make_array, nbytes, pure=False)
+        crc = client.submit(checksum, made, pure=False)
+        t2 = time.perf_counter()
+        value = crc.result()
+        t3 = time.perf_counter()
+        return {"load_s": t1 - t0, "deploy_s": t2 - t1, "run_s": t3 - t2, "tasks": 2, "checksum": value}
+    dag = read_dag(arg)
+    dsk = {f"t{i}": (noop, *[f"t{j}" for j in d]) for i, d in enumerate(dag.deps)}
+    sinks = [f"t{i}" for i in dag.sinks()]
+    del dag
+    t1 = time.perf_counter()
+    futures = client.get(dsk, sinks, sync=False)
+    t2 = time.perf_counter()
+    results = client.gather(futures)
+    t3 = time.perf_counter()
+    return {"load_s": t1 - t0, "deploy_s": t2 - t1, "run_s": t3 - t2, "tasks": len(dsk), "sinks": len(results)}
+
+
+def main(argv: list[str]) -> int:
+    (arg,) = argv
+    t0 = time.perf_counter()
+    with LocalCluster(host="127.0.0.1", dashboard_address=None) as cluster, Client(cluster) as client:
+        info = client.scheduler_info()
+        startup = time.perf_counter() - t0
+        cpu0 = tree_cpu()
+        out = run(client, arg)
+        out["cpu_window_s"] = tree_cpu() - cpu0
+        out["startup_s"] = startup
+        out["workers"] = len(info["workers"])
+        out["threads"] = sum(w["nthreads"] for w in info["workers"].values())
+    out["pid"] = os.getpid()
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

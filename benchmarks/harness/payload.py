@@ -1,0 +1,69 @@
+"""The work of the numpy pipeline, shared by every system: make a deterministic array, checksum it.
+
+The producer fills a ``uint64`` array of :data:`~workloads.NUMPY_BYTES` bytes with ``0, 1, 2, ...`` in
+chunks (no temporary copy of the whole array); the consumer takes the CRC-32 of the bytes it received. The
+harness compares that checksum with :func:`expected`, computed in a separate process, so that a system which
+loses or corrupts data fails the row instead of winning it. Also here: the no-op task of the no-op workloads,
+so that every system calls a function of the same module.
+
+Imported by dropflow apps (``payload:produce`` / ``payload:consume``), Dask workers, the floors and DALiuGE's
+apps (``daliuge_apps``); it needs numpy only.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import numpy as np
+
+CHUNK = 1 << 20  # elements filled at a time
+
+
+def fill(a: np.ndarray) -> np.ndarray:
+    """Fill ``a`` (1-d uint64) with its indices, chunk by chunk."""
+    for start in range(0, a.size, CHUNK):
+        stop = min(a.size, start + CHUNK)
+        a[start:stop] = np.arange(start, stop, dtype=np.uint64)
+    return a
+
+
+def make_array(nbytes: int) -> np.ndarray:
+    """A new array of ``nbytes`` bytes (rounded down to whole uint64s)."""
+    return fill(np.empty(nbytes // 8, dtype=np.uint64))
+
+
+def checksum(a: Any) -> int:
+    """CRC-32 of an array's bytes (or of a bytes-like object)."""
+    if isinstance(a, np.ndarray):
+        a = np.ascontiguousarray(a).view(np.uint8)
+    return zlib.crc32(a)
+
+
+def expected(nbytes: int) -> int:
+    return checksum(make_array(nbytes))
+
+
+def noop(*_inputs: Any) -> None:
+    """The task of the no-op workloads."""
+    return None
+
+
+# dropflow apps: the producer writes in place into its output drop (shared memory: no copy).
+def produce(nbytes: int, out: Any) -> None:
+    fill(out.array((nbytes // 8,), np.uint64))
+
+
+def produce_value(nbytes: int) -> np.ndarray:
+    """Producer that returns the array (for memory drops, which encode the value)."""
+    return make_array(nbytes)
+
+
+def consume(a: Any) -> int:
+    return checksum(a)
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(expected(int(sys.argv[1])))
