@@ -65,6 +65,8 @@ class Core:
         self.to_delete: deque[DataNode] = deque()
         self.to_time: deque[DataNode] = deque()
         self.to_kill: deque[AppNode] = deque()
+        #: State changes of boundary drops for other nodes: (their names, drop id, new state, skipped ports).
+        self.outbox: deque[tuple[frozenset[str], str, str, tuple[str, ...]]] = deque()
         #: Drops not yet settled; the session ends when this reaches zero.
         self.unsettled = len(graph.by_id)
         self.errors = 0
@@ -75,6 +77,8 @@ class Core:
         self._work: deque[tuple[Effect, Any]] = deque()
         #: Output nodes a finishing branch skips, until its ``finished`` effect runs.
         self._skips: dict[str, set[int]] = {}
+        #: Ports a finishing boundary branch skips, for the event that tells the other nodes.
+        self._remote_skips: dict[str, tuple[str, ...]] = {}
         self._clock = log.clock
         self._record = log.append
         self._data_effects = self._bind(DROP_TRANSITIONS, "_data_")
@@ -108,6 +112,9 @@ class Core:
         self._record((self._clock(), node.spec.id, start, end, cause))
         if effect is not None:
             self._work.append((effect, node))
+        peer = node.peer
+        if peer is not None and type(peer) is not str:
+            self.outbox.append((peer, node.spec.id, end, ()))  # type: ignore[arg-type]
 
     def _to_app(self, node: AppNode, end: AppState, cause: str) -> None:
         start = node.state
@@ -119,6 +126,10 @@ class Core:
         self._record((self._clock(), node.spec.id, start, end, cause))
         if effect is not None:
             self._work.append((effect, node))
+        peer = node.peer
+        if peer is not None and type(peer) is not str:
+            skips = self._remote_skips.pop(node.spec.id, ()) if end is FINISHED else ()
+            self.outbox.append((peer, node.spec.id, end, skips))  # type: ignore[arg-type]
 
     def _drain(self) -> None:
         work = self._work
@@ -151,6 +162,8 @@ class Core:
             return  # cancelled while it ran: the result is dropped
         if skip_ports:
             self._skips[app.spec.id] = self._outputs_on(app, set(skip_ports))
+            if app.peer is not None:
+                self._remote_skips[app.spec.id] = tuple(skip_ports)
         self._to_app(app, FINISHED, app.spec.id)
         self._drain()
 
@@ -173,7 +186,8 @@ class Core:
         self.cancelled = True
         for app in self.graph.apps:
             if app.state is RUNNING:
-                self.to_kill.append(app)
+                if app.peer is None or type(app.peer) is not str:
+                    self.to_kill.append(app)
                 self._to_app(app, A_CANCELLED, "cancel")
             elif app.state is NOT_RUN:
                 self._to_app(app, A_CANCELLED, "cancel")
@@ -189,6 +203,18 @@ class Core:
             data.unread = -data.unread  # expire when the consumers still reading have settled
         else:
             self._to_data(data, EXPIRED, "lifespan")
+        self._drain()
+
+    def remote_state(self, node: DataNode | AppNode, end: str, skip_ports: Iterable[str] = ()) -> None:
+        """The owner of a proxy drop reports a state change; it goes through the same table and effects."""
+        if node.state == end or node.state is D_CANCELLED or node.state is A_CANCELLED:
+            return  # already there, or cancelled here meanwhile: nothing to do
+        if type(node) is DataNode:
+            self._to_data(node, DropState(end), f"node {node.peer}")
+        else:
+            if end == FINISHED and skip_ports:
+                self._skips[node.spec.id] = self._outputs_on(node, set(skip_ports))  # type: ignore[arg-type]
+            self._to_app(node, AppState(end), f"node {node.peer}")  # type: ignore[arg-type]
         self._drain()
 
     def deleted(self, data: DataNode) -> None:
@@ -211,7 +237,7 @@ class Core:
                         self._decide(app, spec.id)
         elif spec.expire_after_use:
             self._to_data(data, EXPIRED, "unused")
-        if spec.lifespan is not None:
+        if spec.lifespan is not None and type(data.peer) is not str:
             self.to_time.append(data)
 
     def _data_failed(self, data: DataNode) -> None:
@@ -221,6 +247,8 @@ class Core:
             if app.state is NOT_RUN:
                 app.failed += 1
                 app.waiting -= 1
+                if type(app.peer) is str:
+                    continue  # another node's app: its owner decides
                 if app.failed > app.spec.error_tolerance * len(app.inputs):
                     self._to_app(app, A_ERROR, data.spec.id)
                 elif app.waiting == 0:
@@ -245,15 +273,18 @@ class Core:
 
     def _decide(self, app: AppNode, cause: str) -> None:
         """All inputs of a not-yet-run app have settled: run it, or skip it if every input was skipped."""
+        if type(app.peer) is str:
+            return  # another node's app: its owner decides
         if app.skipped == len(app.inputs):
             self._to_app(app, A_SKIPPED, cause)
         else:
             self._to_app(app, RUNNING, cause)
 
     def _app_started(self, app: AppNode) -> None:
-        self.ready.append(app)
+        if type(app.peer) is not str:
+            self.ready.append(app)
         for data in app.outputs:
-            if data.state is INITIALIZED:
+            if data.state is INITIALIZED and type(data.peer) is not str:
                 self._to_data(data, WRITING, app.spec.id)
 
     def _app_finished(self, app: AppNode) -> None:
@@ -286,7 +317,7 @@ class Core:
         self.errors += 1
         uid = app.spec.id
         for data in app.outputs:
-            if data.state is INITIALIZED or data.state is WRITING:
+            if (data.state is INITIALIZED or data.state is WRITING) and type(data.peer) is not str:
                 self._to_data(data, D_ERROR, uid)
         self._release_inputs(app)
 
@@ -294,7 +325,7 @@ class Core:
         self.unsettled -= 1
         uid = app.spec.id
         for data in app.outputs:
-            if data.state is INITIALIZED or data.state is WRITING:
+            if (data.state is INITIALIZED or data.state is WRITING) and type(data.peer) is not str:
                 data.waiting -= 1
                 if data.waiting == 0:
                     self._to_data(data, COMPLETED if data.ok else D_SKIPPED, uid)
@@ -306,7 +337,7 @@ class Core:
     def _release_inputs(self, app: AppNode) -> None:
         """An app settled: inputs that expire after use, or whose lifespan ran out, may now go."""
         for data in app.inputs:
-            if data.state is not COMPLETED:
+            if data.state is not COMPLETED or type(data.peer) is str:
                 continue
             if data.unread > 0:
                 data.unread -= 1

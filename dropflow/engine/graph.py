@@ -37,7 +37,7 @@ _NOT_RUN = AppState.NOT_RUN
 class DataNode:
     """Runtime state of a data drop."""
 
-    __slots__ = ("consumers", "ok", "spec", "state", "store", "unread", "waiting")
+    __slots__ = ("consumers", "ok", "peer", "spec", "state", "store", "unread", "waiting")
 
     def __init__(self, spec: DataSpec) -> None:
         self.spec = spec
@@ -50,6 +50,9 @@ class DataNode:
         self.store: Store | None = None
         #: Consumers not yet settled, once completed; -1 = expire as soon as it reaches 0 (lifespan over).
         self.unread = 0
+        #: None: a purely local drop. A str: the node that owns this drop -- this is its proxy. A frozenset:
+        #: the nodes to tell about this local drop's state changes (it has neighbours there).
+        self.peer: str | frozenset[str] | None = None
 
     def __repr__(self) -> str:
         return f"<DataNode {self.spec.id} {self.state}>"
@@ -58,7 +61,7 @@ class DataNode:
 class AppNode:
     """Runtime state of an application drop."""
 
-    __slots__ = ("attempt", "failed", "inputs", "outputs", "skipped", "spec", "state", "waiting")
+    __slots__ = ("attempt", "failed", "inputs", "outputs", "peer", "skipped", "spec", "state", "waiting")
 
     def __init__(self, spec: AppSpec, inputs: tuple[DataNode, ...], outputs: tuple[DataNode, ...]) -> None:
         self.spec = spec
@@ -70,6 +73,8 @@ class AppNode:
         self.failed = 0
         self.skipped = 0
         self.attempt = 0
+        #: As for DataNode: None, the owning node of a proxy, or the nodes watching a boundary drop.
+        self.peer: str | frozenset[str] | None = None
 
     def __repr__(self) -> str:
         return f"<AppNode {self.spec.id} {self.state}>"
@@ -103,15 +108,20 @@ def _link(
     field: str,
     ports: dict[str, str | list[str]],
     by_id: dict[str, Any],
-    problems: list[Problem],
+    problems: list[Problem] | None,
 ) -> tuple[DataNode, ...]:
-    """The data nodes named by an app's ports, in port order; bad links become problems."""
+    """The data nodes named by an app's ports, in port order; bad links become problems.
+
+    With ``problems`` None (a proxy of another node's app), drops not in this node's part are left out.
+    """
     nodes: list[DataNode] = []
     for value in ports.values():
         for drop_id in (value,) if type(value) is str else value:
             node = by_id.get(drop_id)
             if type(node) is DataNode:
                 nodes.append(node)
+            elif problems is None:
+                continue
             elif node is None:
                 problems.append(Problem(_where(app), field, f"links to missing drop {drop_id!r}"))
             else:
@@ -170,7 +180,7 @@ def _find_cycle(graph: Graph) -> list[str]:
 
 def _check_acyclic(graph: Graph, problems: list[Problem]) -> None:
     """Kahn's algorithm, consuming the ``waiting`` counters; they are recounted afterwards."""
-    stack: list[Node] = [*graph.root_data, *graph.root_apps]
+    stack: list[Node] = [n for n in graph.by_id.values() if n.waiting == 0]
     pop, push = stack.pop, stack.append
     ordered = 0
     while stack:
@@ -187,46 +197,55 @@ def _check_acyclic(graph: Graph, problems: list[Problem]) -> None:
     _count_waiting(graph)
 
 
-def build(specs: Sequence[DropSpec], workspace: Workspace, source: str | None = None) -> Graph:
-    """Link specs into a runtime graph, or raise :class:`GraphError` with every problem found."""
+def build(
+    specs: Sequence[DropSpec], workspace: Workspace, source: str | None = None, local: str | None = None
+) -> Graph:
+    """Link specs into a runtime graph, or raise :class:`GraphError` with every problem found.
+
+    ``local`` is this node's name when the graph is one node's part of a distributed session: drops placed
+    on other nodes (by their ``node`` field) become proxies, whose state changes arrive as events from their
+    owners; they are included only as neighbours of local drops, so their other links may be absent.
+    """
     graph = Graph()
     by_id: dict[str, Any] = graph.by_id
     problems: list[Problem] = []
     data_nodes, apps, root_apps = graph.data, graph.apps, graph.root_apps
     data_types = kinds.data_spec_types()
     data_checks = kinds.data_checks()
+    proxies = 0
     for index, spec in enumerate(specs):
         uid = spec.id
         if uid in by_id:
             problems.append(Problem(f"drop {uid!r} (drops[{index}])", "id", "duplicate id"))
             continue
+        owner = spec.node if local is not None and spec.node is not None and spec.node != local else None
         t = type(spec)
         if t in data_types:
             node = by_id[uid] = DataNode(spec)  # type: ignore[arg-type]
             data_nodes.append(node)
+            if owner is not None:
+                node.peer, proxies = owner, proxies + 1
+                continue
             check_data = data_checks.get(t)
             if check_data is not None:
                 problems += check_data(spec, workspace)  # type: ignore[arg-type]
         else:
             app = by_id[uid] = AppNode(spec, (), ())  # type: ignore[arg-type]
             apps.append(app)
+            if owner is not None:
+                app.peer, proxies = owner, proxies + 1
     checks = kinds.app_checks()
     for app in apps:
         spec = app.spec
         ins, outs = spec.inputs, spec.outputs
-        # Fast path: one drop on one port, the shape of most apps in large graphs.
-        if len(ins) == 1:
-            (v,) = ins.values()
-            d = by_id.get(v) if type(v) is str else None
-            inputs = (d,) if type(d) is DataNode else _link(spec, "inputs", ins, by_id, problems)
+        proxy = app.peer is not None
+        if proxy:  # another node's app: link what is here, check nothing (its owner does)
+            inputs, outputs = _link(spec, "", ins, by_id, None), _link(spec, "", outs, by_id, None)
         else:
-            inputs = _link(spec, "inputs", ins, by_id, problems) if ins else ()
-        if len(outs) == 1:
-            (v,) = outs.values()
-            d = by_id.get(v) if type(v) is str else None
-            outputs = (d,) if type(d) is DataNode else _link(spec, "outputs", outs, by_id, problems)
-        else:
-            outputs = _link(spec, "outputs", outs, by_id, problems) if outs else ()
+            inputs, outputs = (
+                _ports(spec, "inputs", ins, by_id, problems),
+                _ports(spec, "outputs", outs, by_id, problems),
+            )
         app.inputs, app.outputs, app.waiting = inputs, outputs, len(inputs)
         for d in inputs:
             if d.consumers is None:
@@ -235,6 +254,8 @@ def build(specs: Sequence[DropSpec], workspace: Workspace, source: str | None = 
                 d.consumers.append(app)
         for d in outputs:
             d.waiting += 1
+        if proxy:
+            continue
         if not inputs:
             root_apps.append(app)
         if spec.executor is not None or spec.codecs or (ins and outs and not ins.keys().isdisjoint(outs)):
@@ -245,8 +266,43 @@ def build(specs: Sequence[DropSpec], workspace: Workspace, source: str | None = 
             problems += check(spec, linked)
     if problems:
         raise GraphError(problems, source)
-    graph.root_data = [d for d in data_nodes if d.waiting == 0]
+    graph.root_data = [d for d in data_nodes if d.waiting == 0 and d.peer is None]
     _check_acyclic(graph, problems)
     if problems:
         raise GraphError(problems, source)
+    if proxies:
+        _mark_boundary(graph)
     return graph
+
+
+def _ports(
+    spec: AppSpec,
+    field: str,
+    ports: dict[str, str | list[str]],
+    by_id: dict[str, Any],
+    problems: list[Problem],
+) -> tuple[DataNode, ...]:
+    """Like :func:`_link`, with a fast path for one drop on one port, the shape of most apps in big graphs."""
+    if len(ports) == 1:
+        (v,) = ports.values()
+        if type(v) is str:
+            d = by_id.get(v)
+            if type(d) is DataNode:
+                return (d,)
+    return _link(spec, field, ports, by_id, problems) if ports else ()
+
+
+def _mark_boundary(graph: Graph) -> None:
+    """Give every local drop with a neighbour on another node the set of nodes to tell its changes."""
+    watchers: dict[int, set[str]] = {}
+    local_of: dict[int, Node] = {}
+    for app in graph.apps:
+        for d in (*app.inputs, *app.outputs):
+            if type(app.peer) is str and d.peer is None:
+                watchers.setdefault(id(d), set()).add(app.peer)
+                local_of[id(d)] = d
+            elif type(d.peer) is str and app.peer is None:
+                watchers.setdefault(id(app), set()).add(d.peer)
+                local_of[id(app)] = app
+    for key, nodes in watchers.items():
+        local_of[key].peer = frozenset(nodes)

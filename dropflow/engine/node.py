@@ -28,6 +28,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from ..drops.apps.base import Outcome
+from ..drops.stores import Store
+from .bus import Bus, RemoteEvent, copy_store
 from .procpool import ProcessPool
 from .session import Session
 from .workspace import Workspace, default_root
@@ -66,6 +68,8 @@ class Node:
         self._procs: ProcessPool | None = None
         self._proc_callbacks: dict[int, Callable[[Outcome], None]] = {}
         self._task_ids = itertools.count(1)
+        #: How this node reaches the others of distributed sessions (None: it runs sessions alone).
+        self.bus: Bus | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
@@ -106,15 +110,15 @@ class Node:
 
     # -- sessions -------------------------------------------------------------------------------------------
 
-    def create_session(self, session_id: str) -> Session:
-        """A new, empty session (thread-safe)."""
-        return self.call(self._create_session, session_id)
+    def create_session(self, session_id: str, distributed: bool = False) -> Session:
+        """A new, empty session (thread-safe). A distributed one treats drops placed elsewhere as proxies."""
+        return self.call(self._create_session, session_id, distributed)
 
-    def _create_session(self, session_id: str) -> Session:
+    def _create_session(self, session_id: str, distributed: bool) -> Session:
         if session_id in self.sessions:
             raise KeyError(f"session {session_id!r} already exists")
         ws = Workspace(self.workspace_root, session_id, self.allowed_paths)
-        session = Session(self, session_id, ws)
+        session = Session(self, session_id, ws, distributed=distributed)
         self.sessions[session_id] = session
         return session
 
@@ -130,6 +134,39 @@ class Node:
     def _delete_session(self, session_id: str) -> None:
         session = self.sessions.pop(session_id)
         session.release()
+
+    # -- other nodes (called by the bus, from any thread) ---------------------------------------------------
+
+    def _session(self, session_id: str) -> Session:
+        session = self.sessions.get(session_id)
+        if session is None:
+            raise LookupError(f"node {self.name!r} has no session {session_id!r}")
+        return session
+
+    def deliver_events(self, session_id: str, events: list[RemoteEvent]) -> None:
+        """State changes of proxied drops, from their owners."""
+        session = self.sessions.get(session_id)
+        if session is None:
+            log.warning("events for unknown session %r dropped", session_id)
+            return
+        self.post(session.remote_events, events)
+
+    def data_for(self, session_id: str, uid: str) -> Store:
+        """The store of a completed local data drop, for a node that fetches it."""
+        return self._session(session_id).data_for(uid)
+
+    def incoming_store(self, session_id: str, uid: str) -> Store:
+        """A fresh store for bytes that another node's app wrote for local drop ``uid``."""
+        return self._session(session_id).fresh_store(uid)
+
+    def adopt(self, session_id: str, uid: str, store: Store) -> None:
+        """Install pushed bytes; the producer's FINISHED event, sent after this returns, comes later."""
+        self.post(self._session(session_id).adopt, uid, store)
+
+    def receive_data(self, session_id: str, uid: str, source: Store) -> None:
+        store = self.incoming_store(session_id, uid)
+        copy_store(source, store)
+        self.adopt(session_id, uid, store)
 
     # -- events ---------------------------------------------------------------------------------------------
 

@@ -31,9 +31,18 @@ from typing import TYPE_CHECKING, Any
 from ..drops import kinds
 from ..drops.apps.base import CancelToken, InputRef, Outcome, OutputRef, Task
 from ..drops.codecs import decode, encode
+from ..drops.kinds import StoreContext
 from ..drops.spec import DataSpec, DropSpec, FileSpec, MemorySpec
-from ..drops.states import SESSION_ENDED, SESSION_TRANSITIONS, DropState, SessionState, check_transition
+from ..drops.states import (
+    SESSION_ENDED,
+    SESSION_TRANSITIONS,
+    AppState,
+    DropState,
+    SessionState,
+    check_transition,
+)
 from ..drops.stores import MemoryStore, Store
+from .bus import Bus, RemoteEvent
 from .core import Core
 from .eventlog import Event, EventLog
 from .gcpause import bulk_allocation
@@ -46,6 +55,15 @@ if TYPE_CHECKING:
 __all__ = ["Failure", "Session", "Summary"]
 
 _S = SessionState
+COMPLETED, RUNNING = DropState.COMPLETED, AppState.RUNNING
+
+
+class _ProxyContext:
+    """Store context for local copies of other nodes' drops: same workspace, a session name of their own."""
+
+    def __init__(self, session_id: str, workspace: Workspace) -> None:
+        self.session_id = session_id
+        self.resolve = workspace.resolve
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,10 +94,24 @@ class Session:
 
     ABANDON_AFTER = 10.0
 
-    def __init__(self, node: Node, session_id: str, workspace: Workspace) -> None:
+    def __init__(self, node: Node, session_id: str, workspace: Workspace, distributed: bool = False) -> None:
         self.node = node
         self.id = session_id
         self.workspace = workspace
+        #: This node's name in a distributed session (drops placed elsewhere are proxies); None when alone.
+        self.local: str | None = node.name if distributed else None
+        # Local copies of other nodes' drops get names of their own: two nodes may share a host.
+        self._proxy_context = _ProxyContext(f"{session_id}@{node.name}", workspace)
+        #: Proxy data being fetched: its future store and the apps waiting for it.
+        self._fetching: dict[DataNode, tuple[Store, list[AppNode]]] = {}
+        #: Apps waiting for fetches: how many of their inputs are still on the way.
+        self._blocked: dict[AppNode, int] = {}
+        #: Apps whose outputs for other nodes are being pushed: (pushes left, outcome, first error).
+        self._pushing: dict[AppNode, list[Any]] = {}
+        #: Fetches and pushes under way; the session ends only when none is.
+        self._transfers = 0
+        self._failed_roots: dict[str, str] = {}
+        self._early_events: list[RemoteEvent] = []
         self.state = _S.PRISTINE
         self.log = EventLog(node.log_size)
         self.graph: Graph | None = None
@@ -125,11 +157,19 @@ class Session:
             raise RuntimeError(f"session {self.id!r} is {self.state}; graphs can only be added before deploy")
         self._specs.extend(specs)
 
-    def deploy(self, source: str | None = None) -> None:
-        """Link and check the graph, prepare root inputs and start (thread-safe). Raises GraphError."""
-        self.node.call(self._deploy, source)
+    def deploy(self, source: str | None = None, start: bool = True) -> None:
+        """Link and check the graph, prepare root inputs and (unless ``start`` is False) start it.
 
-    def _deploy(self, source: str | None) -> None:
+        Thread-safe; raises GraphError and leaves the session BUILDING when the graph is bad. A distributed
+        session is deployed on every node first and started after, so that no event finds a node unready.
+        """
+        self.node.call(self._deploy, source, start)
+
+    def start(self) -> None:
+        """Trigger the roots of a session deployed with ``start=False`` (thread-safe)."""
+        self.node.call(self._begin)
+
+    def _deploy(self, source: str | None, start: bool) -> None:
         if self.state is _S.PRISTINE:
             self._set_state(_S.BUILDING)
         if self.state is not _S.BUILDING:
@@ -138,23 +178,33 @@ class Session:
             )
         self.times["deploy"] = time.time()
         with bulk_allocation():
-            self.graph = build(self._specs, self.workspace, source)  # GraphError leaves the session BUILDING
+            # A GraphError leaves the session BUILDING.
+            self.graph = build(self._specs, self.workspace, source, local=self.local)
         self._specs = []
         self.core = Core(self.graph, self.log)
         self._set_state(_S.DEPLOYING)
         self.workspace.create()
-        failed = self._prepare_roots(self.graph.root_data)
+        self._failed_roots = self._prepare_roots(self.graph.root_data)
+        if self._early_events:
+            events, self._early_events = self._early_events, []
+            self.remote_events(events)
+        if start:
+            self._begin()
+
+    def _begin(self) -> None:
+        if self.state is not _S.DEPLOYING:
+            raise RuntimeError(f"session {self.id!r} is {self.state}; only a deployed session can start")
         self._set_state(_S.RUNNING)
         self.times["running"] = time.time()
         # The cascade starts as an event of its own, so deploy returns as soon as the graph is in place.
-        self.node.post(self._start, failed)
+        self.node.post(self._start)
 
-    def _start(self, failed: dict[str, str]) -> None:
+    def _start(self) -> None:
         assert self.core is not None
         if self.state is not _S.RUNNING:
             return  # cancelled between deploy and start
         self.times["run"] = time.time()
-        self.core.start(failed)
+        self.core.start(self._failed_roots)
         self._pump()
 
     def cancel(self) -> None:
@@ -220,8 +270,26 @@ class Session:
                 data = to_time.popleft()
                 assert data.spec.lifespan is not None
                 self.node.add_timer(data.spec.lifespan, self._lifespan_over, data)
-        if core.outcome is not None and not self._inflight and not self._finalized:
+        if core.outbox:
+            self._send_events(core)
+        if core.outcome is not None and not self._inflight and not self._transfers and not self._finalized:
             self._finalize()
+
+    def _send_events(self, core: Core) -> None:
+        batches: dict[str, list[RemoteEvent]] = {}
+        outbox = core.outbox
+        while outbox:
+            peers, uid, state, skips = outbox.popleft()
+            event = RemoteEvent(uid, str(state), skips)
+            for peer in peers:
+                batches.setdefault(peer, []).append(event)
+        bus = self.node.bus
+        if bus is None:
+            raise RuntimeError(
+                f"session {self.id!r} has drops on other nodes but node {self.node.name!r} has no bus"
+            )
+        for peer, events in batches.items():
+            bus.send_events(peer, self.id, events)
 
     def _lifespan_over(self, data: DataNode) -> None:
         if self.core is not None and not self._finalized:
@@ -236,6 +304,8 @@ class Session:
         if executor == "inline" and type(spec) in self._trivial:
             core.app_finished(app)  # nothing to run, nothing written: settle it here
             return
+        if self.local is not None and not self._inputs_here(app):
+            return  # dispatched again when the last remote input has arrived
         task = self._task(app)
         if executor == "inline":
             self._done(app, kinds.execute(task, CancelToken()))
@@ -269,6 +339,8 @@ class Session:
                 node = by_id[uid]
                 if isinstance(node, DataNode) and node.store is not store:
                     node.store = store  # a worker process sent the bytes of a memory drop back
+            if self.local is not None and self._push_outputs(app, outcome):
+                return  # finished when the bytes are at their owners
             core.app_finished(app, outcome.skip_ports)
         else:
             core.app_failed(app, outcome.error or "failed")
@@ -280,11 +352,145 @@ class Session:
             self._inflight.clear()
             self._pump()
 
+    # -- other nodes ----------------------------------------------------------------------------------------
+
+    def _bus(self) -> Bus:
+        if self.node.bus is None:
+            raise RuntimeError(f"node {self.node.name!r} has no bus to reach other nodes")
+        return self.node.bus
+
+    def _poster(self, method: Callable[..., None], *args: Any) -> Callable[[str | None], None]:
+        """A transfer callback (any thread) that runs ``method(*args, error)`` on the owner thread."""
+        return lambda error: self.node.post(method, *args, error)
+
+    def _inputs_here(self, app: AppNode) -> bool:
+        """Start fetching the remote inputs an app still lacks; True if it has them all."""
+        pending = 0
+        for data in app.inputs:
+            if type(data.peer) is not str or data.state is not COMPLETED or data.store is not None:
+                continue
+            pending += 1
+            fetching = self._fetching.get(data)
+            if fetching is not None:
+                fetching[1].append(app)
+                continue
+            store = self._store_for(data)
+            if not store.owned:  # an external path: on the shared filesystem, read in place
+                data.store = store
+                pending -= 1
+                continue
+            self._fetching[data] = (store, [app])
+            self._transfers += 1
+            assert isinstance(data.peer, str)
+            self._bus().fetch(data.peer, self.id, data.spec.id, store, self._poster(self._fetched, data))
+        if pending:
+            self._blocked[app] = pending
+        return pending == 0
+
+    def _fetched(self, data: DataNode, error: str | None) -> None:
+        self._transfers -= 1
+        store, waiting = self._fetching.pop(data)
+        core = self.core
+        assert core is not None
+        if error is None:
+            data.store = store
+        else:
+            store.delete()
+        for app in waiting:
+            left = self._blocked.pop(app, 0) - 1
+            if app.state is not RUNNING:
+                continue  # cancelled meanwhile
+            if error is not None:
+                core.app_failed(app, f"cannot fetch input {data.spec.id!r} from node {data.peer}: {error}")
+            elif left > 0:
+                self._blocked[app] = left
+            else:
+                self._dispatch(app)
+        self._pump()
+
+    def _push_outputs(self, app: AppNode, outcome: Outcome) -> bool:
+        """Send what an app wrote for other nodes' drops; True if the app must wait for the pushes."""
+        remote = [d for d in app.outputs if type(d.peer) is str and d.store is not None]
+        if not remote:
+            return False
+        self._pushing[app] = [len(remote), outcome, None]
+        for data in remote:
+            assert isinstance(data.peer, str) and data.store is not None
+            self._transfers += 1
+            self._bus().push(
+                data.peer, self.id, data.spec.id, data.store, self._poster(self._pushed, app, data)
+            )
+        return True
+
+    def _pushed(self, app: AppNode, data: DataNode, error: str | None) -> None:
+        self._transfers -= 1
+        entry = self._pushing[app]
+        entry[0] -= 1
+        if error is not None and entry[2] is None:
+            entry[2] = f"cannot deliver output {data.spec.id!r} to node {data.peer}: {error}"
+        if entry[0] == 0:
+            del self._pushing[app]
+            core = self.core
+            assert core is not None
+            if entry[2] is not None:
+                core.app_failed(app, entry[2])
+            else:
+                core.app_finished(app, entry[1].skip_ports)
+        self._pump()
+
+    def remote_events(self, events: list[RemoteEvent]) -> None:
+        """Owner thread: state changes of proxied drops, reported by their owners."""
+        core, graph = self.core, self.graph
+        if core is None or graph is None:
+            self._early_events.extend(events)  # the graph is not deployed yet: apply them at deploy
+            return
+        if self._finalized:
+            return
+        for event in events:
+            node = graph.by_id.get(event.uid)
+            if node is not None and type(node.peer) is str:
+                core.remote_state(node, event.state, event.skip_ports)
+        self._pump()
+
+    def data_for(self, uid: str) -> Store:
+        """Any thread: the store of a completed local data drop, for another node to read."""
+        graph = self.graph
+        node = graph.by_id.get(uid) if graph is not None else None
+        if not isinstance(node, DataNode) or type(node.peer) is str:
+            raise LookupError(f"session {self.id!r} on node {self.node.name!r} holds no data drop {uid!r}")
+        if node.state is not COMPLETED:
+            raise LookupError(f"data drop {uid!r} is {node.state}, not COMPLETED")
+        return node.store if node.store is not None else MemoryStore()
+
+    def fresh_store(self, uid: str) -> Store:
+        """Any thread: a new store for local data drop ``uid`` (bytes pushed by another node)."""
+        graph = self.graph
+        node = graph.by_id.get(uid) if graph is not None else None
+        if not isinstance(node, DataNode) or type(node.peer) is str:
+            raise LookupError(f"session {self.id!r} on node {self.node.name!r} holds no data drop {uid!r}")
+        return kinds.data_kind(node.spec).store(node.spec, self)
+
+    def adopt(self, uid: str, store: Store) -> None:
+        """Owner thread: install bytes another node pushed for a local data drop."""
+        graph = self.graph
+        node = graph.by_id.get(uid) if graph is not None else None
+        if isinstance(node, DataNode):
+            if node.store is not None and node.store is not store:
+                node.store.delete()
+            node.store = store
+        else:
+            store.delete()
+
     # -- tasks ----------------------------------------------------------------------------------------------
+
+    def _store_for(self, data: DataNode) -> Store:
+        """A new store object for a drop (a proxy's local copy gets a name of its own)."""
+        context: StoreContext = self._proxy_context if type(data.peer) is str else self
+        return kinds.data_kind(data.spec).store(data.spec, context)
 
     def _store(self, data: DataNode) -> Store:
         if data.store is None:
-            data.store = kinds.data_kind(data.spec).store(data.spec, self)
+            data.store = self._store_for(data)
         return data.store
 
     def _task(self, app: AppNode) -> Task:
@@ -296,7 +502,7 @@ class Session:
             many = not isinstance(value, str)
             for _ in value if many else (value,):
                 data = next(it)
-                store = self._store(data) if data.state is DropState.COMPLETED else None
+                store = self._store(data) if data.state is COMPLETED else None
                 codec = codecs.get(port) or data.spec.effective_codec()
                 inputs.append(InputRef(port, data.spec.id, data.spec.kind, codec, store, many))
         outputs: list[OutputRef] = []
@@ -319,7 +525,7 @@ class Session:
         graph = self.graph
         for data in graph.data if graph is not None else ():
             store = data.store
-            if data.spec.persist:
+            if data.spec.persist and type(data.peer) is not str:
                 path = store.fspath() if store is not None else None
                 if path is not None:
                     keep.append(path)

@@ -1,0 +1,414 @@
+"""The data island manager: one session API over several node managers.
+
+Theory of operation
+-------------------
+An island manager holds a set of node clients -- anything with the node manager's methods: the
+:class:`~dropflow.managers.node_manager.NodeManager` itself in one process, a REST client across processes.
+It keeps the specs appended to a session until deploy, then:
+
+1. checks what no single node can see (duplicate ids, dangling links, cycles across nodes) and that every
+   drop is placed on one of its nodes;
+2. splits the graph by node (each part carries proxies of its remote neighbours), and on every node that
+   holds a part -- in parallel -- creates the session, appends the part, registers the bus addresses of the
+   other nodes (the cross-node relations), and deploys without starting;
+3. starts every node only when all are deployed, so no event reaches a node that is not ready.
+
+A watcher per node reports when the node's part ends. The island session ends when every part has: FAILED
+if any part failed or a node was lost, CANCELLED if it was cancelled, FINISHED otherwise. A lost node (its
+daemon died) fails the session at once, naming the node, and the other nodes are cancelled so that they stop
+and clean their parts; no session stays RUNNING forever.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
+
+from .. import __version__
+from ..drops.errors import GraphError, Problem
+from ..drops.spec import DropSpec
+from ..drops.states import SESSION_ENDED, SESSION_TRANSITIONS, SessionState, check_transition
+from ..engine.workspace import check_session_id
+from .errors import ApiError, BadGraph, BadRequest, Conflict, NodeFailure, NotFound, WrongState
+from .split import check_whole, split_by_node
+
+__all__ = ["DataIslandManager", "NodeClient"]
+
+log = logging.getLogger(__name__)
+_S = SessionState
+
+
+class NodeClient(Protocol):
+    """What an island needs of a node manager (or a master of an island)."""
+
+    name: str
+
+    def info(self) -> dict[str, Any]: ...
+    def create_session(self, session_id: str) -> dict[str, Any]: ...
+    def append(self, session_id: str, drops: list[DropSpec]) -> int: ...
+    def set_peers(self, session_id: str, peers: dict[str, str]) -> None: ...
+    def deploy(self, session_id: str, start: bool = True) -> dict[str, Any]: ...
+    def start_session(self, session_id: str) -> dict[str, Any]: ...
+    def cancel(self, session_id: str) -> None: ...
+    def status(self, session_id: str) -> str: ...
+    def summary(self, session_id: str) -> dict[str, Any]: ...
+    def graph_status(self, session_id: str, states: set[str] | None = None) -> dict[str, dict[str, str]]: ...
+    def drop_log(self, session_id: str, uid: str) -> dict[str, Any]: ...
+    def delete_session(self, session_id: str) -> None: ...
+    def watch(self, session_id: str, watcher: Callable[[dict[str, Any]], None]) -> None: ...
+
+
+class _IslandSession:
+    def __init__(self, session_id: str) -> None:
+        self.id = session_id
+        self.state = _S.PRISTINE
+        self.specs: list[DropSpec] = []
+        self.placement: dict[str, str] = {}
+        self.nodes: list[str] = []
+        self.reports: dict[str, dict[str, Any]] = {}
+        self.lost: dict[str, str] = {}
+        self.cancelled = False
+        self.error: str | None = None
+        self.ended = threading.Event()
+        self.times: dict[str, float] = {"created": time.time()}
+        self.lock = threading.Lock()
+
+    def to(self, end: SessionState) -> None:
+        check_transition(SESSION_TRANSITIONS, f"session {self.id!r}", self.state, end)
+        self.state = end
+
+
+class DataIslandManager:
+    """The session API over a set of node managers."""
+
+    role = "dim"
+
+    def __init__(self, name: str = "island", nodes: Iterable[NodeClient] = (), fanout: int = 16) -> None:
+        self.name = name
+        self.started = time.time()
+        self._nodes: dict[str, NodeClient] = {n.name: n for n in nodes}
+        self._lost: dict[str, str] = {}
+        self._sessions: dict[str, _IslandSession] = {}
+        self._pool = concurrent.futures.ThreadPoolExecutor(fanout, thread_name_prefix="dropflow-island")
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "role": self.role,
+            "name": self.name,
+            "version": __version__,
+            "nodes": sorted(self._nodes),
+            "sessions": len(self._sessions),
+            "uptime_seconds": round(time.time() - self.started, 3),
+        }
+
+    # -- nodes ----------------------------------------------------------------------------------------------
+
+    def add_node(self, client: NodeClient) -> None:
+        with self._lock:
+            self._nodes[client.name] = client
+            self._lost.pop(client.name, None)
+
+    def remove_node(self, name: str) -> None:
+        with self._lock:
+            if self._nodes.pop(name, None) is None:
+                raise NotFound(f"island {self.name!r} has no node {name!r}")
+
+    def node_names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._nodes)
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """Every node with its info, or the reason it cannot be reached."""
+        with self._lock:
+            clients = dict(self._nodes)
+        futures = {name: self._pool.submit(client.info) for name, client in clients.items()}
+        out = []
+        for name, fut in sorted(futures.items()):
+            try:
+                out.append({"name": name, "reachable": True, **fut.result()})
+            except Exception as exc:  # a node that cannot answer is listed as such, not raised
+                out.append({"name": name, "reachable": False, "error": str(exc)})
+        return out
+
+    def _client(self, name: str) -> NodeClient:
+        with self._lock:
+            client = self._nodes.get(name)
+        if client is None:
+            raise NodeFailure(f"node {name!r} is no longer part of island {self.name!r}")
+        return client
+
+    # -- sessions -------------------------------------------------------------------------------------------
+
+    def _session(self, session_id: str) -> _IslandSession:
+        session = self._sessions.get(session_id)
+        if session is None:
+            raise NotFound(f"island {self.name!r} has no session {session_id!r}")
+        return session
+
+    def create_session(self, session_id: str) -> dict[str, Any]:
+        try:
+            check_session_id(session_id)
+        except ValueError as exc:
+            raise BadRequest(str(exc), field="sessionId") from None
+        with self._lock:
+            if session_id in self._sessions:
+                raise Conflict(f"session {session_id!r} already exists on island {self.name!r}")
+            self._sessions[session_id] = _IslandSession(session_id)
+        return self.session_info(session_id)
+
+    def sessions(self) -> list[dict[str, Any]]:
+        return [self.session_info(sid) for sid in list(self._sessions)]
+
+    def session_info(self, session_id: str) -> dict[str, Any]:
+        s = self._session(session_id)
+        return {
+            "sessionId": s.id,
+            "status": str(s.state),
+            "size": len(s.placement) or len(s.specs),
+            "nodes": list(s.nodes),
+            "error": s.error,
+            "created": s.times["created"],
+        }
+
+    def status(self, session_id: str) -> str:
+        return str(self._session(session_id).state)
+
+    def append(self, session_id: str, drops: list[DropSpec]) -> int:
+        s = self._session(session_id)
+        with s.lock:
+            if s.state is _S.PRISTINE:
+                s.to(_S.BUILDING)
+            elif s.state is not _S.BUILDING:
+                raise WrongState(
+                    f"session {session_id!r} is {s.state}; graphs can only be added before deploy"
+                )
+            s.specs.extend(drops)
+        return len(drops)
+
+    def _fan(self, nodes: Sequence[str], call: Callable[[NodeClient], Any]) -> dict[str, Any]:
+        """Call every node in parallel; node -> result, or the exception it raised."""
+        def on(name: str) -> Any:
+            return call(self._client(name))
+
+        futures = {name: self._pool.submit(on, name) for name in nodes}
+        results: dict[str, Any] = {}
+        for name, fut in futures.items():
+            try:
+                results[name] = fut.result()
+            except Exception as exc:  # collected: the caller decides what a node's failure means
+                results[name] = exc
+        return results
+
+    def deploy(self, session_id: str, start: bool = True) -> dict[str, Any]:
+        s = self._session(session_id)
+        with s.lock:
+            if s.state is _S.PRISTINE:
+                s.to(_S.BUILDING)
+            if s.state is not _S.BUILDING:
+                raise WrongState(
+                    f"session {session_id!r} is {s.state}; it can be deployed once, while BUILDING"
+                )
+            try:
+                check_whole(s.specs)
+                parts = split_by_node(s.specs, self.node_names())
+            except GraphError as exc:
+                raise BadGraph.from_error(exc) from None
+            s.times["deploy"] = time.time()
+            s.to(_S.DEPLOYING)
+            s.nodes = sorted(parts)
+            s.placement = {spec.id: spec.node for spec in s.specs if spec.node is not None}
+            s.specs = []
+        try:
+            self._deploy_parts(s, parts)
+        except ApiError:
+            with s.lock:
+                s.to(_S.FAILED)
+                s.ended.set()
+            raise
+        if start:
+            self.start_session(session_id)
+        return self.session_info(session_id)
+
+    def _deploy_parts(self, s: _IslandSession, parts: dict[str, list[DropSpec]]) -> None:
+        peers: dict[str, str] = {}
+        if len(parts) > 1:
+            infos = self._fan(s.nodes, lambda c: c.info())
+            for name, info in infos.items():
+                if isinstance(info, Exception) or not info.get("bus"):
+                    raise NodeFailure(
+                        f"node {name!r} cannot join a distributed session: "
+                        f"{info if isinstance(info, Exception) else 'it has no bus'}"
+                    )
+                peers[name] = info["bus"]
+
+        def prepare(client: NodeClient) -> None:
+            client.create_session(s.id)
+            client.append(s.id, parts[client.name])
+            if peers:
+                client.set_peers(s.id, peers)
+            client.deploy(s.id, start=False)
+
+        results = self._fan(s.nodes, prepare)
+        failed = {name: exc for name, exc in results.items() if isinstance(exc, Exception)}
+        if failed:
+            self._fan([n for n in s.nodes], lambda c: c.delete_session(s.id))
+            problems: list[Problem] = []
+            for name, exc in sorted(failed.items()):
+                if isinstance(exc, BadGraph):
+                    problems += [
+                        Problem(f"node {name}: {p['where']}", p["field"], p["message"])
+                        for p in exc.extra.get("problems", [])
+                    ]
+                else:
+                    problems.append(Problem(f"node {name}", None, str(exc)))
+            if all(isinstance(exc, BadGraph) for exc in failed.values()):
+                raise BadGraph.from_error(GraphError(problems))
+            raise NodeFailure("; ".join(str(p) for p in problems))
+
+    def start_session(self, session_id: str) -> dict[str, Any]:
+        s = self._session(session_id)
+        with s.lock:
+            if s.state is not _S.DEPLOYING:
+                raise WrongState(f"session {session_id!r} is {s.state}; only a deployed session can start")
+            s.to(_S.RUNNING)
+            s.times["run"] = time.time()
+        for name in s.nodes:
+            self._watch(s, name)
+        results = self._fan(s.nodes, lambda c: c.start_session(s.id))
+        for name, result in results.items():
+            if isinstance(result, Exception):
+                self._node_lost(s, name, f"could not start: {result}")
+        return self.session_info(session_id)
+
+    def _watch(self, s: _IslandSession, name: str) -> None:
+        client = self._client(name)
+
+        def ended(summary: dict[str, Any]) -> None:
+            if summary.get("status") == "LOST":
+                self._node_lost(s, name, summary.get("error") or "unreachable")
+            else:
+                self._part_ended(s, name, summary)
+
+        client.watch(s.id, ended)
+
+    def _part_ended(self, s: _IslandSession, name: str, summary: dict[str, Any]) -> None:
+        with s.lock:
+            s.reports[name] = summary
+            self._maybe_end(s)
+
+    def _node_lost(self, s: _IslandSession, name: str, error: str) -> None:
+        with s.lock:
+            if name in s.reports or s.state in SESSION_ENDED:
+                return
+            log.error("session %s: node %s lost: %s", s.id, name, error)
+            s.lost[name] = error
+            s.reports[name] = {"status": "LOST", "error": error}
+            s.error = s.error or f"node {name} lost: {error}"
+            others = [n for n in s.nodes if n not in s.reports]
+            self._maybe_end(s)
+        # The other nodes would wait forever for the lost node's events: stop them and let them clean up.
+        self._fan(others, lambda c: c.cancel(s.id))
+
+    def _maybe_end(self, s: _IslandSession) -> None:
+        """Called with the session's lock held."""
+        if len(s.reports) < len(s.nodes) or s.state in SESSION_ENDED:
+            return
+        states = {r.get("status") for r in s.reports.values()}
+        if s.lost or "FAILED" in states:
+            end = _S.FAILED
+        elif s.cancelled or "CANCELLED" in states:
+            end = _S.CANCELLED
+        else:
+            end = _S.FINISHED
+        if s.state is _S.DEPLOYING:
+            s.to(_S.RUNNING)
+        s.to(end)
+        s.times["end"] = time.time()
+        s.ended.set()
+
+    def cancel(self, session_id: str) -> None:
+        s = self._session(session_id)
+        with s.lock:
+            if s.state in SESSION_ENDED:
+                return
+            s.cancelled = True
+            if s.state in (_S.PRISTINE, _S.BUILDING):
+                s.to(_S.CANCELLED)
+                s.ended.set()
+                return
+            nodes = [n for n in s.nodes if n not in s.reports]
+        self._fan(nodes, lambda c: c.cancel(s.id))
+
+    def wait(self, session_id: str, timeout: float | None = None) -> str:
+        s = self._session(session_id)
+        s.ended.wait(timeout)
+        return str(s.state)
+
+    def delete_session(self, session_id: str) -> None:
+        s = self._session(session_id)
+        if s.state not in SESSION_ENDED:
+            self.cancel(session_id)
+            s.ended.wait(30)
+        self._fan([n for n in s.nodes if n not in s.lost], lambda c: c.delete_session(s.id))
+        with self._lock:
+            self._sessions.pop(session_id, None)
+
+    # -- views ----------------------------------------------------------------------------------------------
+
+    def graph_size(self, session_id: str) -> int:
+        s = self._session(session_id)
+        return len(s.placement) or len(s.specs)
+
+    def graph_status(self, session_id: str, states: set[str] | None = None) -> dict[str, dict[str, str]]:
+        s = self._session(session_id)
+        merged: dict[str, dict[str, str]] = {}
+        live = [n for n in s.nodes if n not in s.lost]
+        for name, result in self._fan(live, lambda c: c.graph_status(s.id, states)).items():
+            if isinstance(result, Exception):
+                raise NodeFailure(f"node {name!r}: {result}")
+            merged.update(result)
+        return merged
+
+    def summary(self, session_id: str) -> dict[str, Any]:
+        s = self._session(session_id)
+        live = [n for n in s.nodes if n not in s.lost and n not in s.reports]
+        per_node = dict(s.reports)
+        for name, result in self._fan(live, lambda c: c.summary(s.id)).items():
+            per_node[name] = (
+                {"status": "LOST", "error": str(result)} if isinstance(result, Exception) else result
+            )
+        by_state: Counter[str] = Counter()
+        failures = []
+        for name, summary in sorted(per_node.items()):
+            by_state.update(summary.get("by_state", {}))
+            failures += [{**f, "node": name} for f in summary.get("failures", [])]
+        t = s.times
+        return {
+            "sessionId": s.id,
+            "status": str(s.state),
+            "drops": sum(by_state.values()) or len(s.placement),
+            "by_state": dict(sorted(by_state.items())),
+            "failures": failures,
+            "error": s.error,
+            "nodes": {name: summary.get("status") for name, summary in per_node.items()},
+            "lost_nodes": dict(s.lost),
+            "deploy_seconds": t["run"] - t["deploy"] if "run" in t and "deploy" in t else None,
+            "run_seconds": (t.get("end", time.time()) - t["run"]) if "run" in t else None,
+        }
+
+    def drop_log(self, session_id: str, uid: str) -> dict[str, Any]:
+        s = self._session(session_id)
+        node = s.placement.get(uid)
+        if node is None:
+            raise NotFound(f"session {session_id!r} has no drop {uid!r}")
+        return {"node": node, **self._client(node).drop_log(session_id, uid)}

@@ -1,0 +1,269 @@
+"""The node manager: the session API of one node, over the engine's owner loop.
+
+Theory of operation
+-------------------
+A :class:`NodeManager` owns an engine :class:`~dropflow.engine.Node` and, when it is part of a cluster, the
+bus that connects it to the other node managers. Its methods are the session API that the REST layer,
+the island manager and tests call; they take and return plain data, and raise
+:class:`~dropflow.managers.errors.ApiError` subclasses that carry their HTTP status. A session lives
+through DALiuGE's states: created empty (PRISTINE), graph appended (BUILDING), deployed (DEPLOYING ->
+RUNNING), ended (FINISHED, FAILED, CANCELLED).
+
+A session becomes *distributed* when an island manager registers the addresses of the other nodes that
+hold parts of it (``set_peers``): drops placed elsewhere are then proxies, and their state changes arrive
+over the bus. ``watch`` lets an island manager hear when a session ends here, with its summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .. import __version__
+from ..drops.errors import GraphError
+from ..drops.graph import encode_physical
+from ..drops.spec import DropSpec
+from ..drops.states import SESSION_ENDED, SessionState
+from ..engine import Node, Session
+from ..engine.bus import Bus
+from ..engine.workspace import check_session_id
+from .errors import BadGraph, BadRequest, Conflict, NotFound, WrongState
+
+__all__ = ["NodeManager", "summary_dict"]
+
+log = logging.getLogger(__name__)
+
+Watcher = Callable[[dict[str, Any]], None]
+
+
+def summary_dict(session: Session) -> dict[str, Any]:
+    s = session.summary()
+    return {
+        "sessionId": s.session_id,
+        "status": s.state,
+        "drops": s.drops,
+        "by_state": s.by_state,
+        "failures": [{"uid": f.uid, "kind": f.kind, "message": f.message} for f in s.failures],
+        "deploy_seconds": s.deploy_seconds,
+        "run_seconds": s.run_seconds,
+        "persisted": s.persisted,
+        "error": session.error,
+    }
+
+
+class NodeManager:
+    """The session API of one node."""
+
+    role = "nm"
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        workspace_root: str | None = None,
+        allowed_paths: Sequence[str] = (),
+        threads: int = 32,
+        processes: int | None = None,
+        bus: Bus | None = None,
+    ) -> None:
+        self.name = name or socket.gethostname()
+        self.node = Node(
+            self.name,
+            workspace_root=workspace_root,
+            allowed_paths=allowed_paths,
+            threads=threads,
+            processes=processes,
+        )
+        self.node.bus = bus
+        self.started = time.time()
+        self._watchers: dict[str, list[Watcher]] = {}
+        self._lock = threading.Lock()
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+
+    def start(self) -> NodeManager:
+        self.node.start()
+        return self
+
+    def close(self) -> None:
+        self.node.close()
+
+    @property
+    def bus(self) -> Bus | None:
+        return self.node.bus
+
+    def info(self) -> dict[str, Any]:
+        endpoint = self.node.bus.address(self.name) if self.node.bus is not None else None
+        return {
+            "status": "ok",
+            "role": self.role,
+            "name": self.name,
+            "version": __version__,
+            "bus": endpoint,
+            "sessions": len(self.node.sessions),
+            "uptime_seconds": round(time.time() - self.started, 3),
+        }
+
+    # -- sessions -------------------------------------------------------------------------------------------
+
+    def _session(self, session_id: str) -> Session:
+        session = self.node.sessions.get(session_id)
+        if session is None:
+            raise NotFound(f"node {self.name!r} has no session {session_id!r}")
+        return session
+
+    def create_session(self, session_id: str) -> dict[str, Any]:
+        try:
+            check_session_id(session_id)
+        except ValueError as exc:
+            raise BadRequest(str(exc), field="sessionId") from None
+        try:
+            session = self.node.create_session(session_id)
+        except KeyError:
+            raise Conflict(f"session {session_id!r} already exists on node {self.name!r}") from None
+        session.node.post(session.on_end, self._ended)
+        return self.session_info(session_id)
+
+    def sessions(self) -> list[dict[str, Any]]:
+        return [self.session_info(sid) for sid in list(self.node.sessions)]
+
+    def session_info(self, session_id: str) -> dict[str, Any]:
+        session = self._session(session_id)
+        done, total = session.progress()
+        return {
+            "sessionId": session.id,
+            "status": str(session.state),
+            "size": total,
+            "settled": done,
+            "node": self.name,
+            "created": session.times.get("created"),
+        }
+
+    def status(self, session_id: str) -> str:
+        return str(self._session(session_id).state)
+
+    def delete_session(self, session_id: str) -> None:
+        self._session(session_id)
+        self.node.delete_session(session_id)
+        with self._lock:
+            self._watchers.pop(session_id, None)
+
+    # -- graphs ---------------------------------------------------------------------------------------------
+
+    def append(self, session_id: str, drops: list[DropSpec]) -> int:
+        session = self._session(session_id)
+        try:
+            session.add(drops)
+        except RuntimeError as exc:
+            raise WrongState(str(exc)) from None
+        return len(drops)
+
+    def set_peers(self, session_id: str, peers: dict[str, str]) -> None:
+        """Make a session distributed: drops placed on ``peers`` (name -> bus address) are proxies here."""
+        session = self._session(session_id)
+        connect = getattr(self.node.bus, "connect", None)
+        if self.node.bus is None:
+            raise WrongState(f"node {self.name!r} has no bus; it cannot join a distributed session")
+        if connect is not None:
+            for name, address in peers.items():
+                if name != self.name:
+                    connect(name, address)
+        self.node.call(self._make_distributed, session)
+
+    def _make_distributed(self, session: Session) -> None:
+        if session.state not in (SessionState.PRISTINE, SessionState.BUILDING):
+            raise WrongState(f"session {session.id!r} is {session.state}; peers are set before deploying")
+        session.local = self.name
+
+    def deploy(self, session_id: str, start: bool = True) -> dict[str, Any]:
+        session = self._session(session_id)
+        try:
+            session.deploy(source=f"session {session_id}", start=start)
+        except GraphError as exc:
+            raise BadGraph.from_error(exc) from None
+        except RuntimeError as exc:
+            raise WrongState(str(exc)) from None
+        return self.session_info(session_id)
+
+    def start_session(self, session_id: str) -> dict[str, Any]:
+        try:
+            self._session(session_id).start()
+        except RuntimeError as exc:
+            raise WrongState(str(exc)) from None
+        return self.session_info(session_id)
+
+    def cancel(self, session_id: str) -> None:
+        self._session(session_id).cancel()
+
+    def graph(self, session_id: str) -> bytes:
+        session = self._session(session_id)
+        graph = session.graph
+        specs = [n.spec for n in graph.by_id.values()] if graph is not None else list(session._specs)
+        return encode_physical(specs, session_id)
+
+    def graph_size(self, session_id: str) -> int:
+        return self._session(session_id).progress()[1]
+
+    def graph_status(self, session_id: str, states: set[str] | None = None) -> dict[str, dict[str, str]]:
+        """DALiuGE's shape: ``{uid: {"status": ..., "execStatus": ...}}`` (apps have execStatus)."""
+        session = self._session(session_id)
+        graph = session.graph
+        out: dict[str, dict[str, str]] = {}
+        if graph is None:
+            return out
+        for uid, node in graph.by_id.items():
+            if type(node.peer) is str:
+                continue  # another node's drop
+            state = str(node.state)
+            if states and state not in states:
+                continue
+            entry = {"status": state}
+            if node.spec.CATEGORY == "app":
+                entry["execStatus"] = state
+            out[uid] = entry
+        return out
+
+    def summary(self, session_id: str) -> dict[str, Any]:
+        return summary_dict(self._session(session_id))
+
+    def drop_log(self, session_id: str, uid: str) -> dict[str, Any]:
+        session = self._session(session_id)
+        try:
+            state = session.drop_state(uid)
+        except KeyError:
+            raise NotFound(f"session {session_id!r} has no drop {uid!r}") from None
+        failure = next((f.message for f in session.failures() if f.uid == uid), None)
+        return {
+            "uid": uid,
+            "status": state,
+            "error": failure,
+            "events": [
+                {"time": e.time, "from": e.start, "to": e.end, "cause": e.cause} for e in session.story(uid)
+            ],
+        }
+
+    # -- watching -------------------------------------------------------------------------------------------
+
+    def watch(self, session_id: str, watcher: Watcher) -> None:
+        """Call ``watcher(summary)`` once, when the session ends (at once if it has)."""
+        session = self._session(session_id)
+        with self._lock:
+            self._watchers.setdefault(session_id, []).append(watcher)
+        if session.state in SESSION_ENDED:
+            self._ended(session)
+
+    def _ended(self, session: Session) -> None:
+        with self._lock:
+            watchers = self._watchers.pop(session.id, [])
+        if not watchers:
+            return
+        summary = summary_dict(session)
+        for watcher in watchers:
+            try:
+                watcher(summary)
+            except Exception:  # one broken watcher must not stop the others
+                log.exception("session end watcher failed")
