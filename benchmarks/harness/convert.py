@@ -23,7 +23,7 @@ import sys
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from workloads import Dag, make_dag, write_dag  # noqa: E402
+from workloads import Dag, make_dag, write_dag
 
 __all__ = [
     "DLG_APP",
@@ -56,7 +56,9 @@ def dropflow_pg(dag: Dag) -> dict[str, Any]:
 
 
 def daliuge_pg(dag: Dag, node: str = "127.0.0.1") -> list[dict[str, Any]]:
-    pg: list[dict[str, Any]] = [{"oid": "root", "categoryType": "Data", "dropclass": DLG_MEMORY, "node": node}]
+    pg: list[dict[str, Any]] = [
+        {"oid": "root", "categoryType": "Data", "dropclass": DLG_MEMORY, "node": node}
+    ]
     for i, deps in enumerate(dag.deps):
         pg.append(
             {
@@ -86,9 +88,21 @@ def dropflow_numpy_pg(nbytes: int, kind: str = "shm") -> dict[str, Any]:
         **HEADER,
         "name": f"numpy-{kind}",
         "drops": [
-            {"id": "produce", "kind": "python", **producer, "kwargs": {"nbytes": nbytes}, "outputs": {"out": "array"}},
+            {
+                "id": "produce",
+                "kind": "python",
+                **producer,
+                "kwargs": {"nbytes": nbytes},
+                "outputs": {"out": "array"},
+            },
             array,
-            {"id": "consume", "kind": "python", "func": "payload:consume", "inputs": {"a": "array"}, "outputs": {"crc": "crc"}},
+            {
+                "id": "consume",
+                "kind": "python",
+                "func": "payload:consume",
+                "inputs": {"a": "array"},
+                "outputs": {"crc": "crc"},
+            },
             {"id": "crc", "kind": "memory", "codec": "json", "persist": True},
         ],
     }
@@ -126,8 +140,11 @@ def _dump(doc: Any, path: str) -> None:
         json.dump(doc, f, separators=(",", ":"))
 
 
-def write_workload(workload: str, n: int, directory: str) -> dict[str, Any]:
-    """Write every system's graph of one workload into ``directory``; return their paths and sizes."""
+def write_workload(workload: str, n: int, directory: str, peers: bool = True) -> dict[str, Any]:
+    """Write every system's graph of one workload into ``directory``; return their paths and sizes.
+
+    ``peers=False`` leaves out DALiuGE's graph (sizes that only dropflow and the floors run).
+    """
     os.makedirs(directory, exist_ok=True)
     files: dict[str, Any] = {}
     if workload == "numpy":
@@ -137,16 +154,17 @@ def write_workload(workload: str, n: int, directory: str) -> dict[str, Any]:
         files["daliuge"] = os.path.join(directory, "daliuge.json")
         files["daliuge_result"] = os.path.join(directory, "daliuge-result.txt")
         _dump(daliuge_numpy_pg(n, files["daliuge_result"]), files["daliuge"])
-        files.update(tasks=2, drops=4)
+        files.update(tasks=2, drops=4, daliuge_drops=5)
         return files
     dag = make_dag(workload, n)
     files["dag"] = os.path.join(directory, "dag.json")
     write_dag(dag, files["dag"])
     files["dropflow"] = os.path.join(directory, "dropflow.json")
     _dump(dropflow_pg(dag), files["dropflow"])
-    files["daliuge"] = os.path.join(directory, "daliuge.json")
-    _dump(daliuge_pg(dag), files["daliuge"])
-    files.update(tasks=dag.tasks, drops=2 * dag.tasks + 1, edges=dag.edges)
+    if peers:
+        files["daliuge"] = os.path.join(directory, "daliuge.json")
+        _dump(daliuge_pg(dag), files["daliuge"])
+    files.update(tasks=dag.tasks, drops=2 * dag.tasks + 1, daliuge_drops=2 * dag.tasks + 1, edges=dag.edges)
     return files
 
 
@@ -155,11 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("workload", help="a no-op shape (chain, fan, scatter2) or numpy")
     p.add_argument("n", type=int, help="the shape's N, or the numpy array's bytes")
     p.add_argument("directory")
+    p.add_argument("--no-peers", action="store_true", help="dropflow's graph and the DAG only")
     args = p.parse_args(argv)
-    print(json.dumps(write_workload(args.workload, args.n, args.directory)))
+    print(json.dumps(write_workload(args.workload, args.n, args.directory, peers=not args.no_peers)))
     return 0
 
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -34,7 +34,9 @@ def scatter_graph(copies: int, example: str = EXAMPLE) -> dict[str, Any]:
         lg: dict[str, Any] = json.load(f)
     lg["nodeDataArray"] = [n for n in lg["nodeDataArray"] if n["id"] not in GATHER_NODES]
     lg["linkDataArray"] = [
-        link for link in lg["linkDataArray"] if link["from"] not in GATHER_NODES and link["to"] not in GATHER_NODES
+        link
+        for link in lg["linkDataArray"]
+        if link["from"] not in GATHER_NODES and link["to"] not in GATHER_NODES
     ]
     for node in lg["nodeDataArray"]:
         for fld in node.get("fields", []):

@@ -72,7 +72,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--slow", type=float, default=90.0, help="a cell whose first run is slower runs once")
     p.add_argument("--peer-max-n", type=int, default=100_000, help="largest N for DALiuGE and Dask")
     p.add_argument("--numpy-bytes", type=int, help="array size of the numpy pipeline (default 256 MiB)")
-    p.add_argument("--translator-sizes", type=int, nargs="*", help="drops of the translator rows ([] to skip)")
+    p.add_argument(
+        "--translator-sizes", type=int, nargs="*", help="drops of the translator rows ([] to skip)"
+    )
     p.add_argument("--out", help=f"results directory (default {RESULTS}; smoke: a temporary directory)")
     p.add_argument("--no-plots", action="store_true")
     return p.parse_args(argv)
@@ -85,7 +87,10 @@ def run_workloads(args: argparse.Namespace, ctx: Context, systems: list[str]) ->
         sizes = [args.numpy_bytes] if workload == "numpy" else args.sizes
         for n in sizes:
             files_dir = os.path.join(ctx.workdir, f"graphs-{workload}-{n}")
-            files = _child_json([ctx.dropflow_python, os.path.join(HERE, "convert.py"), workload, str(n), files_dir])
+            convert = [ctx.dropflow_python, os.path.join(HERE, "convert.py"), workload, str(n), files_dir]
+            if workload != "numpy" and n > args.peer_max_n:
+                convert.append("--no-peers")
+            files = _child_json(convert)
             active = [
                 s
                 for s in systems
@@ -104,15 +109,24 @@ def run_workloads(args: argparse.Namespace, ctx: Context, systems: list[str]) ->
                     log(f"{workload:8} N={n:<9} {name:16} #{repeat} {row.status:6} {shown}  rss {rss}")
                     if row.status == "dnf":
                         gone[(name, workload)] = f"did not finish in {ctx.timeout:g} s at N={n:,}"
-                    elif row.status != "ok":
-                        once.add(name)
-                    elif repeat == 0 and (row.total_s or 0) > args.slow:
+                    elif row.status != "ok" or (repeat == 0 and (row.total_s or 0) > args.slow):
                         once.add(name)
             for name in active:
                 if (name, workload) in gone and not any(
                     r["system"] == name and r["workload"] == workload and r["n"] == n for r in rows
                 ):
-                    rows.append(Row(name, workload, n, 0, "dnf", files["tasks"], files["drops"], detail=gone[(name, workload)]).to_dict())
+                    rows.append(
+                        Row(
+                            name,
+                            workload,
+                            n,
+                            0,
+                            "dnf",
+                            files["tasks"],
+                            files["drops"],
+                            detail=gone[(name, workload)],
+                        ).to_dict()
+                    )
             shutil.rmtree(files_dir, ignore_errors=True)
     return rows
 
@@ -124,7 +138,11 @@ def run_translators(args: argparse.Namespace, ctx: Context) -> list[dict[str, An
     gone: set[str] = set()
     for size in args.translator_sizes:
         path = os.path.join(ctx.workdir, f"scatter-{size}.graph")
-        subprocess.run([ctx.dropflow_python, os.path.join(HERE, "eagle_graphs.py"), str(size), path], check=True, capture_output=True)
+        subprocess.run(
+            [ctx.dropflow_python, os.path.join(HERE, "eagle_graphs.py"), str(size), path],
+            check=True,
+            capture_output=True,
+        )
         once: set[str] = set()
         for repeat in range(args.repeats):
             for name, py in translators.items():
@@ -144,7 +162,8 @@ def run_translators(args: argparse.Namespace, ctx: Context) -> list[dict[str, An
                 if time.perf_counter() - t0 > args.slow:
                     once.add(name)
                 rows.append(row)
-                log(f"translate drops={size:<9} {name:10} #{repeat} {row['status']:6} {row.get('total_s', row['detail'])}")
+                shown = row.get("total_s", row["detail"])
+                log(f"translate drops={size:<9} {name:10} #{repeat} {row['status']:6} {shown}")
         os.unlink(path)
     return rows
 
@@ -191,8 +210,10 @@ def main(argv: list[str] | None = None) -> int:
         ctx.expected_checksum = int(
             subprocess.run(
                 [ctx.dropflow_python, os.path.join(HERE, "payload.py"), str(args.numpy_bytes)],
-                capture_output=True, text=True, check=True,
-            ).stdout  # fmt: skip
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
         )
         rows = run_workloads(args, ctx, systems)
         translator_rows = run_translators(args, ctx) if args.translator_sizes else []
@@ -213,10 +234,15 @@ def main(argv: list[str] | None = None) -> int:
         "machine": info,
         "versions": versions,
         "settings": {
-            "sizes": args.sizes, "workloads": args.workloads, "repeats": args.repeats, "timeout_s": args.timeout,
-            "slow_s": args.slow, "peer_max_n": args.peer_max_n, "numpy_bytes": args.numpy_bytes,
+            "sizes": args.sizes,
+            "workloads": args.workloads,
+            "repeats": args.repeats,
+            "timeout_s": args.timeout,
+            "slow_s": args.slow,
+            "peer_max_n": args.peer_max_n,
+            "numpy_bytes": args.numpy_bytes,
             "translator_sizes": args.translator_sizes,
-        },  # fmt: skip
+        },
         "systems": systems,
         "missing": missing,
         "shm_leftovers": leftovers,
@@ -237,7 +263,11 @@ def main(argv: list[str] | None = None) -> int:
             log("plots skipped: the tools virtualenv (matplotlib) is not installed")
     log(f"results in {out_dir}")
     print(out_dir)
-    bad = [r for r in rows if r["status"] in ("wrong", "failed") and r["system"] in UNBOUNDED | {"dropflow-memory"}]
+    bad = [
+        r
+        for r in rows
+        if r["status"] in ("wrong", "failed") and r["system"] in UNBOUNDED | {"dropflow-memory"}
+    ]
     return 1 if bad or leftovers else 0
 
 
@@ -255,9 +285,9 @@ def page(result: dict[str, Any]) -> str:
         "",
         "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
         f"Median of {s['repeats']} interleaved runs; a run past {s['timeout_s']:g} s is DNF; "
-        f"a cell whose first run took over {s['slow_s']:g} s ran once ([n=1]). In brackets: dropflow / system, "
-        "the median of per-repeat ratios (below 1: dropflow is faster or smaller). See benchmarks/README.md for "
-        "what each number covers.",
+        f"a cell whose first run took over {s['slow_s']:g} s ran once ([n=1]). "
+        "In brackets: dropflow / system, the median of per-repeat ratios "
+        "(below 1: dropflow is faster or smaller). See benchmarks/README.md for what each number covers.",
         "",
     ]
     for name, why in result["missing"].items():

@@ -21,6 +21,7 @@ jobs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -104,10 +105,8 @@ class Measured:
 
 def _kill_group(pid: int) -> None:
     """Kill the process group that ``pid`` leads (we started it with a new session)."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def run(
@@ -129,7 +128,12 @@ def run(
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         start = time.perf_counter()
         proc = subprocess.Popen(
-            list(argv), stdout=out, stderr=err, env=dict(env) if env else None, cwd=cwd, start_new_session=True
+            list(argv),
+            stdout=out,
+            stderr=err,
+            env=dict(env) if env else None,
+            cwd=cwd,
+            start_new_session=True,
         )
     sampler = TreeSampler(proc.pid)
     timed_out = False
@@ -213,10 +217,8 @@ class Daemon:
         if self.proc is None:
             return
         if self.proc.returncode is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 self.proc.send_signal(signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             deadline = time.monotonic() + grace
             while time.monotonic() < deadline:
                 pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)

@@ -16,7 +16,7 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 SHAPES = ["chain", "fan", "scatter2"]
 STYLE = {
@@ -24,12 +24,14 @@ STYLE = {
     "dropflow-cluster": ("tab:cyan", "o", "--"),
     "daliuge": ("tab:red", "s", "-"),
     "dask": ("tab:orange", "^", "-"),
-    "loop": ("tab:gray", "", ":"),
-    "threadpool": ("black", "", "--"),
+    "loop": ("tab:gray", "x", ":"),
+    "threadpool": ("black", "+", "--"),
 }
 
 
-def _series(rows: list[dict[str, Any]], shape: str, system: str, metric: str) -> tuple[list[int], list[float]]:
+def _series(
+    rows: list[dict[str, Any]], shape: str, system: str, metric: str
+) -> tuple[list[int], list[float]]:
     by_n: dict[int, list[float]] = {}
     for r in rows:
         if r["workload"] == shape and r["system"] == system and r["status"] == "ok" and r[metric] is not None:
@@ -39,7 +41,9 @@ def _series(rows: list[dict[str, Any]], shape: str, system: str, metric: str) ->
 
 
 def _dnf(rows: list[dict[str, Any]], shape: str, system: str) -> list[int]:
-    return sorted({r["n"] for r in rows if r["workload"] == shape and r["system"] == system and r["status"] == "dnf"})
+    return sorted(
+        {r["n"] for r in rows if r["workload"] == shape and r["system"] == system and r["status"] == "dnf"}
+    )
 
 
 def plot_metric(result: dict[str, Any], metric: str, ylabel: str, path: str) -> None:

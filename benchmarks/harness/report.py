@@ -15,7 +15,11 @@ from typing import Any
 __all__ = ["cells", "markdown", "ratio", "translator_markdown"]
 
 REFERENCE = "dropflow"
-METRICS = {"e2e_s": "end-to-end time (load + deploy + run), s", "peak_rss_mb": "peak RSS, MB", "cpu_s": "CPU, s"}
+METRICS = {
+    "e2e_s": "end-to-end time (load + deploy + run), s",
+    "peak_rss_mb": "peak RSS, MB",
+    "cpu_s": "CPU, s",
+}
 
 
 def _median(values: Iterable[float | None]) -> float | None:
@@ -126,7 +130,9 @@ def translator_markdown(rows: list[dict[str, Any]]) -> str:
         by_size.setdefault(r["target_drops"], {}).setdefault(r["system"], []).append(r)
     systems = ["dropflow", "daliuge"]
     lines = [
-        "| drops | " + " | ".join(f"{s} unroll / partition+map / total, s" for s in systems) + " | ratio (total) |",
+        "| drops | "
+        + " | ".join(f"{s} unroll / partition+map / total, s" for s in systems)
+        + " | ratio (total) |",
         "|---:|" + "---:|" * (len(systems) + 1),
     ]
     for size in sorted(by_size):

@@ -8,8 +8,9 @@ end) and ``startup_s``.
 
 - ``dropflow``: ``dropflow run GRAPH --json`` (phases from its own summary); numpy through ``shm`` drops.
 - ``dropflow-memory``: the numpy pipeline through ``memory`` drops (npy codec) instead.
-- ``dropflow-cluster``: the multi-node daemons (``dropflow cluster up``, ``dropflow submit``), once they exist.
-- ``daliuge``: a fresh ``dlg nm`` per run (on loopback, DLG_ROOT in the run's temp dir), driven over REST by
+- ``dropflow-cluster``: the multi-node daemons (``dropflow cluster up``, ``dropflow submit``), once there.
+- ``daliuge``: a fresh ``dlg nm`` per run (on loopback, DLG_ROOT in the run's temp dir, the request size limit
+  raised from 10 MB so that large graphs can be appended, as its users must do), driven over REST by
   ``drivers/daliuge_client.py``; its RSS is sampled, its CPU read over the client's window.
 - ``dask``: ``drivers/dask_driver.py``, a LocalCluster and a Client.
 - ``loop`` and ``threadpool``: ``drivers/floors.py``.
@@ -31,7 +32,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import measure
-import venvs
 
 __all__ = ["SYSTEMS", "Context", "Row", "System"]
 
@@ -161,7 +161,10 @@ class Dropflow(System):
         if m.timed_out or m.returncode not in (0, 1):
             return _failed(row, m, ctx.timeout)
         out = _json_line(m.stdout)
-        _phases(row, {"load_s": out["load_seconds"], "deploy_s": out["deploy_seconds"], "run_s": out["run_seconds"]})
+        _phases(
+            row,
+            {"load_s": out["load_seconds"], "deploy_s": out["deploy_seconds"], "run_s": out["run_seconds"]},
+        )
         row.total_s = m.wall_s
         row.startup_s = max(0.0, m.wall_s - (row.e2e_s or 0.0))
         settled = out["by_state"].get("COMPLETED", 0) + out["by_state"].get("FINISHED", 0)
@@ -289,10 +292,23 @@ class Daliuge(System):
         dlg = os.path.join(os.path.dirname(py), "dlg")
         nm = measure.Daemon(
             [
-                dlg, "nm", "--host", "127.0.0.1", "--port", str(rest), "--rpc_port", str(rpc),
-                "--event_port", str(events), "--dlg-path", os.path.join(run_dir, "dlg-path"),
-                "--log-dir", os.path.join(run_dir, "logs"),
-            ],  # fmt: skip
+                dlg,
+                "nm",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(rest),
+                "--rpc_port",
+                str(rpc),
+                "--event_port",
+                str(events),
+                "--dlg-path",
+                os.path.join(run_dir, "dlg-path"),
+                "--log-dir",
+                os.path.join(run_dir, "logs"),
+                "--max-request-size",
+                "4096",
+            ],
             env=env,
             cwd=run_dir,
             output_dir=run_dir,
@@ -314,7 +330,11 @@ class Daliuge(System):
             ]  # fmt: skip
             assert nm.sampler is not None
             m = measure.run(
-                argv, env=env, timeout=ctx.timeout, output_dir=os.path.join(run_dir, "client"), also=[nm.sampler]
+                argv,
+                env=env,
+                timeout=ctx.timeout,
+                output_dir=os.path.join(run_dir, "client"),
+                also=[nm.sampler],
             )
             row.peak_rss_mb = nm.sampler.peak / MB
             row.sampled_rss_mb = row.peak_rss_mb
@@ -327,8 +347,8 @@ class Daliuge(System):
             done = sum(out["by_state"].get(s, 0) for s in ("COMPLETED", "EXPIRED", "DELETED"))
             row.intact = (
                 out["state"] == "FINISHED"
-                and out["drops"] == row.drops
-                and done == row.drops
+                and out["drops"] == files["daliuge_drops"]
+                and done == files["daliuge_drops"]
                 and out["apps_finished"] == row.tasks
             )
             if workload == "numpy":

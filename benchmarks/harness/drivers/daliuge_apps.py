@@ -12,7 +12,6 @@ from __future__ import annotations
 from dlg import droputils
 from dlg.apps.app_base import BarrierAppDROP
 from dlg.meta import dlg_int_param, dlg_string_param
-
 from payload import checksum, make_array
 
 

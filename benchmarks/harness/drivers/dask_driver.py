@@ -21,7 +21,6 @@ from typing import Any
 
 import psutil
 from distributed import Client, LocalCluster
-
 from payload import checksum, make_array, noop
 from workloads import read_dag
 
@@ -58,7 +57,13 @@ def run(client: Client, arg: str) -> dict[str, Any]:
     t2 = time.perf_counter()
     results = client.gather(futures)
     t3 = time.perf_counter()
-    return {"load_s": t1 - t0, "deploy_s": t2 - t1, "run_s": t3 - t2, "tasks": len(dsk), "sinks": len(results)}
+    return {
+        "load_s": t1 - t0,
+        "deploy_s": t2 - t1,
+        "run_s": t3 - t2,
+        "tasks": len(dsk),
+        "sinks": len(results),
+    }
 
 
 def main(argv: list[str]) -> int:

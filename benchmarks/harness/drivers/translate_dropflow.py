@@ -23,7 +23,13 @@ def main(argv: list[str]) -> int:
     nodes = ["127.0.0.1"] + [f"10.0.0.{i}" for i in range(parts)]
     result = translate(r, algorithm="metis", parts=parts, nodes=nodes, islands=1)
     t2 = time.perf_counter()
-    out = {"unroll_s": t1 - t0, "partition_s": t2 - t1, "map_s": 0.0, "total_s": t2 - t0, "drops": len(result.specs)}
+    out = {
+        "unroll_s": t1 - t0,
+        "partition_s": t2 - t1,
+        "map_s": 0.0,
+        "total_s": t2 - t0,
+        "drops": len(result.specs),
+    }
     print(json.dumps(out))
     return 0
 
