@@ -2,10 +2,10 @@
 
     .venv/bin/python benchmarks/harness/hotspots.py chain 100000 [--top 25] [--rate 500]
 
-Writes the workload's graph (:mod:`convert`), runs ``dropflow run`` under ``py-spy record`` (from the ``tools``
-environment; all threads, idle samples dropped) and prints the functions with the most samples -- inclusive
-(on the stack) and self (the leaf) -- leaving out interpreter start-up (imports). Used for the profile notes
-in ``results/README``; not part of the timed runs (sampling slows the process down).
+Writes the workload's graph (:mod:`convert`), runs ``dropflow run`` under ``py-spy record`` (from the
+``tools`` environment; all threads, idle samples included) and prints the functions with the most samples --
+inclusive (on the stack) and self (the leaf) -- leaving out interpreter start-up (imports). Used for the
+profile notes in ``results/NOTES.md``; not part of the timed runs (sampling slows the process down).
 """
 
 from __future__ import annotations
@@ -74,10 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         graph = os.path.join(tmp, "dropflow-shm.json" if args.workload == "numpy" else "dropflow.json")
         raw = os.path.join(tmp, "raw.txt")
+        spy = [pyspy, "record", "--threads", "--idle", "-r", str(args.rate), "-f", "raw", "-o", raw, "--"]
         run = [sys.executable, "-m", "dropflow.cli", "run", graph, "--json", "--progress", "never"]
         run += ["--workspace", os.path.join(tmp, "ws"), "--pythonpath", HERE]
         subprocess.run(
-            [pyspy, "record", "--threads", "--idle", "-r", str(args.rate), "-f", "raw", "-o", raw, "--", *run],
+            [*spy, *run],
             check=True,
             capture_output=True,
         )
