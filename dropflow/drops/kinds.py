@@ -277,3 +277,13 @@ def _check_docker(spec: AppSpec, kinds: Mapping[str, str]) -> list[Problem]:
 
 
 register_app(docker_app.DockerSpec, docker_app.run, _check_docker)
+
+from .apps import mpi  # noqa: E402
+
+
+def _check_mpi(spec: AppSpec, kinds: Mapping[str, str]) -> list[Problem]:
+    assert isinstance(spec, mpi.MpiSpec)
+    return mpi.check_mpi(spec, kinds)
+
+
+register_app(mpi.MpiSpec, mpi.run, _check_mpi)
