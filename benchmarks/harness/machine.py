@@ -39,6 +39,17 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def git_state(repo: str) -> dict[str, Any]:
+    """The commit measured, and the files that differed from it (the tree may be shared and edited)."""
+
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", "-C", repo, *args], capture_output=True, text=True)
+        return out.stdout.rstrip("\n")
+
+    dirty = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]
+    return {"commit": git("rev-parse", "HEAD"), "modified": dirty}
+
+
 def describe() -> dict[str, Any]:
     cpu = _lscpu()
     return {

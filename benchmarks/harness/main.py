@@ -204,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             systems.append(name)
 
     info = machine.describe()
+    info["git"] = machine.git_state(os.path.dirname(os.path.dirname(HERE)))
     shm_before = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
     started = time.perf_counter()
     try:
@@ -275,6 +276,7 @@ def page(result: dict[str, Any]) -> str:
     m = result["machine"]
     v = result["versions"]
     s = result["settings"]
+    git = m.get("git") or {"commit": "?", "modified": []}
     head = [
         "# dropflow side by side",
         "",
@@ -283,7 +285,11 @@ def page(result: dict[str, Any]) -> str:
         f"load average {m['load_average_start']} at the start, {m['load_average_end']} at the end "
         f"(the machine is shared); {m['duration_s']:.0f} s in all.",
         "",
-        "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
+        "Versions: "
+        + ", ".join(f"{k} {val}" for k, val in v.items())
+        + f"; dropflow at {git['commit'][:10]}"
+        + (f" with {len(git['modified'])} modified files" if git["modified"] else "")
+        + ".",
         f"Median of {s['repeats']} interleaved runs; a run past {s['timeout_s']:g} s is DNF; "
         f"a cell whose first run took over {s['slow_s']:g} s ran once ([n=1]). "
         "In brackets: dropflow / system, the median of per-repeat ratios "
