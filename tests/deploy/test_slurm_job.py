@@ -170,3 +170,22 @@ def _report(job_dir: str) -> dict | None:
         return None
     report = json.loads(_read(path))
     return report if report["timings"].get("teardown_seconds") is not None else None
+
+
+def test_two_islands_under_a_master_manager(slurm, tmp_path):
+    """--islands 2: an island manager on node1 (for node1, node2) and one on node3 (started through srun),
+    a master manager over both on node1; the graph still runs on all three nodes."""
+    results = str(tmp_path / "results")
+    done = dropflow(
+        "slurm", "submit", EXAMPLE, "--nodes", "3", "--islands", "2", "--param", "copies=6",
+        "--results", results, "--wait",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    job_id = done.stdout.splitlines()[0]
+    report = json.loads(_read(os.path.join(results, job_id, "report.json")))
+    assert report["state"] == "FINISHED"
+    assert {"island 0", "island 1", "master"} <= set(report["logs"])
+    plan = json.loads(_read(os.path.join(results, job_id, "nodes.json")))
+    assert [i["manager"]["node"] for i in plan["islands"]] == ["node1", "node3"]
+    assert set(report["placement"]) == {"node1", "node2", "node3"}
+    poll_for(lambda: not job_processes(os.path.join(results, job_id)), timeout=30)
