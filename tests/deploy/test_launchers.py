@@ -146,3 +146,15 @@ def test_bootstrap_reports_node_managers_that_cannot_start(tmp_path):
     [srun] = fake.calls("srun")
     assert srun[0] == "--job-name=dropflow-nm" and "--nodelist=n1,n2" in srun
     assert oct(os.stat(results / "token").st_mode & 0o777) == "0o600"
+
+
+def test_the_example_site_template_renders():
+    from dropflow.deploy.job import REQUIRED_VARIABLES, JobRequest, template_values
+
+    example = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "examples")
+    text, where = template.load(os.path.join(example, "site-template.sbatch"))
+    values = template_values(
+        JobRequest(graph=os.path.join(example, "scatter_gather.lg.json"), nodes=2), "/r/j"
+    )
+    script = template.render(text, values, where, REQUIRED_VARIABLES)
+    assert "#SBATCH --nodes=2" in script and "exec " in script and "{{" not in script
