@@ -9,6 +9,7 @@ does not FINISH exits with 1; nothing prints a traceback for bad input.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -247,7 +248,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+#: Modules that register more subcommands (imported when the parser is built, so each stays optional).
+COMMAND_MODULES = ("cli_translate", "cli_deploy", "cli_daemons", "cli_client")
+
+
 def parser() -> argparse.ArgumentParser:
+    for module in COMMAND_MODULES:
+        importlib.import_module(f"{__package__}.{module}")
     p = argparse.ArgumentParser(prog="dropflow", description="A data-activated dataflow engine.")
     p.add_argument("--version", action="version", version=f"dropflow {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -269,9 +276,25 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except Exception as exc:
+        from .managers.errors import ApiError
 
+        if not isinstance(exc, ApiError):
+            raise
+        print(f"dropflow {args.command}: {exc.message}", file=sys.stderr)
+        for problem in exc.extra.get("problems", [])[:20]:
+            print(
+                f"  {problem['where']}"
+                + (f", field '{problem['field']}'" if problem.get("field") else "")
+                + f": {problem['message']}",
+                file=sys.stderr,
+            )
+        return EXIT_USAGE if 400 <= exc.status < 500 else EXIT_FAILED
 
-from . import cli_translate  # noqa: E402,F401  registers translate commands
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as a script, this file is __main__, not dropflow.cli, where the other modules registered their
+    # commands: hand over to the real module.
+    from dropflow.cli import main as _main
+
+    sys.exit(_main())

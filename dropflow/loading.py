@@ -20,7 +20,7 @@ from .drops.errors import GraphError
 from .drops.graph import FORMAT, decode_physical
 from .drops.spec import DropSpec
 
-__all__ = ["LoadedGraph", "load_graph", "read_graph_bytes"]
+__all__ = ["LoadedGraph", "decode_graph_bytes", "load_graph", "read_graph_bytes"]
 
 _NATIVE_PG = re.compile(rb'"format"\s*:\s*"' + re.escape(FORMAT.encode()) + rb'"')
 
@@ -49,10 +49,22 @@ def _name(path: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", base.split(".")[0]) or "graph"
 
 
+def decode_graph_bytes(data: bytes, source: str) -> list[DropSpec]:
+    """The drop specs of a physical graph in any format dropflow reads (native, DALiuGE) or a logical one."""
+    return _decode(data, source, {}, source)[0]
+
+
 def load_graph(path: str, params: dict[str, str] | None = None) -> LoadedGraph:
     """Load a graph file of any supported format as physical drop specs."""
     data = read_graph_bytes(path)
     source = path if path != "-" else "<stdin>"
+    drops, name, kind = _decode(data, source, params or {}, _name(path))
+    return LoadedGraph(drops, name, kind)
+
+
+def _decode(
+    data: bytes, source: str, params: dict[str, str], default_name: str
+) -> tuple[list[DropSpec], str, str]:
     head = data[:4096]
     if _NATIVE_PG.search(head) or (_NATIVE_PG.search(data) and head.lstrip()[:1] == b"{"):
         if params:
@@ -60,7 +72,7 @@ def load_graph(path: str, params: dict[str, str] | None = None) -> LoadedGraph:
                 "graph", None, "--param applies to logical graphs; this is a physical graph", source
             )
         graph = decode_physical(data, source)
-        return LoadedGraph(graph.drops, graph.name or _name(path), "physical")
+        return graph.drops, graph.name or default_name, "physical"
     load_logical = getattr(importlib.import_module(".translator", __package__), "load_logical", None)
     if load_logical is None:
         raise GraphError.one(
@@ -70,5 +82,5 @@ def load_graph(path: str, params: dict[str, str] | None = None) -> LoadedGraph:
             "logical graphs need the translator, which is not installed",
             source,
         )
-    drops, kind = load_logical(data, source, params or {})
-    return LoadedGraph(drops, _name(path), kind)
+    drops, kind = load_logical(data, source, params)
+    return drops, default_name, kind

@@ -90,6 +90,8 @@ class Node:
             return
         sessions = list(self.sessions.values())
         for s in sessions:
+            if not s.ended:
+                s.error = s.error or f"node {self.name} shut down while the session ran"
             s.cancel()
         deadline = time.monotonic() + timeout
         for s in sessions:

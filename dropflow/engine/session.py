@@ -620,12 +620,13 @@ class Session:
     def summary(self) -> Summary:
         graph = self.graph
         nodes: Iterable[Any] = graph.by_id.values() if graph is not None else ()
-        by_state = Counter(str(n.state) for n in nodes)
+        # Proxies are other nodes' drops: their owners count them.
+        by_state = Counter(str(n.state) for n in nodes if type(n.peer) is not str)
         t = self.times
         return Summary(
             session_id=self.id,
             state=str(self.state),
-            drops=len(graph.by_id) if graph is not None else len(self._specs),
+            drops=sum(by_state.values()) if graph is not None else len(self._specs),
             by_state=dict(sorted(by_state.items())),
             failures=self.failures(),
             deploy_seconds=t["running"] - t["deploy"] if "running" in t else None,

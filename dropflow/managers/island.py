@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 from .. import __version__
 from ..drops.errors import GraphError, Problem
+from ..drops.graph import decode_physical, encode_physical
 from ..drops.spec import DropSpec
 from ..drops.states import SESSION_ENDED, SESSION_TRANSITIONS, SessionState, check_transition
 from ..engine.workspace import check_session_id
@@ -46,7 +47,8 @@ _S = SessionState
 class NodeClient(Protocol):
     """What an island needs of a node manager (or a master of an island)."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def info(self) -> dict[str, Any]: ...
     def create_session(self, session_id: str) -> dict[str, Any]: ...
@@ -58,9 +60,13 @@ class NodeClient(Protocol):
     def status(self, session_id: str) -> str: ...
     def summary(self, session_id: str) -> dict[str, Any]: ...
     def graph_status(self, session_id: str, states: set[str] | None = None) -> dict[str, dict[str, str]]: ...
+    def graph(self, session_id: str) -> bytes: ...
     def drop_log(self, session_id: str, uid: str) -> dict[str, Any]: ...
     def delete_session(self, session_id: str) -> None: ...
     def watch(self, session_id: str, watcher: Callable[[dict[str, Any]], None]) -> None: ...
+    def nodes(self) -> list[dict[str, Any]]:
+        """The members of an island (only island clients, for a master)."""
+        ...
 
 
 class _IslandSession:
@@ -73,6 +79,8 @@ class _IslandSession:
         self.reports: dict[str, dict[str, Any]] = {}
         self.lost: dict[str, str] = {}
         self.cancelled = False
+        #: Bus addresses of nodes in other islands (set by a master manager): drops there are neighbours.
+        self.external_peers: dict[str, str] = {}
         self.error: str | None = None
         self.ended = threading.Event()
         self.times: dict[str, float] = {"created": time.time()}
@@ -84,9 +92,11 @@ class _IslandSession:
 
 
 class DataIslandManager:
-    """The session API over a set of node managers."""
+    """The session API over a set of node managers (or, as :class:`MasterManager`, of island managers)."""
 
     role = "dim"
+    #: The placement field that says which member runs a drop.
+    member_key = "node"
 
     def __init__(self, name: str = "island", nodes: Iterable[NodeClient] = (), fanout: int = 16) -> None:
         self.name = name
@@ -117,6 +127,30 @@ class DataIslandManager:
         with self._lock:
             self._nodes[client.name] = client
             self._lost.pop(client.name, None)
+
+    def add_node_url(self, name: str, url: str) -> dict[str, Any]:
+        """Adopt the node manager at ``url`` under ``name`` (its own name must match)."""
+        from .client import RestClient
+
+        if not url.startswith(("http://", "https://")):
+            raise BadRequest(f"node URL {url!r} must start with http:// or https://", field="url")
+        with self._lock:
+            if name in self._nodes:
+                raise Conflict(f"island {self.name!r} already has a node {name!r}")
+        client = RestClient(url, name=name, timeout=10)
+        try:
+            info = client.info()
+        except ApiError as exc:
+            client.close()
+            # The request named a manager that does not answer: the request is what is wrong.
+            raise BadRequest(f"cannot add node {name!r}: {exc.message}", field="url") from None
+        if info.get("name") != name:
+            client.close()
+            raise BadRequest(
+                f"the manager at {url} is named {info.get('name')!r}, not {name!r}", field="node"
+            )
+        self.add_node(client)
+        return {"name": name, "url": url, **info}
 
     def remove_node(self, name: str) -> None:
         with self._lock:
@@ -195,8 +229,17 @@ class DataIslandManager:
             s.specs.extend(drops)
         return len(drops)
 
+    def set_peers(self, session_id: str, peers: dict[str, str]) -> None:
+        """Bus addresses of the nodes of other islands that hold neighbours of this island's drops."""
+        s = self._session(session_id)
+        with s.lock:
+            if s.state not in (_S.PRISTINE, _S.BUILDING):
+                raise WrongState(f"session {session_id!r} is {s.state}; peers are set before deploying")
+            s.external_peers.update(peers)
+
     def _fan(self, nodes: Sequence[str], call: Callable[[NodeClient], Any]) -> dict[str, Any]:
         """Call every node in parallel; node -> result, or the exception it raised."""
+
         def on(name: str) -> Any:
             return call(self._client(name))
 
@@ -218,15 +261,20 @@ class DataIslandManager:
                 raise WrongState(
                     f"session {session_id!r} is {s.state}; it can be deployed once, while BUILDING"
                 )
+            own = set(self.node_names())
+            foreign = bool(s.external_peers)
+            elsewhere = {spec.node for spec in s.specs if spec.node not in own} if foreign else set()
             try:
-                check_whole(s.specs)
-                parts = split_by_node(s.specs, self.node_names())
+                check_whole(s.specs, elsewhere)  # type: ignore[arg-type]
+                parts = split_by_node(s.specs, own, key=self.member_key, foreign=foreign)
             except GraphError as exc:
                 raise BadGraph.from_error(exc) from None
             s.times["deploy"] = time.time()
             s.to(_S.DEPLOYING)
             s.nodes = sorted(parts)
-            s.placement = {spec.id: spec.node for spec in s.specs if spec.node is not None}
+            s.placement = {
+                spec.id: member for spec in s.specs if (member := getattr(spec, self.member_key)) in parts
+            }
             s.specs = []
         try:
             self._deploy_parts(s, parts)
@@ -239,17 +287,20 @@ class DataIslandManager:
             self.start_session(session_id)
         return self.session_info(session_id)
 
+    def _peers(self, s: _IslandSession, parts: dict[str, list[DropSpec]]) -> dict[str, str]:
+        """Bus address of every node holding a part, when the session spans more than one node."""
+        if len(parts) < 2 and not s.external_peers:
+            return {}
+        peers = dict(s.external_peers)
+        for name, info in self._fan(s.nodes, lambda c: c.info()).items():
+            if isinstance(info, Exception) or not info.get("bus"):
+                reason = info if isinstance(info, Exception) else "it has no bus"
+                raise NodeFailure(f"node {name!r} cannot join a distributed session: {reason}")
+            peers[name] = info["bus"]
+        return peers
+
     def _deploy_parts(self, s: _IslandSession, parts: dict[str, list[DropSpec]]) -> None:
-        peers: dict[str, str] = {}
-        if len(parts) > 1:
-            infos = self._fan(s.nodes, lambda c: c.info())
-            for name, info in infos.items():
-                if isinstance(info, Exception) or not info.get("bus"):
-                    raise NodeFailure(
-                        f"node {name!r} cannot join a distributed session: "
-                        f"{info if isinstance(info, Exception) else 'it has no bus'}"
-                    )
-                peers[name] = info["bus"]
+        peers = self._peers(s, parts)
 
         def prepare(client: NodeClient) -> None:
             client.create_session(s.id)
@@ -324,7 +375,13 @@ class DataIslandManager:
         if len(s.reports) < len(s.nodes) or s.state in SESSION_ENDED:
             return
         states = {r.get("status") for r in s.reports.values()}
-        if s.lost or "FAILED" in states:
+        # A part cancelled without our asking ended because its node did (a shutdown): that is a failure.
+        unasked = [n for n, r in s.reports.items() if r.get("status") == "CANCELLED" and not s.cancelled]
+        for name in unasked:
+            s.error = (
+                s.error or f"node {name} stopped its part: {s.reports[name].get('error') or 'cancelled'}"
+            )
+        if s.lost or unasked or "FAILED" in states:
             end = _S.FAILED
         elif s.cancelled or "CANCELLED" in states:
             end = _S.CANCELLED
@@ -364,6 +421,20 @@ class DataIslandManager:
             self._sessions.pop(session_id, None)
 
     # -- views ----------------------------------------------------------------------------------------------
+
+    def graph(self, session_id: str) -> bytes:
+        """The session's drops as a native physical graph (gathered from the nodes once deployed)."""
+        s = self._session(session_id)
+        if not s.nodes:
+            return encode_physical(s.specs, session_id)
+        drops: dict[str, DropSpec] = {}
+        for name, result in self._fan(s.nodes, lambda c: c.graph(s.id)).items():
+            if isinstance(result, Exception):
+                raise NodeFailure(f"node {name!r}: {result}")
+            for spec in decode_physical(result).drops:
+                if spec.node == name or spec.id not in drops:
+                    drops[spec.id] = spec
+        return encode_physical(list(drops.values()), session_id)
 
     def graph_size(self, session_id: str) -> int:
         s = self._session(session_id)

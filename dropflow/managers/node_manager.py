@@ -108,6 +108,10 @@ class NodeManager:
             "uptime_seconds": round(time.time() - self.started, 3),
         }
 
+    def nodes(self) -> list[dict[str, Any]]:
+        """A node manager's only member is itself."""
+        return [{"name": self.name, "reachable": True, **self.info()}]
+
     # -- sessions -------------------------------------------------------------------------------------------
 
     def _session(self, session_id: str) -> Session:
@@ -145,6 +149,10 @@ class NodeManager:
 
     def status(self, session_id: str) -> str:
         return str(self._session(session_id).state)
+
+    def wait(self, session_id: str, timeout: float | None = None) -> str:
+        """Wait until the session ends or ``timeout`` passes; its state."""
+        return str(self._session(session_id).wait(timeout))
 
     def delete_session(self, session_id: str) -> None:
         self._session(session_id)

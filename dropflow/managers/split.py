@@ -23,51 +23,64 @@ def _ids(ports: dict[str, str | list[str]]) -> Iterable[str]:
         yield from port_drops(value)
 
 
-def split_by_node(specs: Sequence[DropSpec], known: Iterable[str] | None = None) -> dict[str, list[DropSpec]]:
-    """Each node's part of the graph, proxies of its remote neighbours included.
+def split_by_node(
+    specs: Sequence[DropSpec],
+    known: Iterable[str] | None = None,
+    key: str = "node",
+    foreign: bool = False,
+) -> dict[str, list[DropSpec]]:
+    """Each member's part of the graph (by ``key``, "node" or "island"), with proxies of remote neighbours.
 
-    ``known`` lists the nodes that exist; a drop placed on any other node is an error.
+    ``known`` lists the members that exist; a drop placed on any other is an error -- unless ``foreign`` is
+    set (an island's part of a master's graph), when such drops are neighbours held elsewhere and are only
+    included as proxies.
     """
     known_set = set(known) if known is not None else None
     by_id = {s.id: s for s in specs}
     parts: dict[str, list[DropSpec]] = {}
     problems: list[Problem] = []
     for spec in specs:
-        node = spec.node
-        if node is None:
+        member = getattr(spec, key)
+        if member is None:
             problems.append(
                 Problem(
                     spec.label(),
-                    "node",
-                    "is not placed on a node; map the graph first (dropflow map, or submit a logical graph)",
+                    key,
+                    f"is not placed on a {key}; map the graph first "
+                    "(dropflow map, or submit a logical graph)",
                 )
             )
-        elif known_set is not None and node not in known_set:
-            problems.append(
-                Problem(
-                    spec.label(),
-                    "node",
-                    f"{node!r} is not one of this manager's nodes ({', '.join(sorted(known_set))})",
+        elif known_set is not None and member not in known_set:
+            if not foreign:
+                problems.append(
+                    Problem(
+                        spec.label(),
+                        key,
+                        f"{member!r} is not one of this manager's {key}s ({', '.join(sorted(known_set))})",
+                    )
                 )
-            )
         else:
-            parts.setdefault(node, []).append(spec)
+            parts.setdefault(member, []).append(spec)
     if problems:
         raise GraphError(problems)
     proxies: dict[str, dict[str, DropSpec]] = {}
     for spec in specs:
         if not isinstance(spec, AppSpec):
             continue
-        assert spec.node is not None
+        app_at = getattr(spec, key)
         for uid in (*_ids(spec.inputs), *_ids(spec.outputs)):
             data = by_id.get(uid)
-            if data is None or data.node == spec.node:
-                continue  # a missing drop is reported by the node that builds the part
-            assert data.node is not None
-            proxies.setdefault(spec.node, {})[uid] = data
-            proxies.setdefault(data.node, {})[spec.id] = spec
-    for node, extra in proxies.items():
-        parts[node].extend(extra.values())
+            if data is None:
+                continue  # a missing drop is reported by whoever builds the part
+            data_at = getattr(data, key)
+            if data_at == app_at:
+                continue
+            if app_at in parts:
+                proxies.setdefault(app_at, {})[uid] = data
+            if data_at in parts:
+                proxies.setdefault(data_at, {})[spec.id] = spec
+    for member, extra in proxies.items():
+        parts[member].extend(extra.values())
     return parts
 
 
@@ -83,8 +96,13 @@ def cross_links(specs: Sequence[DropSpec]) -> int:
     )
 
 
-def check_whole(specs: Sequence[DropSpec]) -> None:
-    """What no single node can see: duplicate ids, links to drops placed nowhere, cycles across nodes."""
+def check_whole(specs: Sequence[DropSpec], elsewhere: Iterable[str] = ()) -> None:
+    """What no single node can see: duplicate ids, links to drops placed nowhere, cycles across nodes.
+
+    Drops placed on the ``elsewhere`` nodes are neighbours held by another island: their own links are not
+    checked here (their island checks them).
+    """
+    skip = set(elsewhere)
     problems: list[Problem] = []
     by_id: dict[str, DropSpec] = {}
     for spec in specs:
@@ -99,6 +117,8 @@ def check_whole(specs: Sequence[DropSpec]) -> None:
         for field, ports in (("inputs", spec.inputs), ("outputs", spec.outputs)):
             for uid in _ids(ports):
                 if uid not in by_id:
+                    if spec.node in skip:
+                        continue
                     problems.append(Problem(spec.label(), field, f"links to missing drop {uid!r}"))
                     continue
                 src, dst = (uid, spec.id) if field == "inputs" else (spec.id, uid)

@@ -93,3 +93,24 @@ def two_outputs(x):
 
 def split(n):
     return [i for i in range(n)]
+
+
+def random_bytes(n: int, out) -> None:
+    """n random bytes, generated inside the output drop."""
+    arr = out.array((n,), np.uint8)
+    rng = np.random.default_rng(7)
+    step = 1 << 24
+    for start in range(0, n, step):
+        arr[start : start + step] = rng.integers(0, 256, min(step, n - start), dtype=np.uint8)
+
+
+def crc(arr) -> int:
+    import zlib
+
+    return zlib.crc32(memoryview(np.ascontiguousarray(arr)).cast("B"))
+
+
+def same(a, b) -> bool:
+    if a != b or not a:
+        raise AssertionError(f"checksums differ: {a} != {b}")
+    return True

@@ -1,4 +1,5 @@
-"""A whole cluster in one process: an island over three node managers joined by the in-process bus.
+"""A whole cluster in one process: an island over three node managers, joined by the in-process bus or by
+ZeroMQ over loopback (every test runs with both).
 
 node a:  x(json) -> double -> y ----.          y and z cross to node c;
 node b:  w(json) -> triple -> z --.  \\         arr is produced on b and
@@ -17,18 +18,24 @@ from dropflow.engine.bus import InProcBus
 from dropflow.managers.errors import BadGraph, NotFound, WrongState
 from dropflow.managers.island import DataIslandManager
 from dropflow.managers.node_manager import NodeManager
+from dropflow.managers.zmqbus import ZmqBus
 
 from conftest import poll_for, shm_segments
 
 
-@pytest.fixture
-def island(tmp_path):
-    bus = InProcBus()
+@pytest.fixture(params=["inproc", "zmq"])
+def island(tmp_path, request):
+    inproc = InProcBus()
     before = shm_segments()
-    nms = []
+    nms, buses = [], []
     for name in ("a", "b", "c"):
         nm = NodeManager(name, workspace_root=str(tmp_path / name), threads=4, processes=1).start()
-        bus.add(nm.node)
+        if request.param == "inproc":
+            inproc.add(nm.node)
+        else:
+            bus = ZmqBus(nm.node).start()
+            nm.node.bus = bus
+            buses.append(bus)
         nms.append(nm)
     dim = DataIslandManager("island", nms)
     try:
@@ -37,6 +44,8 @@ def island(tmp_path):
         dim.close()
         for nm in nms:
             nm.close()
+        for bus in buses:
+            bus.close()
         assert shm_segments() <= before
 
 

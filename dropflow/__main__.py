@@ -1,0 +1,7 @@
+"""``python -m dropflow`` is the ``dropflow`` command."""
+
+import sys
+
+from dropflow.cli import main
+
+sys.exit(main())

@@ -1,0 +1,185 @@
+"""A REST client of a manager, with the same methods as the managers themselves.
+
+Theory of operation
+-------------------
+:class:`RestClient` speaks the REST API over one pooled ``httpx.Client`` and turns every error answer back
+into the :class:`~dropflow.managers.errors.ApiError` that the server raised, so code that drives a manager
+works the same whether the manager is an object in this process or a daemon elsewhere. An island manager
+uses it for its node managers, a master for its islands, and the CLI for whatever ``--to`` names.
+
+``watch`` follows a session with long polls (``/wait``): no polling loop with sleeps, and a dead daemon is
+noticed as soon as its connection breaks; the watcher is then told the node is LOST.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import msgspec
+
+from ..drops.graph import encode_physical
+from ..drops.spec import DropSpec
+from .errors import ApiError, BadGraph, BadRequest, Conflict, NodeFailure, NotFound
+
+__all__ = ["RestClient"]
+
+log = logging.getLogger(__name__)
+
+_BY_STATUS: dict[int, type[ApiError]] = {400: BadRequest, 404: NotFound, 409: Conflict, 502: NodeFailure}
+GZIP_ABOVE = 64 * 1024
+
+
+class RestClient:
+    """Client of one manager at ``url`` (``http://host:port``)."""
+
+    def __init__(
+        self, url: str, name: str | None = None, token: str | None = None, timeout: float = 60.0
+    ) -> None:
+        self.url = url.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        self._closed = threading.Event()
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        if self._name is None:
+            self._name = str(self.info()["name"])
+        return self._name
+
+    def close(self) -> None:
+        self._closed.set()
+        self._http.close()
+
+    def __enter__(self) -> RestClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing -------------------------------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, **kw: Any) -> Any:
+        try:
+            resp = self._http.request(method, path, **kw)
+        except httpx.HTTPError as exc:
+            raise NodeFailure(f"cannot reach {self.url}: {type(exc).__name__}: {exc}") from None
+        if resp.status_code == 204:
+            return None
+        try:
+            body = msgspec.json.decode(resp.content) if resp.content else None
+        except msgspec.DecodeError:
+            body = None
+        if resp.is_success:
+            return body
+        error = body.get("error", {}) if isinstance(body, dict) else {}
+        message = error.get("message") or f"{resp.status_code} {resp.reason_phrase} from {self.url}{path}"
+        if resp.status_code == 400 and "problems" in error:
+            raise BadGraph(message, problems=error["problems"])
+        error_type = _BY_STATUS.get(resp.status_code, ApiError)
+        failure = error_type(message)
+        failure.status = resp.status_code
+        raise failure
+
+    # -- the session API ------------------------------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        return self._call("GET", "/api/health")  # type: ignore[no-any-return]
+
+    def sessions(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/api/sessions")  # type: ignore[no-any-return]
+
+    def create_session(self, session_id: str) -> dict[str, Any]:
+        return self._call("POST", "/api/sessions", json={"sessionId": session_id})  # type: ignore[no-any-return]
+
+    def session_info(self, session_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/api/sessions/{session_id}")  # type: ignore[no-any-return]
+
+    def status(self, session_id: str) -> str:
+        return str(self._call("GET", f"/api/sessions/{session_id}/status")["status"])
+
+    def append(self, session_id: str, drops: list[DropSpec]) -> int:
+        return self.append_bytes(session_id, encode_physical(drops))
+
+    def append_bytes(self, session_id: str, data: bytes) -> int:
+        headers = {"Content-Type": "application/json"}
+        if len(data) > GZIP_ABOVE:
+            data = gzip.compress(data, compresslevel=1)
+            headers["Content-Encoding"] = "gzip"
+        body = self._call("POST", f"/api/sessions/{session_id}/graph/append", content=data, headers=headers)
+        return int(body["appended"])
+
+    def set_peers(self, session_id: str, peers: dict[str, str]) -> None:
+        self._call("POST", f"/api/sessions/{session_id}/peers", json=peers)
+
+    def deploy(self, session_id: str, start: bool = True) -> dict[str, Any]:
+        params = {"start": "true" if start else "false"}
+        return self._call("POST", f"/api/sessions/{session_id}/deploy", params=params)  # type: ignore[no-any-return]
+
+    def start_session(self, session_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/api/sessions/{session_id}/start")  # type: ignore[no-any-return]
+
+    def cancel(self, session_id: str) -> None:
+        self._call("POST", f"/api/sessions/{session_id}/cancel")
+
+    def delete_session(self, session_id: str) -> None:
+        self._call("DELETE", f"/api/sessions/{session_id}")
+
+    def graph(self, session_id: str) -> bytes:
+        try:
+            resp = self._http.get(f"/api/sessions/{session_id}/graph")
+        except httpx.HTTPError as exc:
+            raise NodeFailure(f"cannot reach {self.url}: {exc}") from None
+        if not resp.is_success:
+            self._call("GET", f"/api/sessions/{session_id}/graph")  # raises the matching error
+        return resp.content
+
+    def graph_size(self, session_id: str) -> int:
+        return int(self._call("GET", f"/api/sessions/{session_id}/graph/size"))
+
+    def graph_status(self, session_id: str, states: set[str] | None = None) -> dict[str, dict[str, str]]:
+        params = {"state": ",".join(sorted(states))} if states else None
+        return self._call("GET", f"/api/sessions/{session_id}/graph/status", params=params)  # type: ignore[no-any-return]
+
+    def summary(self, session_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/api/sessions/{session_id}/summary")  # type: ignore[no-any-return]
+
+    def drop_log(self, session_id: str, uid: str) -> dict[str, Any]:
+        return self._call("GET", f"/api/sessions/{session_id}/logs/{uid}")  # type: ignore[no-any-return]
+
+    def wait(self, session_id: str, timeout: float = 10.0) -> dict[str, Any]:
+        """One long poll: the session's state and, if it ended, its summary."""
+        return self._call(  # type: ignore[no-any-return]
+            "GET", f"/api/sessions/{session_id}/wait", params={"timeout": timeout}, timeout=timeout + 30
+        )
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/api/nodes")  # type: ignore[no-any-return]
+
+    def add_node(self, name: str, url: str) -> dict[str, Any]:
+        return self._call("POST", f"/api/node/{name}", json={"url": url})  # type: ignore[no-any-return]
+
+    def watch(self, session_id: str, watcher: Callable[[dict[str, Any]], None], poll: float = 5.0) -> None:
+        """Call ``watcher(summary)`` when the session ends, or with status LOST if the manager goes away."""
+
+        def follow() -> None:
+            while not self._closed.is_set():
+                try:
+                    answer = self.wait(session_id, poll)
+                except NodeFailure as exc:
+                    if not self._closed.is_set():
+                        watcher({"status": "LOST", "error": exc.message})
+                    return
+                except ApiError as exc:
+                    watcher({"status": "LOST", "error": f"{exc.status}: {exc.message}"})
+                    return
+                if answer.get("ended"):
+                    watcher(answer["summary"])
+                    return
+
+        threading.Thread(target=follow, name=f"dropflow-watch-{session_id}", daemon=True).start()

@@ -1,0 +1,92 @@
+"""Finding node managers: zeroconf announcements, or a static list.
+
+Theory of operation
+-------------------
+A node manager started with ``--announce`` registers a ``_dropflow-nm._tcp.local.`` service whose
+properties carry its name and REST URL. An island manager started with ``--discover`` browses for that
+service type: an added service becomes a node (a REST client to its URL), a removed one is dropped. Both
+sides run on the zeroconf library's own threads and react to multicast announcements -- nothing polls. HPC
+sites often forbid multicast, so an explicit ``--nodes`` list is the other implementation of the same
+small interface: something that calls ``added(name, url)`` and ``removed(name)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable, Sequence
+
+from zeroconf import IPVersion, ServiceBrowser, ServiceInfo, ServiceStateChange, Zeroconf
+
+__all__ = ["SERVICE", "Announcer", "Browser"]
+
+log = logging.getLogger(__name__)
+
+SERVICE = "_dropflow-nm._tcp.local."
+
+
+def _zeroconf(interfaces: Sequence[str] | None) -> Zeroconf:
+    if interfaces:
+        return Zeroconf(interfaces=list(interfaces), ip_version=IPVersion.V4Only)
+    return Zeroconf(ip_version=IPVersion.V4Only)
+
+
+class Announcer:
+    """Announce one node manager until ``close()``."""
+
+    def __init__(self, name: str, host: str, port: int, interfaces: Sequence[str] | None = None) -> None:
+        self.zc = _zeroconf(interfaces)
+        address = host if host not in ("0.0.0.0", "") else socket.gethostbyname(socket.gethostname())
+        url = f"http://{address}:{port}"
+        # Service instance names are limited to 63 bytes; the node name travels in the properties.
+        instance = f"{name[:40]}-{port}.{SERVICE}"
+        self.info = ServiceInfo(
+            SERVICE,
+            instance,
+            addresses=[socket.inet_aton(address)],
+            port=port,
+            properties={"name": name, "url": url},
+            server=f"{socket.gethostname()}.local.",
+        )
+        self.zc.register_service(self.info, allow_name_change=True)
+        log.info("announced %s at %s", name, url)
+
+    def close(self) -> None:
+        self.zc.unregister_service(self.info)
+        self.zc.close()
+
+
+class Browser:
+    """Call ``added(name, url)`` and ``removed(name)`` as node managers appear and vanish."""
+
+    def __init__(
+        self,
+        added: Callable[[str, str], None],
+        removed: Callable[[str], None],
+        interfaces: Sequence[str] | None = None,
+    ) -> None:
+        self.zc = _zeroconf(interfaces)
+        self._added, self._removed = added, removed
+        self._names: dict[str, str] = {}
+        self.browser = ServiceBrowser(self.zc, SERVICE, handlers=[self._on_change])
+
+    def _on_change(
+        self, zeroconf: Zeroconf, service_type: str, name: str, state_change: ServiceStateChange
+    ) -> None:
+        if state_change is ServiceStateChange.Removed:
+            node = self._names.pop(name, None)
+            if node is not None:
+                self._removed(node)
+            return
+        info = zeroconf.get_service_info(service_type, name, timeout=3000)
+        if info is None:
+            return
+        props = {k.decode(): (v.decode() if v else "") for k, v in info.properties.items()}
+        node, url = props.get("name"), props.get("url")
+        if node and url:
+            self._names[name] = node
+            self._added(node, url)
+
+    def close(self) -> None:
+        self.browser.cancel()
+        self.zc.close()
