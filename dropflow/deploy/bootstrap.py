@@ -54,7 +54,7 @@ from .launchers import (
     submit_command,
 )
 from .report import SUMMARY_FILE, JobReport, write_report
-from .slurm import Execute, run_command
+from .slurm import Execute, SchedulerError, run_command
 
 __all__ = ["BootstrapError", "discover_nodes", "main"]
 
@@ -84,7 +84,10 @@ class Daemon:
 
 
 def _checked(execute: Execute, cmd: list[str]) -> str:
-    result = execute(cmd)
+    try:
+        result = execute(cmd)
+    except SchedulerError as exc:
+        raise BootstrapError(str(exc)) from None
     if result.returncode != 0:
         raise BootstrapError(f"{' '.join(cmd)} failed: {(result.stderr or result.stdout).strip()}")
     return result.stdout
@@ -175,8 +178,13 @@ def teardown(daemons: list[Daemon], job_id: str | None, timeout: float, execute:
         if d.step is None:
             d.proc.terminate()
     if steps and job_id:
-        for step in _step_ids(job_id, steps, execute):
-            execute(["scancel", "--signal=TERM", step])
+        try:
+            for step in _step_ids(job_id, steps, execute):
+                execute(["scancel", "--signal=TERM", step])
+        except SchedulerError:
+            for d in daemons:  # no scheduler commands: srun's own SIGTERM, which kills the tasks outright
+                if d.step is not None and d.proc.poll() is None:
+                    d.proc.terminate()
     deadline = time.monotonic() + timeout
     for d in daemons:
         try:
@@ -382,6 +390,8 @@ def main(argv: list[str] | None = None, execute: Execute = run_command) -> int:
             job.run_session(job.bring_up())
         except BootstrapError as exc:
             job.report.error = str(exc)
+        except Exception as exc:  # a bug here must still leave a report and a torn-down job
+            job.report.error = f"the bootstrap failed: {type(exc).__name__}: {exc}"
         except Terminated:
             job.report.error = "the job was terminated (scancel or time limit) before the session ended"
             if job.report.state == "ERROR":
