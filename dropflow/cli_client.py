@@ -223,6 +223,25 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _nodes_args(p: argparse.ArgumentParser) -> None:
+    _client_args(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+@command("nodes", "list the node managers (or islands) of a manager", _nodes_args)
+def cmd_nodes(args: argparse.Namespace) -> int:
+    rows = _client(args).nodes()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    for row in rows:
+        state = "reachable" if row.get("reachable") else f"UNREACHABLE ({row.get('error')})"
+        print(
+            f"{row['name']:30} {state:12} sessions: {row.get('sessions', '?')}  bus: {row.get('bus') or '-'}"
+        )
+    return EXIT_OK
+
+
 def _sessions_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("session", nargs="?", help="list this session's drops instead of the sessions")
     _client_args(p)

@@ -55,6 +55,41 @@ def children() -> set[int]:
     return {p.pid for p in psutil.Process().children(recursive=True)}
 
 
+class LeakCheck:
+    """What a cluster test may leave behind: app/bus/owner threads, sockets, fds, child processes, segments."""
+
+    def __init__(self) -> None:
+        # pyzmq keeps one garbage-collector context per process for zero-copy sends, made on first use and
+        # never closed: a library singleton, so it belongs in the baseline rather than counting as a leak.
+        from zmq.utils.garbage import gc as zmq_gc
+
+        if not zmq_gc.is_alive():
+            zmq_gc.start()
+        self.proc = psutil.Process()
+        self.threads = {t.ident for t in threading.enumerate()}
+        self.sockets = len(self.proc.net_connections(kind="inet"))
+        self.fds = self.proc.num_fds()
+        self.kids = children()
+        self.shm = shm_segments()
+
+    def check(self) -> None:
+        def new_threads() -> list[str]:
+            return [
+                t.name
+                for t in threading.enumerate()
+                if (t.ident not in self.threads
+                and t.is_alive()
+                and not t.daemon)
+                or (t.name.startswith("dropflow") and t.ident not in self.threads)
+            ]
+
+        poll_for(lambda: not new_threads(), timeout=10)
+        poll_for(lambda: len(self.proc.net_connections(kind="inet")) <= self.sockets, timeout=10)
+        poll_for(lambda: self.proc.num_fds() <= self.fds + 2, timeout=10)  # +2: lazily opened library files
+        poll_for(lambda: children() <= self.kids, timeout=10)
+        assert shm_segments() <= self.shm, f"shared memory leaked: {shm_segments() - self.shm}"
+
+
 @pytest.fixture
 def workspace_root(tmp_path: Any) -> str:
     root = tmp_path / "ws"

@@ -13,6 +13,7 @@ small interface: something that calls ``added(name, url)`` and ``removed(name)``
 from __future__ import annotations
 
 import logging
+import re
 import socket
 from collections.abc import Callable, Sequence
 
@@ -46,7 +47,8 @@ class Announcer:
             addresses=[socket.inet_aton(address)],
             port=port,
             properties={"name": name, "url": url},
-            server=f"{socket.gethostname()}.local.",
+            # A host name of its own: several nodes may share a machine (and its hostname).
+            server=re.sub(r"[^A-Za-z0-9-]", "-", name)[:50] + ".local.",
         )
         self.zc.register_service(self.info, allow_name_change=True)
         log.info("announced %s at %s", name, url)

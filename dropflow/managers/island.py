@@ -81,6 +81,7 @@ class _IslandSession:
         self.cancelled = False
         #: Bus addresses of nodes in other islands (set by a master manager): drops there are neighbours.
         self.external_peers: dict[str, str] = {}
+        self.watchers: list[Callable[[dict[str, Any]], None]] = []
         self.error: str | None = None
         self.ended = threading.Event()
         self.times: dict[str, float] = {"created": time.time()}
@@ -392,6 +393,9 @@ class DataIslandManager:
         s.to(end)
         s.times["end"] = time.time()
         s.ended.set()
+        if s.watchers:
+            watchers, s.watchers = s.watchers, []
+            self._pool.submit(self._notify, s.id, watchers)
 
     def cancel(self, session_id: str) -> None:
         s = self._session(session_id)
@@ -405,6 +409,23 @@ class DataIslandManager:
                 return
             nodes = [n for n in s.nodes if n not in s.reports]
         self._fan(nodes, lambda c: c.cancel(s.id))
+
+    def watch(self, session_id: str, watcher: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``watcher(summary)`` once, when the session ends (at once if it has): for a master above."""
+        s = self._session(session_id)
+        with s.lock:
+            if not s.ended.is_set():
+                s.watchers.append(watcher)
+                return
+        self._notify(session_id, [watcher])
+
+    def _notify(self, session_id: str, watchers: list[Callable[[dict[str, Any]], None]]) -> None:
+        summary = self.summary(session_id)
+        for watcher in watchers:
+            try:
+                watcher(summary)
+            except Exception:  # one broken watcher must not stop the others
+                log.exception("session end watcher failed")
 
     def wait(self, session_id: str, timeout: float | None = None) -> str:
         s = self._session(session_id)

@@ -110,7 +110,10 @@ def crc(arr) -> int:
     return zlib.crc32(memoryview(np.ascontiguousarray(arr)).cast("B"))
 
 
-def same(a, b) -> bool:
+def same(a, b, total=None) -> bool:
+    """Raise unless the two checksums agree (and, if given, ``total`` is 1 + ... + 1000)."""
     if a != b or not a:
         raise AssertionError(f"checksums differ: {a} != {b}")
+    if total is not None and int(total) != 500500:
+        raise AssertionError(f"the sum is {total!r}, not 500500")
     return True

@@ -20,13 +20,13 @@ from dropflow.managers.island import DataIslandManager
 from dropflow.managers.node_manager import NodeManager
 from dropflow.managers.zmqbus import ZmqBus
 
-from conftest import poll_for, shm_segments
+from conftest import LeakCheck, poll_for
 
 
 @pytest.fixture(params=["inproc", "zmq"])
 def island(tmp_path, request):
     inproc = InProcBus()
-    before = shm_segments()
+    leaks = LeakCheck()
     nms, buses = [], []
     for name in ("a", "b", "c"):
         nm = NodeManager(name, workspace_root=str(tmp_path / name), threads=4, processes=1).start()
@@ -46,7 +46,7 @@ def island(tmp_path, request):
             nm.close()
         for bus in buses:
             bus.close()
-        assert shm_segments() <= before
+        leaks.check()
 
 
 def graph():
