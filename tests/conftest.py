@@ -56,7 +56,7 @@ def children() -> set[int]:
 
 
 class LeakCheck:
-    """What a cluster test may leave behind: app/bus/owner threads, sockets, fds, child processes, segments."""
+    """What a cluster test may leave behind: threads, sockets, fds, child processes, shared memory."""
 
     def __init__(self) -> None:
         # pyzmq keeps one garbage-collector context per process for zero-copy sends, made on first use and

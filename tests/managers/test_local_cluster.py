@@ -1,4 +1,4 @@
-"""`dropflow cluster up|down` and `dropflow submit --wait`: a local cluster of real daemons, and nothing left."""
+"""`dropflow cluster up|down` and `dropflow submit --wait`: a local cluster of daemons; nothing is left."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def test_cluster_up_submit_and_down(tmp_path):
     finally:
         down = dropflow("cluster", "down", "--dir", str(state))
     assert down.returncode == 0, down.stderr
-    gone, alive = psutil.wait_procs([psutil.Process(p) for p in pids if psutil.pid_exists(p)], timeout=30)
+    _gone, alive = psutil.wait_procs([psutil.Process(p) for p in pids if psutil.pid_exists(p)], timeout=30)
     assert not alive
     assert not (state / "cluster.json").exists()
 

@@ -45,7 +45,7 @@ def test_readme_curl_walkthrough(tmp_path):
             )
             assert result.returncode == 0, (line, result.stderr)
             outputs.append(json.loads(result.stdout))
-        created, appended, deployed, _status, waited, graph_status = outputs
+        created, appended, _deployed, _status, waited, graph_status = outputs
         assert created["sessionId"] == "hello" and appended["appended"] == 8
         assert waited["ended"] and waited["status"] == "FINISHED"
         assert waited["summary"]["by_state"] == {"COMPLETED": 3, "DELETED": 1, "FINISHED": 4}
