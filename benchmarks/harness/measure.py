@@ -137,19 +137,24 @@ def run(
         )
     sampler = TreeSampler(proc.pid)
     timed_out = False
-    while True:
-        sampler.sample()
-        for other in also:
-            other.sample()
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            break
-        if time.perf_counter() - start > timeout:
-            timed_out = True
-            _kill_group(proc.pid)
-            _, status, usage = os.wait4(proc.pid, 0)
-            break
-        time.sleep(interval)
+    try:
+        while True:
+            sampler.sample()
+            for other in also:
+                other.sample()
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() - start > timeout:
+                timed_out = True
+                _kill_group(proc.pid)
+                _, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(interval)
+    except BaseException:  # interrupted (Ctrl-C, SIGTERM): leave nothing running
+        _kill_group(proc.pid)
+        os.wait4(proc.pid, 0)
+        raise
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     _kill_group(proc.pid)  # anything the command left behind in its group

@@ -24,6 +24,7 @@ sys.path.insert(0, HARNESS)
 sys.path.insert(0, os.path.join(HARNESS, "drivers"))
 
 import convert  # noqa: E402
+import dask_driver  # noqa: E402
 import report  # noqa: E402
 import workloads  # noqa: E402
 
@@ -93,6 +94,11 @@ def test_peer_graphs_have_the_workload_shape(shape: str, tmp_path: Any) -> None:
 
     assert dropflow_main(["validate", files["dropflow"]]) == 0
 
+    dsk, sinks = dask_driver.task_graph(dag)
+    assert len(dsk) == dag.tasks and sinks == [f"t{i}" for i in dag.sinks()]
+    for i, deps in enumerate(dag.deps):
+        assert dsk[f"t{i}"][1:] == tuple(f"t{j}" for j in deps)
+
 
 def test_numpy_graphs(tmp_path: Any) -> None:
     """Scenario: the numpy pipeline for dropflow (shm and memory) validates; DALiuGE's names the harness's app
@@ -129,5 +135,6 @@ def test_ratios_pair_repeats_and_dnf_is_shown() -> None:
     assert "| 10 | 10 | 2 | DNF (5 s) | 2 (1) |" in page
 
 
-def test_workload_doctests() -> None:
+def test_doctests() -> None:
     assert doctest.testmod(workloads).failed == 0
+    assert doctest.testmod(dask_driver).failed == 0

@@ -19,7 +19,6 @@ from collections import Counter
 from typing import Any
 
 import psutil
-from dlg.clients import NodeManagerClient
 
 SESSION_STATES = ["PRISTINE", "BUILDING", "DEPLOYING", "RUNNING", "FINISHED", "CANCELLED", "FAILED"]
 DROP_STATES = ["INITIALIZED", "WRITING", "COMPLETED", "ERROR", "EXPIRED", "DELETED", "CANCELLED", "SKIPPED"]
@@ -39,6 +38,8 @@ def tree_cpu(pid: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from dlg.clients import NodeManagerClient
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("graph")
     p.add_argument("--port", type=int, required=True)

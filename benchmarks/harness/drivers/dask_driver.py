@@ -17,12 +17,14 @@ import json
 import os
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
-from distributed import Client, LocalCluster
 from payload import checksum, make_array, noop
-from workloads import read_dag
+from workloads import Dag, read_dag
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 
 def tree_cpu() -> float:
@@ -37,6 +39,18 @@ def tree_cpu() -> float:
     return total
 
 
+def task_graph(dag: Dag) -> tuple[dict[str, tuple[Any, ...]], list[str]]:
+    """The DAG as a Dask task graph (key ``t<i>`` -> ``(noop, *dependency keys)``) and the keys to gather.
+
+    >>> from workloads import make_dag
+    >>> dsk, sinks = task_graph(make_dag("fan", 2))
+    >>> dsk["t2"][1:], sinks
+    (('t0', 't1'), ['t2'])
+    """
+    dsk = {f"t{i}": (noop, *[f"t{j}" for j in d]) for i, d in enumerate(dag.deps)}
+    return dsk, [f"t{i}" for i in dag.sinks()]
+
+
 def run(client: Client, arg: str) -> dict[str, Any]:
     t0 = time.perf_counter()
     if arg.startswith("numpy:"):
@@ -48,10 +62,7 @@ def run(client: Client, arg: str) -> dict[str, Any]:
         value = crc.result()
         t3 = time.perf_counter()
         return {"load_s": t1 - t0, "deploy_s": t2 - t1, "run_s": t3 - t2, "tasks": 2, "checksum": value}
-    dag = read_dag(arg)
-    dsk = {f"t{i}": (noop, *[f"t{j}" for j in d]) for i, d in enumerate(dag.deps)}
-    sinks = [f"t{i}" for i in dag.sinks()]
-    del dag
+    dsk, sinks = task_graph(read_dag(arg))
     t1 = time.perf_counter()
     futures = client.get(dsk, sinks, sync=False)
     t2 = time.perf_counter()
@@ -67,6 +78,8 @@ def run(client: Client, arg: str) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
+    from distributed import Client, LocalCluster
+
     (arg,) = argv
     t0 = time.perf_counter()
     with LocalCluster(host="127.0.0.1", dashboard_address=None) as cluster, Client(cluster) as client:

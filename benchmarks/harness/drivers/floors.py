@@ -1,9 +1,10 @@
 """The two floors: what plain Python needs to run the same dependency shape, with no engine at all.
 
 ``loop``: call every task's function in topological order, passing it its dependencies' results.
-``threads``: a ``concurrent.futures.ThreadPoolExecutor`` (default size) and dependency counting: when a task
-finishes, its done-callback decrements its consumers' counters and submits those that reach zero -- the
-smallest correct dataflow engine one can write with the standard library.
+``threads``: a ``concurrent.futures.ThreadPoolExecutor`` (default size) and dependency counting: a task's
+done-callback queues it; the main thread takes finished tasks from the queue, decrements their consumers'
+counters and submits those that reach zero -- the smallest correct dataflow engine one can write with the
+standard library.
 
 Usage: ``python floors.py {loop,threads} (DAG.json | numpy:NBYTES)``; prints one JSON object with the phases
 (load: read the workload file; deploy: build the dependency structures; run: execute) and what ran.
@@ -12,8 +13,8 @@ Usage: ``python floors.py {loop,threads} (DAG.json | numpy:NBYTES)``; prints one
 from __future__ import annotations
 
 import json
+import queue
 import sys
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -49,45 +50,31 @@ def consumers_of(deps: list[list[int]]) -> list[list[int]]:
 
 
 def run_threads(deps: list[list[int]], funcs: list[Task], consumers: list[list[int]]) -> list[Any]:
+    """Run the DAG on a thread pool; this thread counts dependencies and submits what became ready.
+
+    Done-callbacks only queue the finished task: submitting consumers from inside a callback would recurse
+    (a callback added to a future that has already finished runs at once, in the thread adding it) and
+    overflow the stack on a long chain.
+    """
     results: list[Any] = [None] * len(deps)
     waiting = [len(d) for d in deps]
-    lock = threading.Lock()
-    done = threading.Event()
-    left = [len(deps)]
-    errors: list[BaseException] = []
-
+    finished: queue.SimpleQueue[tuple[int, Future[Any]]] = queue.SimpleQueue()
     with ThreadPoolExecutor() as pool:
 
         def submit(i: int) -> None:
             fut = pool.submit(funcs[i], *[results[j] for j in deps[i]])
-            fut.add_done_callback(lambda f, i=i: finished(i, f))
-
-        def finished(i: int, fut: Future[Any]) -> None:
-            exc = fut.exception()
-            if exc is not None:
-                errors.append(exc)
-                done.set()
-                return
-            results[i] = fut.result()
-            ready = []
-            with lock:
-                for c in consumers[i]:
-                    waiting[c] -= 1
-                    if waiting[c] == 0:
-                        ready.append(c)
-                left[0] -= 1
-                last = left[0] == 0
-            for c in ready:
-                submit(c)
-            if last:
-                done.set()
+            fut.add_done_callback(lambda f, i=i: finished.put((i, f)))
 
         for i, d in enumerate(deps):
             if not d:
                 submit(i)
-        done.wait()
-    if errors:
-        raise errors[0]
+        for _ in range(len(deps)):
+            i, fut = finished.get()
+            results[i] = fut.result()  # re-raises a task's exception
+            for c in consumers[i]:
+                waiting[c] -= 1
+                if waiting[c] == 0:
+                    submit(c)
     return results
 
 
