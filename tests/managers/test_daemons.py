@@ -165,3 +165,27 @@ def test_bad_requests_get_json_errors_from_a_daemon(cluster):
     assert info.value.extra["problems"][0]["field"] == "id"
     with pytest.raises(NotFound):
         client.status("nope")
+
+
+def test_sigterm_stops_a_node_cleanly_mid_session(tmp_path):
+    """SIGTERM to a node manager running `sleep 100`: it cancels, kills the command, cleans, and exits."""
+    nm = start("nm", "--workspace", str(tmp_path / "ws"), logdir=str(tmp_path), name="term")
+    client = RestClient(nm.url)
+    try:
+        client.create_session("t")
+        client.append(
+            "t", [ShellSpec(id="long", command="sleep 100", outputs={"stdout": "m"}), MemorySpec(id="m")]
+        )
+        client.deploy("t")
+        poll_for(lambda: client.graph_status("t")["long"]["status"] == "RUNNING", timeout=20)
+        sleeper = poll_for(
+            lambda: [p for p in psutil.Process(nm.proc.pid).children(recursive=True) if p.name() == "sleep"],
+            timeout=10,
+        )[0]
+        nm.proc.terminate()
+        assert nm.proc.wait(30) == 0
+        assert not psutil.pid_exists(sleeper.pid) or sleeper.status() == psutil.STATUS_ZOMBIE
+        assert not (tmp_path / "ws" / "t").exists()
+    finally:
+        client.close()
+        nm.stop()
