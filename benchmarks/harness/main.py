@@ -15,8 +15,8 @@ Theory of operation
    and, when matplotlib is available (the ``tools`` environment), ``time.png`` and ``memory.png``.
 
 Smoke mode runs dropflow and the two floors on tiny N, and writes (but does not run) the peers' graphs, so
-that CI keeps the harness working without the peers' environments; its results go to a temporary directory
-unless ``--out`` is given.
+that CI keeps the harness working without the peers' environments; unless ``--out`` is given it prints the
+tables and writes no file.
 """
 
 from __future__ import annotations
@@ -75,7 +75,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--translator-sizes", type=int, nargs="*", help="drops of the translator rows ([] to skip)"
     )
-    p.add_argument("--out", help=f"results directory (default {RESULTS}; smoke: a temporary directory)")
+    p.add_argument(
+        "--out", help=f"results directory (default {RESULTS}; smoke: none, the tables are printed)"
+    )
     p.add_argument("--no-plots", action="store_true")
     return p.parse_args(argv)
 
@@ -250,20 +252,23 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
         "translator_rows": translator_rows,
     }
-    out_dir = args.out or (tempfile.mkdtemp(prefix="dropflow-bench-results-") if args.smoke else RESULTS)
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "results.json"), "w") as f:
-        json.dump(result, f, indent=1)
-    with open(os.path.join(out_dir, "results.md"), "w") as f:
-        f.write(page(result))
-    if not args.no_plots:
+    if args.out is None and args.smoke:  # nothing to keep: show the tables, leave no files behind
+        print(page(result))
+    else:
+        out_dir = args.out or RESULTS
+        os.makedirs(out_dir, exist_ok=True)
+        with open(os.path.join(out_dir, "results.json"), "w") as f:
+            json.dump(result, f, indent=1)
+        with open(os.path.join(out_dir, "results.md"), "w") as f:
+            f.write(page(result))
         tools = ctx.pythons.get("tools")
-        if tools:
+        if args.no_plots:
+            pass
+        elif tools:
             subprocess.run([tools, os.path.join(HERE, "plots.py"), out_dir], check=True)
         else:
             log("plots skipped: the tools virtualenv (matplotlib) is not installed")
-    log(f"results in {out_dir}")
-    print(out_dir)
+        log(f"results in {out_dir}")
     bad = [
         r
         for r in rows
