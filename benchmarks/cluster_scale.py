@@ -22,12 +22,12 @@ import tempfile
 import time
 from typing import Any
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import generate  # noqa: E402
+from dropflow.managers.client import RestClient
+from dropflow.managers.split import cross_links
+from dropflow.translator import read, translate
 
-from dropflow.managers.client import RestClient  # noqa: E402
-from dropflow.managers.split import cross_links  # noqa: E402
-from dropflow.translator import read, translate  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import generate
 
 
 def _free_port() -> int:
