@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..drops import kinds
@@ -42,11 +40,13 @@ from ..drops.states import (
     check_transition,
 )
 from ..drops.stores import MemoryStore, Store
-from .bus import Bus, RemoteEvent
+from .bus import RemoteEvent
 from .core import Core
 from .eventlog import Event, EventLog
 from .gcpause import bulk_allocation
 from .graph import AppNode, DataNode, Graph, build
+from .report import Failure, Summary, summarize
+from .transfers import Transfers
 from .workspace import Workspace
 
 if TYPE_CHECKING:
@@ -66,29 +66,6 @@ class _ProxyContext:
         self.resolve = workspace.resolve
 
 
-@dataclass(frozen=True, slots=True)
-class Failure:
-    uid: str
-    kind: str
-    message: str
-
-
-@dataclass(slots=True)
-class Summary:
-    session_id: str
-    state: str
-    drops: int
-    by_state: dict[str, int]
-    #: Root causes: drops that failed by themselves (not because an input failed).
-    failures: list[Failure]
-    #: Seconds spent deploying (link, check, prepare roots) and running.
-    deploy_seconds: float | None
-    run_seconds: float | None
-    persisted: list[str] = field(default_factory=list)
-    #: Short previews of persisted in-memory results (drop id -> repr).
-    values: dict[str, str] = field(default_factory=dict)
-
-
 class Session:
     """One graph executing on one node."""
 
@@ -102,14 +79,7 @@ class Session:
         self.local: str | None = node.name if distributed else None
         # Local copies of other nodes' drops get names of their own: two nodes may share a host.
         self._proxy_context = _ProxyContext(f"{session_id}@{node.name}", workspace)
-        #: Proxy data being fetched: its future store and the apps waiting for it.
-        self._fetching: dict[DataNode, tuple[Store, list[AppNode]]] = {}
-        #: Apps waiting for fetches: how many of their inputs are still on the way.
-        self._blocked: dict[AppNode, int] = {}
-        #: Apps whose outputs for other nodes are being pushed: (pushes left, outcome, first error).
-        self._pushing: dict[AppNode, list[Any]] = {}
-        #: Fetches and pushes under way; the session ends only when none is.
-        self._transfers = 0
+        self.transfers = Transfers(self)
         self._failed_roots: dict[str, str] = {}
         self._early_events: list[RemoteEvent] = []
         self.state = _S.PRISTINE
@@ -205,7 +175,7 @@ class Session:
             return  # cancelled between deploy and start
         self.times["run"] = time.time()
         self.core.start(self._failed_roots)
-        self._pump()
+        self.pump()
 
     def cancel(self) -> None:
         """Cancel the session: settle every drop as CANCELLED and kill running apps (thread-safe)."""
@@ -219,8 +189,8 @@ class Session:
             self._finish()
             return
         self.core.cancel()
-        self._pump()
-        if self._inflight:
+        self.pump()
+        if self._inflight or self.transfers.pending:
             self.node.add_timer(self.ABANDON_AFTER, self._abandon)
 
     # -- roots ----------------------------------------------------------------------------------------------
@@ -250,13 +220,13 @@ class Session:
 
     # -- the pump -------------------------------------------------------------------------------------------
 
-    def _pump(self) -> None:
+    def pump(self) -> None:
         core = self.core
         assert core is not None
         ready, to_delete, to_time, to_kill = core.ready, core.to_delete, core.to_time, core.to_kill
         while ready or to_delete or to_time or to_kill:
             while ready:
-                self._dispatch(ready.popleft())
+                self.dispatch(ready.popleft())
             while to_kill:
                 kill = self._inflight.get(to_kill.popleft())
                 if kill is not None:
@@ -272,7 +242,12 @@ class Session:
                 self.node.add_timer(data.spec.lifespan, self._lifespan_over, data)
         if core.outbox:
             self._send_events(core)
-        if core.outcome is not None and not self._inflight and not self._transfers and not self._finalized:
+        if (
+            core.outcome is not None
+            and not self._inflight
+            and not self.transfers.pending
+            and not self._finalized
+        ):
             self._finalize()
 
     def _send_events(self, core: Core) -> None:
@@ -294,9 +269,9 @@ class Session:
     def _lifespan_over(self, data: DataNode) -> None:
         if self.core is not None and not self._finalized:
             self.core.lifespan_over(data)
-            self._pump()
+            self.pump()
 
-    def _dispatch(self, app: AppNode) -> None:
+    def dispatch(self, app: AppNode) -> None:
         spec = app.spec
         core = self.core
         assert core is not None
@@ -304,7 +279,7 @@ class Session:
         if executor == "inline" and type(spec) in self._trivial:
             core.app_finished(app)  # nothing to run, nothing written: settle it here
             return
-        if self.local is not None and not self._inputs_here(app):
+        if self.local is not None and not self.transfers.inputs_here(app):
             return  # dispatched again when the last remote input has arrived
         task = self._task(app)
         if executor == "inline":
@@ -339,104 +314,23 @@ class Session:
                 node = by_id[uid]
                 if isinstance(node, DataNode) and node.store is not store:
                     node.store = store  # a worker process sent the bytes of a memory drop back
-            if self.local is not None and self._push_outputs(app, outcome):
+            if self.local is not None and self.transfers.push_outputs(app, outcome):
                 return  # finished when the bytes are at their owners
             core.app_finished(app, outcome.skip_ports)
         else:
             core.app_failed(app, outcome.error or "failed")
-        self._pump()
+        self.pump()
 
     def _abandon(self) -> None:
-        if self._inflight and not self._finalized:
-            self.error = f"{len(self._inflight)} cancelled app(s) did not stop and were abandoned"
+        if self._finalized:
+            return
+        apps, transfers = len(self._inflight), self.transfers.abandon()
+        if apps or transfers:
+            self.error = f"abandoned {apps} cancelled app(s) and {transfers} transfer(s) that did not stop"
             self._inflight.clear()
-            self._pump()
+            self.pump()
 
     # -- other nodes ----------------------------------------------------------------------------------------
-
-    def _bus(self) -> Bus:
-        if self.node.bus is None:
-            raise RuntimeError(f"node {self.node.name!r} has no bus to reach other nodes")
-        return self.node.bus
-
-    def _poster(self, method: Callable[..., None], *args: Any) -> Callable[[str | None], None]:
-        """A transfer callback (any thread) that runs ``method(*args, error)`` on the owner thread."""
-        return lambda error: self.node.post(method, *args, error)
-
-    def _inputs_here(self, app: AppNode) -> bool:
-        """Start fetching the remote inputs an app still lacks; True if it has them all."""
-        pending = 0
-        for data in app.inputs:
-            if type(data.peer) is not str or data.state is not COMPLETED or data.store is not None:
-                continue
-            pending += 1
-            fetching = self._fetching.get(data)
-            if fetching is not None:
-                fetching[1].append(app)
-                continue
-            store = self._store_for(data)
-            if not store.owned:  # an external path: on the shared filesystem, read in place
-                data.store = store
-                pending -= 1
-                continue
-            self._fetching[data] = (store, [app])
-            self._transfers += 1
-            assert isinstance(data.peer, str)
-            self._bus().fetch(data.peer, self.id, data.spec.id, store, self._poster(self._fetched, data))
-        if pending:
-            self._blocked[app] = pending
-        return pending == 0
-
-    def _fetched(self, data: DataNode, error: str | None) -> None:
-        self._transfers -= 1
-        store, waiting = self._fetching.pop(data)
-        core = self.core
-        assert core is not None
-        if error is None:
-            data.store = store
-        else:
-            store.delete()
-        for app in waiting:
-            left = self._blocked.pop(app, 0) - 1
-            if app.state is not RUNNING:
-                continue  # cancelled meanwhile
-            if error is not None:
-                core.app_failed(app, f"cannot fetch input {data.spec.id!r} from node {data.peer}: {error}")
-            elif left > 0:
-                self._blocked[app] = left
-            else:
-                self._dispatch(app)
-        self._pump()
-
-    def _push_outputs(self, app: AppNode, outcome: Outcome) -> bool:
-        """Send what an app wrote for other nodes' drops; True if the app must wait for the pushes."""
-        remote = [d for d in app.outputs if type(d.peer) is str and d.store is not None]
-        if not remote:
-            return False
-        self._pushing[app] = [len(remote), outcome, None]
-        for data in remote:
-            assert isinstance(data.peer, str) and data.store is not None
-            self._transfers += 1
-            self._bus().push(
-                data.peer, self.id, data.spec.id, data.store, self._poster(self._pushed, app, data)
-            )
-        return True
-
-    def _pushed(self, app: AppNode, data: DataNode, error: str | None) -> None:
-        self._transfers -= 1
-        entry = self._pushing[app]
-        entry[0] -= 1
-        if error is not None and entry[2] is None:
-            entry[2] = f"cannot deliver output {data.spec.id!r} to node {data.peer}: {error}"
-        if entry[0] == 0:
-            del self._pushing[app]
-            core = self.core
-            assert core is not None
-            if entry[2] is not None:
-                core.app_failed(app, entry[2])
-            else:
-                core.app_finished(app, entry[1].skip_ports)
-        self._pump()
 
     def remote_events(self, events: list[RemoteEvent]) -> None:
         """Owner thread: state changes of proxied drops, reported by their owners."""
@@ -450,7 +344,7 @@ class Session:
             node = graph.by_id.get(event.uid)
             if node is not None and type(node.peer) is str:
                 core.remote_state(node, event.state, event.skip_ports)
-        self._pump()
+        self.pump()
 
     def data_for(self, uid: str) -> Store:
         """Any thread: the store of a completed local data drop, for another node to read."""
@@ -483,14 +377,14 @@ class Session:
 
     # -- tasks ----------------------------------------------------------------------------------------------
 
-    def _store_for(self, data: DataNode) -> Store:
+    def new_store(self, data: DataNode) -> Store:
         """A new store object for a drop (a proxy's local copy gets a name of its own)."""
         context: StoreContext = self._proxy_context if type(data.peer) is str else self
         return kinds.data_kind(data.spec).store(data.spec, context)
 
     def _store(self, data: DataNode) -> Store:
         if data.store is None:
-            data.store = self._store_for(data)
+            data.store = self.new_store(data)
         return data.store
 
     def _task(self, app: AppNode) -> Task:
@@ -618,35 +512,5 @@ class Session:
         return decode(node.spec.effective_codec(), store.buffer())
 
     def summary(self) -> Summary:
-        graph = self.graph
-        nodes: Iterable[Any] = graph.by_id.values() if graph is not None else ()
-        # Proxies are other nodes' drops: their owners count them.
-        by_state = Counter(str(n.state) for n in nodes if type(n.peer) is not str)
-        t = self.times
-        return Summary(
-            session_id=self.id,
-            state=str(self.state),
-            drops=sum(by_state.values()) if graph is not None else len(self._specs),
-            by_state=dict(sorted(by_state.items())),
-            failures=self.failures(),
-            deploy_seconds=t["running"] - t["deploy"] if "running" in t else None,
-            run_seconds=(t.get("end", time.time()) - t["run"]) if "run" in t else None,
-            persisted=list(self.persisted),
-            values=self._previews(),
-        )
-
-    def _previews(self, limit: int = 10, width: int = 200) -> dict[str, str]:
-        graph = self.graph
-        if graph is None or not self.ended:
-            return {}
-        out: dict[str, str] = {}
-        for data in graph.data:
-            if data.spec.persist and data.store is not None and data.spec.kind == "memory":
-                try:
-                    text = repr(self.value(data.spec.id))
-                except Exception as exc:  # a preview must never break a summary
-                    text = f"<cannot decode: {exc}>"
-                out[data.spec.id] = text if len(text) <= width else text[: width - 3] + "..."
-                if len(out) >= limit:
-                    break
-        return out
+        """Drops by state, root-cause failures, timings, kept paths and small results (thread-safe)."""
+        return summarize(self)

@@ -36,6 +36,7 @@ from ..drops.spec import DropSpec
 from ..drops.states import SESSION_ENDED, SESSION_TRANSITIONS, SessionState, check_transition
 from ..engine.workspace import check_session_id
 from .errors import ApiError, BadGraph, BadRequest, Conflict, NodeFailure, NotFound, WrongState
+from .node_manager import _batch_job
 from .split import check_whole, split_by_node
 
 __all__ = ["DataIslandManager", "NodeClient"]
@@ -120,6 +121,7 @@ class DataIslandManager:
             "nodes": sorted(self._nodes),
             "sessions": len(self._sessions),
             "uptime_seconds": round(time.time() - self.started, 3),
+            **_batch_job(),
         }
 
     # -- nodes ----------------------------------------------------------------------------------------------
@@ -213,6 +215,7 @@ class DataIslandManager:
             "nodes": list(s.nodes),
             "error": s.error,
             "created": s.times["created"],
+            **_batch_job(),
         }
 
     def status(self, session_id: str) -> str:
@@ -496,6 +499,7 @@ class DataIslandManager:
             "lost_nodes": dict(s.lost),
             "deploy_seconds": t["run"] - t["deploy"] if "run" in t and "deploy" in t else None,
             "run_seconds": (t.get("end", time.time()) - t["run"]) if "run" in t else None,
+            **_batch_job(),
         }
 
     def drop_log(self, session_id: str, uid: str) -> dict[str, Any]:

@@ -17,6 +17,7 @@ over the bus. ``watch`` lets an island manager hear when a session ends here, wi
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import time
@@ -40,6 +41,12 @@ log = logging.getLogger(__name__)
 Watcher = Callable[[dict[str, Any]], None]
 
 
+def _batch_job() -> dict[str, str]:
+    """The batch job this daemon runs in, if any (Slurm sets these in every task of a job)."""
+    job = os.environ.get("SLURM_JOB_ID")
+    return {"slurm_job_id": job, "slurm_job_name": os.environ.get("SLURM_JOB_NAME", "")} if job else {}
+
+
 def summary_dict(session: Session) -> dict[str, Any]:
     s = session.summary()
     return {
@@ -52,6 +59,7 @@ def summary_dict(session: Session) -> dict[str, Any]:
         "run_seconds": s.run_seconds,
         "persisted": s.persisted,
         "error": session.error,
+        **_batch_job(),
     }
 
 
@@ -106,6 +114,7 @@ class NodeManager:
             "bus": endpoint,
             "sessions": len(self.node.sessions),
             "uptime_seconds": round(time.time() - self.started, 3),
+            **_batch_job(),
         }
 
     def nodes(self) -> list[dict[str, Any]]:
@@ -145,6 +154,7 @@ class NodeManager:
             "settled": done,
             "node": self.name,
             "created": session.times.get("created"),
+            **_batch_job(),
         }
 
     def status(self, session_id: str) -> str:

@@ -74,6 +74,10 @@ class ManagerApplication(BaseApplication):  # type: ignore[misc]
     def load_config(self) -> None:
         for key, value in self.options.items():
             self.cfg.set(key, value)
+        if "control_socket_disable" in self.cfg.settings:
+            # gunicorn >= 25.1 opens one control socket per user by default: managers sharing a host would
+            # fight over it, and nothing of dropflow uses it.
+            self.cfg.set("control_socket_disable", True)
 
     def load(self) -> Any:
         logging.basicConfig(

@@ -18,6 +18,7 @@ import os
 import signal
 import threading
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -86,7 +87,7 @@ class Outcome:
 class CancelToken:
     """Shared between the owner and one running app: cancel flag and the app's process group."""
 
-    __slots__ = ("_lock", "_pgid", "cancelled")
+    __slots__ = ("_callbacks", "_lock", "_pgid", "cancelled")
 
     KILL_GRACE = 2.0
 
@@ -94,6 +95,15 @@ class CancelToken:
         self.cancelled = False
         self._pgid: int | None = None
         self._lock = threading.Lock()
+        self._callbacks: list[Callable[[], None]] = []
+
+    def on_cancel(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` (from the cancelling thread) when the app is cancelled; at once if it was."""
+        with self._lock:
+            if not self.cancelled:
+                self._callbacks.append(callback)
+                return
+        callback()
 
     def attach(self, pgid: int) -> None:
         """Record a started process group; kill it at once if the app was cancelled meanwhile."""
@@ -114,6 +124,9 @@ class CancelToken:
         with self._lock:
             self.cancelled = True
             pgid = self._pgid
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback()
         if pgid is not None:
             _signal_group(pgid, signal.SIGTERM)
             timer = threading.Timer(self.KILL_GRACE, _signal_group, (pgid, signal.SIGKILL))
