@@ -54,8 +54,6 @@ _UNSUPPORTED_DATA = {
     "EnvironmentVariables": "environment-variable drops",
 }
 _UNSUPPORTED_APPS = {
-    "Docker": "container apps (the container kind does not exist yet)",
-    "Mpi": "MPI apps (the MPI kind does not exist yet)",
     "DynlibApp": "dynamic-library apps",
     "DynlibProcApp": "dynamic-library apps",
     "Service": "service apps",
@@ -179,6 +177,34 @@ def _shell(values: Mapping[str, Any], args: Sequence[tuple[str, Any, bool]], whe
     return Mapped("shell", {"command": " ".join(words)})
 
 
+def _command(values: Mapping[str, Any], where: str, kind: str) -> str:
+    """A Docker/MPI component's command, DALiuGE's %i[port] / %o[port] placeholders made {port}."""
+    command = values.get("command")
+    if not isinstance(command, str) or not command.strip():
+        raise GraphError.one(where, "command", f"unsupported: this {kind} component has no command to run")
+    extra = values.get("args")
+    command = _PLACEHOLDER.sub(r"{\1}", command.strip())
+    return f"{command} {extra}".strip() if _present(extra) else command
+
+
+def _docker(values: Mapping[str, Any], where: str) -> Mapped:
+    image = values.get("image")
+    if not isinstance(image, str) or not image.strip():
+        raise GraphError.one(where, "image", "unsupported: this Docker component names no image")
+    return Mapped("docker", {"image": image.strip(), "command": _command(values, where, "Docker")})
+
+
+def _mpi(values: Mapping[str, Any], where: str) -> Mapped:
+    ranks = next((values[k] for k in ("num_of_procs", "maxprocs", "ranks") if _present(values.get(k))), 1)
+    try:
+        count = int(ranks)
+    except (TypeError, ValueError):
+        raise GraphError.one(where, "num_of_procs", f"{ranks!r} is not a number of MPI ranks") from None
+    if count < 1:
+        raise GraphError.one(where, "num_of_procs", f"an MPI app needs at least one rank, not {count}")
+    return Mapped("mpi", {"command": _command(values, where, "Mpi"), "ranks": count})
+
+
 def _function(values: Mapping[str, Any], kwargs: dict[str, Any], where: str, kind: str) -> dict[str, Any]:
     code = values.get("func_code")
     name = values.get("func_name")
@@ -232,6 +258,10 @@ def map_app(
             "category",
             f"unsupported: dropflow cannot run {_UNSUPPORTED_APPS[category]} (category {category!r})",
         )
+    if category == "Docker" or cls in ("DockerApp",):
+        return _docker(values, where)
+    if category == "Mpi" or cls in ("MPIApp", "MpiApp"):
+        return _mpi(values, where)
     if cls == "SleepApp":
         return Mapped("sleep", {"seconds": _number(values.get("sleep_time"), 5.0)})
     if cls in ("CopyApp", "GenericGatherApp"):
