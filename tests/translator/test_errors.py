@@ -136,18 +136,16 @@ def test_unsupported_dalGuge_category_names_node_and_what_is_missing() -> None:
         "nodeDataArray": [
             {
                 "id": "d1",
-                "name": "Container",
-                "category": "Docker",
+                "name": "Native",
+                "category": "DynlibApp",
                 "categoryType": "Application",
-                "fields": [{"id": "f", "name": "dropclass", "value": "dlg.apps.dockerapp.DockerApp"}],
+                "fields": [{"id": "f", "name": "dropclass", "value": "dlg.apps.dynlib.DynlibApp"}],
             }
         ],
     }
     msg = refuse(eagle)
-    assert (
-        "node 'Container' (Docker, id d1), field 'category': unsupported: dropflow cannot run container apps"
-        in msg
-    )
+    where = "node 'Native' (DynlibApp, id d1), field 'category'"
+    assert f"{where}: unsupported: dropflow cannot run dynamic-library apps" in msg
 
 
 def test_loop_carried_link_outside_a_loop() -> None:
