@@ -20,9 +20,10 @@ non-zero puts the app in ERROR with the tail of its standard error; the containe
 happens. Cancelling the app (or its timeout) stops the container: SIGTERM, then SIGKILL after a grace period;
 Docker's init runs as PID 1 by default so that the SIGTERM reaches the command.
 
-The runner waits for the container in slices of :data:`WAIT_SLICE` seconds and checks the cancel flag between
-them: the :class:`CancelToken` can only signal process groups, and a container is not a child process of the
-engine (its processes belong to the Docker engine), so a cancel is noticed within one slice.
+The runner blocks in one ``wait`` on the container. A container is not a child process of the engine (its
+processes belong to the Docker engine), so cancelling cannot signal a process group: the
+:class:`CancelToken` runs a callback instead, which stops the container from a thread of its own -- the
+cancelling thread is the owner loop, which must not block -- and the stopped container ends the wait.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ import contextlib
 import os
 import shlex
 import threading
-import time
 from collections.abc import Iterator
 from typing import Annotated, Any, ClassVar, Literal, NamedTuple
 
@@ -47,8 +47,6 @@ __all__ = ["DockerSpec", "EngineUnreachable", "check_docker", "run"]
 BUILTIN_FIELDS = frozenset({"session_id", "drop_id", "workdir"})
 #: Data kinds a container can reach: by a bind-mounted path (or /dev/null, which every container has).
 PATH_KINDS = frozenset({"file", "directory", "null"})
-#: Seconds between two checks of the cancel flag while the container runs.
-WAIT_SLICE = 0.5
 #: Seconds a stopped container gets between SIGTERM and SIGKILL.
 STOP_GRACE = 5
 LOG_TAIL_LINES = 50
@@ -280,26 +278,18 @@ def _wait(container: Any, token: CancelToken, timeout: float | None) -> int | No
     """The container's exit status, or None if the app was cancelled or timed out first."""
     import requests
 
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while not token.cancelled:
-        wait_for = WAIT_SLICE
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            wait_for = min(wait_for, left)
-        try:
-            result = container.wait(timeout=wait_for)
-        except requests.exceptions.ConnectionError as exc:
-            # The SDK reports a read that timed out as a ConnectionError wrapping a ReadTimeoutError; any
-            # other connection error means the engine went away.
-            if "timed out" not in str(exc).lower():
-                raise _Failed(f"lost the Docker engine while the container ran: {exc}") from None
-            continue
-        except requests.exceptions.ReadTimeout:
-            continue
-        return int(result.get("StatusCode", -1))
-    return None
+    token.on_cancel(lambda: threading.Thread(target=_stop, args=(container,), daemon=True).start())
+    try:
+        result = container.wait(timeout=timeout)
+    except requests.exceptions.ReadTimeout:
+        return None
+    except requests.exceptions.ConnectionError as exc:
+        # The SDK reports a read that timed out as a ConnectionError wrapping a ReadTimeoutError; any other
+        # connection error means the engine went away.
+        if "timed out" in str(exc).lower():
+            return None
+        raise _Failed(f"lost the Docker engine while the container ran: {exc}") from None
+    return None if token.cancelled else int(result.get("StatusCode", -1))
 
 
 def _tail(container: Any, stderr: bool) -> str:
