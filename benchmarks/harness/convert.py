@@ -10,7 +10,8 @@ Pure functions from a :class:`~workloads.Dag` (or the numpy workload's size) to 
   the one node manager.
 - :func:`dropflow_numpy_pg` / :func:`daliuge_numpy_pg`: producer -> array -> consumer -> checksum.
 
-Standard library only. :func:`main` writes a workload's files for every system, so that the harness process
+Standard library only (the numpy workload's checked variant computes its checksum with :mod:`payload`).
+:func:`main` writes a workload's files for every system, so that the harness process
 (whose peak RSS is inherited by the processes it starts) never holds a large graph.
 """
 
@@ -74,8 +75,11 @@ def daliuge_pg(dag: Dag, node: str = "127.0.0.1") -> list[dict[str, Any]]:
     return pg
 
 
-def dropflow_numpy_pg(nbytes: int, kind: str = "shm") -> dict[str, Any]:
-    """Producer -> ``array`` (``shm``: filled in place; ``memory``: the returned array, npy) -> checksum."""
+def dropflow_numpy_pg(nbytes: int, kind: str = "shm", expected: int | None = None) -> dict[str, Any]:
+    """Producer -> ``array`` (``shm``: filled in place; ``memory``: the returned array, npy) -> checksum.
+
+    With ``expected``, the consumer fails unless the checksum matches (``payload:consume_checked``).
+    """
     if kind == "shm":
         producer = {"func": "payload:produce"}
         array: dict[str, Any] = {"id": "array", "kind": "shm"}
@@ -84,6 +88,10 @@ def dropflow_numpy_pg(nbytes: int, kind: str = "shm") -> dict[str, Any]:
         array = {"id": "array", "kind": "memory", "codec": "npy"}
     else:
         raise ValueError(f"numpy pipeline through {kind!r} drops is not defined")
+    consumer: dict[str, Any] = {"id": "consume", "kind": "python", "func": "payload:consume"}
+    if expected is not None:
+        consumer.update(func="payload:consume_checked", kwargs={"expected": expected})
+    consumer.update(inputs={"a": "array"}, outputs={"crc": "crc"})
     return {
         **HEADER,
         "name": f"numpy-{kind}",
@@ -96,13 +104,7 @@ def dropflow_numpy_pg(nbytes: int, kind: str = "shm") -> dict[str, Any]:
                 "outputs": {"out": "array"},
             },
             array,
-            {
-                "id": "consume",
-                "kind": "python",
-                "func": "payload:consume",
-                "inputs": {"a": "array"},
-                "outputs": {"crc": "crc"},
-            },
+            consumer,
             {"id": "crc", "kind": "memory", "codec": "json", "persist": True},
         ],
     }
@@ -151,6 +153,10 @@ def write_workload(workload: str, n: int, directory: str, peers: bool = True) ->
         for kind in ("shm", "memory"):
             files[f"dropflow_{kind}"] = os.path.join(directory, f"dropflow-{kind}.json")
             _dump(dropflow_numpy_pg(n, kind), files[f"dropflow_{kind}"])
+        from payload import expected  # numpy: only this branch needs it
+
+        files["dropflow_checked"] = os.path.join(directory, "dropflow-checked.json")
+        _dump(dropflow_numpy_pg(n, "shm", expected(n)), files["dropflow_checked"])
         files["daliuge"] = os.path.join(directory, "daliuge.json")
         files["daliuge_result"] = os.path.join(directory, "daliuge-result.txt")
         _dump(daliuge_numpy_pg(n, files["daliuge_result"]), files["daliuge"])

@@ -28,6 +28,7 @@ import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import psutil
 
@@ -103,6 +104,22 @@ class Measured:
         return self.returncode == 0 and not self.timed_out
 
 
+def _interrupt(proc: subprocess.Popen[bytes], grace: float) -> tuple[int, Any]:
+    """SIGINT the process (so it can stop what it started: a Dask cluster, running apps), wait up to
+    ``grace`` seconds, then kill its whole process group. Returns wait4's status and usage."""
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            return status, usage
+        time.sleep(0.05)
+    _kill_group(proc.pid)
+    _, status, usage = os.wait4(proc.pid, 0)
+    return status, usage
+
+
 def _kill_group(pid: int) -> None:
     """Kill the process group that ``pid`` leads (we started it with a new session)."""
     with contextlib.suppress(ProcessLookupError):
@@ -118,8 +135,9 @@ def run(
     interval: float = 0.02,
     output_dir: str,
     also: Sequence[TreeSampler] = (),
+    grace: float = 20.0,
 ) -> Measured:
-    """Run ``argv`` to completion (or kill its process group after ``timeout`` s) and measure it.
+    """Run ``argv`` to completion (or interrupt it after ``timeout`` s) and measure it.
 
     ``also``: samplers of other processes (a daemon that the command drives) to sample in the same loop.
     """
@@ -147,13 +165,11 @@ def run(
                 break
             if time.perf_counter() - start > timeout:
                 timed_out = True
-                _kill_group(proc.pid)
-                _, status, usage = os.wait4(proc.pid, 0)
+                status, usage = _interrupt(proc, grace)
                 break
             time.sleep(interval)
-    except BaseException:  # interrupted (Ctrl-C, SIGTERM): leave nothing running
-        _kill_group(proc.pid)
-        os.wait4(proc.pid, 0)
+    except BaseException:  # interrupted (Ctrl-C): leave nothing running
+        _interrupt(proc, grace)
         raise
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)

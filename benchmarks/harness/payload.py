@@ -63,6 +63,14 @@ def consume(a: Any) -> int:
     return checksum(a)
 
 
+def consume_checked(a: Any, expected: int) -> int:
+    """A consumer that fails unless the data arrived intact (where the harness cannot read the value)."""
+    got = checksum(a)
+    if got != expected:
+        raise ValueError(f"checksum {got} != expected {expected}: the data did not arrive intact")
+    return got
+
+
 if __name__ == "__main__":
     import sys
 

@@ -8,7 +8,7 @@ end) and ``startup_s``.
 
 - ``dropflow``: ``dropflow run GRAPH --json`` (phases from its own summary); numpy through ``shm`` drops.
 - ``dropflow-memory``: the numpy pipeline through ``memory`` drops (npy codec) instead.
-- ``dropflow-cluster``: the multi-node daemons (``dropflow cluster up``, ``dropflow submit``), once there.
+- ``dropflow-cluster``: a local cluster of daemons (``dropflow cluster up``), ``dropflow submit --wait``.
 - ``daliuge``: a fresh ``dlg nm`` per run (on loopback, DLG_ROOT in the run's temp dir, the request size limit
   raised from 10 MB so that large graphs can be appended, as its users must do), driven over REST by
   ``drivers/daliuge_client.py``; its RSS is sampled, its CPU read over the client's window.
@@ -186,9 +186,17 @@ class DropflowMemory(Dropflow):
 
 
 class DropflowCluster(System):
-    """The multi-node rows: a local cluster of dropflow daemons fed over REST (issue 4)."""
+    """The multi-node rows: a local cluster of dropflow daemons, fed by ``dropflow submit --wait``.
+
+    A fresh ``dropflow cluster up --nodes NODES`` per run (an island manager and NODES node managers, each a
+    gunicorn server, on loopback), then ``drivers/dropflow_submit.py``, which times dropflow's own submit
+    command (read, METIS placement on the nodes, create, append, deploy, wait). RSS is the daemons' process
+    trees sampled during the submit; CPU is the daemons' CPU over the window (psutil) plus the submit
+    command's (wait4). ``cluster down`` stops the daemons by the PIDs the cluster recorded.
+    """
 
     name = "dropflow-cluster"
+    nodes = 2
 
     def unavailable(self, ctx: Context) -> str | None:
         probe = subprocess.run(
@@ -196,7 +204,74 @@ class DropflowCluster(System):
         )
         if probe.returncode != 0:
             return "dropflow has no 'cluster' command yet (the multi-node daemons of issue 4 have not landed)"
-        return "the dropflow-cluster adapter is not written yet"
+        return None
+
+    def _dropflow(self, ctx: Context, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [ctx.dropflow_python, "-m", "dropflow.cli", *args], capture_output=True, text=True, env=env
+        )
+
+    def run(self, ctx: Context, files: dict[str, Any], workload: str, n: int, repeat: int) -> Row:
+        row = Row(
+            self.name, workload, n, repeat, "ok", files["tasks"], files["drops"], cpu_scope="window+command"
+        )
+        # numpy: the consumer itself checks the checksum (the submit report carries no values)
+        graph = files["dropflow_checked"] if workload == "numpy" else files["dropflow"]
+        run_dir = os.path.join(ctx.workdir, f"{self.name}-{workload}-{n}-{repeat}")
+        state = os.path.join(run_dir, "state")
+        env = ctx.env()
+        port, node_port = _free_ports(1)[0], _free_ports(1)[0]
+        t0 = time.perf_counter()
+        up = self._dropflow(
+            ctx, "cluster", "up", "--nodes", str(self.nodes), "--dir", state, "--port", str(port),
+            "--node-port", str(node_port), "--workspace", os.path.join(run_dir, "ws"), env=env,
+        )  # fmt: skip
+        try:
+            if up.returncode != 0:
+                row.status, row.detail = "failed", f"cluster up: {up.stderr[-1500:]}"
+                return row
+            row.startup_s = time.perf_counter() - t0
+            with open(os.path.join(state, "cluster.json")) as f:
+                cluster = json.load(f)
+            samplers = [measure.TreeSampler(pid) for pid in cluster["pids"]]
+            cpu0 = sum(s.cpu_seconds() for s in samplers)
+            argv = [
+                self.python(ctx), os.path.join(DRIVERS, "dropflow_submit.py"), cluster["url"], graph,
+                os.path.join(run_dir, "report.json"),
+            ]  # fmt: skip
+            m = measure.run(
+                argv, env=env, timeout=ctx.timeout, output_dir=os.path.join(run_dir, "submit"), also=samplers
+            )
+            daemons_cpu = sum(s.cpu_seconds() for s in samplers) - cpu0
+            row.peak_rss_mb = sum(s.peak for s in samplers) / MB
+            row.sampled_rss_mb = row.peak_rss_mb
+            row.total_s = time.perf_counter() - t0
+            if m.timed_out or not m.stdout.strip():
+                return _failed(row, m, ctx.timeout)
+            out = _json_line(m.stdout)
+            run_s = out["run_seconds"] or 0.0
+            _phases(
+                row,
+                {
+                    "load_s": out["e2e_s"] - out["wall_seconds"],
+                    "deploy_s": out["wall_seconds"] - run_s,
+                    "run_s": run_s,
+                },
+            )
+            row.cpu_s = daemons_cpu + m.cpu_s
+            settled = out["by_state"].get("COMPLETED", 0) + out["by_state"].get("FINISHED", 0)
+            row.intact = out["state"] == "FINISHED" and out["drops"] == row.drops and settled == row.drops
+            if not row.intact:
+                row.status, row.detail = "wrong", json.dumps(out)[-1500:]
+            elif workload == "numpy":
+                row.detail = f"placement {out.get('placement')}"
+        finally:
+            down = self._dropflow(ctx, "cluster", "down", "--dir", state, env=env)
+            if up.returncode == 0 and down.returncode != 0:
+                row.detail += f" cluster down failed: {down.stderr[-500:]}"
+        if row.status == "ok":
+            shutil.rmtree(run_dir, ignore_errors=True)
+        return row
 
 
 class Floor(System):

@@ -104,8 +104,10 @@ def test_numpy_graphs(tmp_path: Any) -> None:
     """Scenario: the numpy pipeline for dropflow (shm and memory) validates; DALiuGE's names the harness's app
     classes and hands the consumer the result path the harness reads."""
     files = convert.write_workload("numpy", 2**20, str(tmp_path))
-    for kind in ("shm", "memory"):
+    for kind in ("shm", "memory", "checked"):
         assert dropflow_main(["validate", files[f"dropflow_{kind}"]]) == 0  # payload is on sys.path
+    checked = json.loads(Path(files["dropflow_checked"]).read_text())["drops"]
+    assert checked[2]["func"] == "payload:consume_checked" and checked[2]["kwargs"]["expected"] > 0
     pg = {d["oid"]: d for d in json.loads(Path(files["daliuge"]).read_text())}
     assert pg["produce"]["dropclass"] == "daliuge_apps.Producer" and pg["produce"]["nbytes"] == 2**20
     assert pg["consume"]["dropclass"] == "daliuge_apps.Consumer"
