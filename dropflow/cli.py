@@ -24,7 +24,7 @@ from .engine import Node, Session, Summary
 from .engine.workspace import check_session_id, default_root
 from .loading import load_graph
 
-__all__ = ["COMMANDS", "main"]
+__all__ = ["COMMANDS", "UsageError", "command", "integer", "main", "params", "read_token"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -46,7 +46,11 @@ def command(name: str, help: str, add: AddArgs) -> Callable[[Run], Run]:
     return register
 
 
-def _params(pairs: list[str]) -> dict[str, str]:
+# -- argument helpers shared by every command module ---------------------------------------------------------
+
+
+def params(pairs: list[str]) -> dict[str, str]:
+    """``--param NAME=VALUE`` options as a dict."""
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -56,14 +60,33 @@ def _params(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def _positive(text: str) -> int:
+def integer(minimum: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer, at least ``minimum`` if given."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if minimum is not None and value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} must be at least {minimum}")
+        return value
+
+    return parse
+
+
+def read_token(path: str | None) -> str | None:
+    """The shared secret from ``--token-file`` (or $DROPFLOW_TOKEN); None if neither is given."""
+    if not path:
+        return os.environ.get("DROPFLOW_TOKEN") or None
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
+        with open(path) as f:
+            token = f.read().strip()
+    except OSError as exc:
+        raise UsageError(f"--token-file {path!r}: {exc.strerror}") from None
+    if not token:
+        raise UsageError(f"--token-file {path!r} is empty")
+    return token
 
 
 def _graph_args(p: argparse.ArgumentParser) -> None:
@@ -94,8 +117,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
         help="root of session workspaces (default: $DROPFLOW_WORKSPACE or ./dropflow-workspace)",
     )
     p.add_argument("--session-id", metavar="ID", help="session id (default: graph name and time)")
-    p.add_argument("--threads", type=_positive, default=32, metavar="N", help="app threads (default 32)")
-    p.add_argument("--processes", type=_positive, metavar="N", help="worker processes (default: CPU count)")
+    p.add_argument("--threads", type=integer(1), default=32, metavar="N", help="app threads (default 32)")
+    p.add_argument("--processes", type=integer(1), metavar="N", help="worker processes (default: CPU count)")
     p.add_argument(
         "--pythonpath",
         action="append",
@@ -185,7 +208,7 @@ def _format_summary(s: Summary, load_seconds: float) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     _add_pythonpath(args)
     t0 = time.perf_counter()
-    graph = load_graph(args.graph, _params(args.param))
+    graph = load_graph(args.graph, params(args.param))
     load_seconds = time.perf_counter() - t0
     session_id = _session_id(args, graph.name)
     node = Node(
@@ -237,7 +260,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from .engine.graph import build
     from .engine.workspace import Workspace
 
-    graph = load_graph(args.graph, _params(args.param))
+    graph = load_graph(args.graph, params(args.param))
     ws = Workspace(default_root(), "validate", args.allow_path)
     runtime = build(graph.drops, ws, args.graph)
     apps = len(runtime.apps)

@@ -18,7 +18,7 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
-from .cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, command
+from .cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, command, params, read_token
 from .drops.spec import DropSpec
 from .engine.workspace import check_session_id
 from .loading import read_graph_bytes
@@ -45,14 +45,7 @@ def _client(args: argparse.Namespace) -> Any:
 
     if not args.to.startswith(("http://", "https://")):
         raise UsageError(f"--to {args.to!r} is not an http:// URL")
-    token = os.environ.get("DROPFLOW_TOKEN") or None
-    if args.token_file:
-        try:
-            with open(args.token_file) as f:
-                token = f.read().strip()
-        except OSError as exc:
-            raise UsageError(f"--token-file {args.token_file!r}: {exc.strerror}") from None
-    return RestClient(args.to, token=token)
+    return RestClient(args.to, token=read_token(args.token_file))
 
 
 def _submit_args(p: argparse.ArgumentParser) -> None:
@@ -73,16 +66,6 @@ def _submit_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--report", metavar="FILE", help="with --wait: write the outcome as JSON")
     p.add_argument("--progress", choices=("auto", "always", "never"), default="auto")
-
-
-def _params(pairs: list[str]) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--param {pair!r}: expected NAME=VALUE")
-        out[key] = value
-    return out
 
 
 def _placed(client: Any, role: str, data: bytes, params: dict[str, str], algorithm: str) -> list[DropSpec]:
@@ -154,7 +137,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     data = read_graph_bytes(args.graph)
     info = client.info()
     role = info.get("role")
-    specs = _placed(client, role, data, _params(args.param), args.algorithm)
+    specs = _placed(client, role, data, params(args.param), args.algorithm)
     base = os.path.basename(args.graph).split(".")[0] if args.graph != "-" else "stdin"
     session_id = args.session_id or f"{base}-{datetime.now():%Y%m%dT%H%M%S}-{os.urandom(2).hex()}"
     try:

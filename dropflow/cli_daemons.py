@@ -19,7 +19,7 @@ from typing import Any
 
 import psutil
 
-from .cli import UsageError, command
+from .cli import UsageError, command, integer, read_token
 from .engine.workspace import default_root
 
 __all__ = ["wait_healthy"]
@@ -37,16 +37,6 @@ def _port(text: str) -> int:
     return value
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
-
-
 def _common(p: argparse.ArgumentParser, port: int) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: loopback only)")
     p.add_argument("--port", type=_port, default=port, help=f"REST port (default {port})")
@@ -54,19 +44,11 @@ def _common(p: argparse.ArgumentParser, port: int) -> None:
     p.add_argument("--token-file", metavar="FILE", help="file holding the shared secret (or $DROPFLOW_TOKEN)")
     p.add_argument("--no-auth", action="store_true", help="allow binding beyond loopback without a token")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
-    p.add_argument("--threads", type=_count, default=16, help="REST threads (default 16)")
+    p.add_argument("--threads", type=integer(1), default=16, help="REST threads (default 16)")
 
 
 def _token(args: argparse.Namespace) -> str | None:
-    token = os.environ.get("DROPFLOW_TOKEN") or None
-    if args.token_file:
-        try:
-            with open(args.token_file) as f:
-                token = f.read().strip()
-        except OSError as exc:
-            raise UsageError(f"--token-file {args.token_file!r}: {exc.strerror}") from None
-        if not token:
-            raise UsageError(f"--token-file {args.token_file!r} is empty")
+    token = read_token(args.token_file)
     if token is None and args.host not in LOOPBACK and not args.no_auth:
         raise UsageError(
             f"--host {args.host} exposes the API beyond this machine: give --token-file (or "
@@ -104,8 +86,8 @@ def _nm_args(p: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="let file drops use paths under DIR (repeatable)",
     )
-    p.add_argument("--app-threads", type=_count, default=32, help="app threads (default 32)")
-    p.add_argument("--processes", type=_count, help="worker processes (default: CPU count)")
+    p.add_argument("--app-threads", type=integer(1), default=32, help="app threads (default 32)")
+    p.add_argument("--processes", type=integer(1), help="worker processes (default: CPU count)")
     p.add_argument("--bus-port", type=_port, default=0, help="ZeroMQ port between nodes (default: any free)")
     p.add_argument(
         "--advertise", metavar="HOST", help="address other nodes use to reach this one (default: --host)"
@@ -260,7 +242,7 @@ def cmd_mm(args: argparse.Namespace) -> int:
 
 def _cluster_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=("up", "down", "status"))
-    p.add_argument("--nodes", type=_count, default=3, help="node managers to start (default 3)")
+    p.add_argument("--nodes", type=integer(1), default=3, help="node managers to start (default 3)")
     p.add_argument("--dir", default=".dropflow-cluster", help="state and logs (default ./.dropflow-cluster)")
     p.add_argument("--port", type=_port, default=8001, help="the island manager's port (default 8001)")
     p.add_argument("--node-port", type=_port, default=8100, help="first node manager's port (default 8100)")

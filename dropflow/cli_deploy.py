@@ -14,7 +14,7 @@ import os
 import sys
 import threading
 
-from .cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, _params, _positive, command
+from .cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, command, integer, params
 from .deploy import job as jobs
 from .deploy.report import format_summary, read_report
 from .deploy.slurm import JobInfo, JobState, SchedulerError, SlurmProvider
@@ -30,14 +30,6 @@ def _variables_help() -> str:
     return "template variables ({{ name }}):\n" + "\n".join(
         f"  {k.ljust(width)}  {v}" for k, v in jobs.TEMPLATE_VARIABLES.items()
     )
-
-
-def _count(text: str) -> int:
-    # 0 must reach the request's check (clear message, nothing submitted), so no lower bound here.
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
 
 
 def _results_arg(p: argparse.ArgumentParser) -> None:
@@ -61,18 +53,18 @@ def _add_args(p: argparse.ArgumentParser) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     s.add_argument("graph", help="graph file (logical or physical, any format `dropflow run` reads)")
-    s.add_argument("--nodes", type=_count, required=True, metavar="N", help="number of nodes")
+    s.add_argument("--nodes", type=integer(), required=True, metavar="N", help="number of nodes")
     s.add_argument("--partition", metavar="P")
     s.add_argument("--time", metavar="T", help="time limit, e.g. 30 or 1:00:00 or 1-00:00")
     s.add_argument("--account", metavar="A")
-    s.add_argument("--islands", type=_count, default=1, metavar="K", help="data islands (default 1)")
+    s.add_argument("--islands", type=integer(), default=1, metavar="K", help="data islands (default 1)")
     s.add_argument("--template", metavar="FILE", help="job script template (default: the built-in one)")
     s.add_argument("--job-name", metavar="NAME", help="default: dropflow-<graph name>")
     s.add_argument(
         "--module", action="append", default=[], metavar="NAME", help="module to load (repeatable)"
     )
     s.add_argument("--venv", metavar="DIR", help="virtualenv to activate (default: the current one)")
-    s.add_argument("--port-base", type=_positive, default=jobs.DEFAULT_PORT_BASE, metavar="PORT")
+    s.add_argument("--port-base", type=integer(1), default=jobs.DEFAULT_PORT_BASE, metavar="PORT")
     s.add_argument("--workspace", metavar="DIR", help="node workspaces root (default: RESULTS/JOB/workspace)")
     s.add_argument(
         "--param", action="append", default=[], metavar="NAME=VALUE", help="logical graph parameter"
@@ -104,7 +96,7 @@ def _request(args: argparse.Namespace) -> jobs.JobRequest:
         venv=args.venv,
         port_base=args.port_base,
         workspace=args.workspace,
-        params=_params(args.param),
+        params=params(args.param),
     )
 
 

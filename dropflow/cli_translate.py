@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-from .cli import UsageError, command
+from .cli import UsageError, command, integer, params
 from .drops.graph import encode_physical
 from .loading import read_graph_bytes
 from .translator import ALGORITHMS, Read, place, read, translate
@@ -21,29 +21,9 @@ from .translator import ALGORITHMS, Read, place, read, translate
 __all__ = ["cmd_map", "cmd_partition", "cmd_translate", "cmd_unroll"]
 
 
-def _pairs(items: list[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--param {item!r}: expected NAME=VALUE")
-        out[key] = value
-    return out
-
-
 def _nodes(items: list[str] | None) -> list[str]:
     nodes = [n.strip() for item in items or [] for n in item.split(",") if n.strip()]
     return nodes
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must not be negative")
-    return value
 
 
 def _input(p: argparse.ArgumentParser, what: str) -> None:
@@ -76,7 +56,7 @@ def _partition_args(p: argparse.ArgumentParser, default: str) -> None:
     )
     p.add_argument(
         "--parts",
-        type=_count,
+        type=integer(0),
         metavar="N",
         help="number of partitions for metis (default: one per worker node)",
     )
@@ -90,7 +70,7 @@ def _partition_args(p: argparse.ArgumentParser, default: str) -> None:
     )
     p.add_argument(
         "--max-dop",
-        type=_count,
+        type=integer(0),
         default=8,
         metavar="N",
         help="min_num_parts: apps one partition runs at a time (default 8)",
@@ -114,7 +94,7 @@ def _map_args(p: argparse.ArgumentParser, required: bool) -> None:
     )
     p.add_argument(
         "--islands",
-        type=_count,
+        type=integer(0),
         default=0,
         metavar="N",
         help="number of data islands (default 0: no island managers)",
@@ -138,8 +118,7 @@ def _name(path: str) -> str:
 
 
 def _read(args: argparse.Namespace) -> Read:
-    params = _pairs(getattr(args, "param", []))
-    return read(read_graph_bytes(args.graph), params)
+    return read(read_graph_bytes(args.graph), params(getattr(args, "param", [])))
 
 
 def _check_partition_args(args: argparse.Namespace) -> None:

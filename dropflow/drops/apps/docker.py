@@ -40,11 +40,10 @@ import msgspec
 from ..errors import Problem
 from ..spec import AppSpec, Seconds
 from .base import CancelToken, Outcome, Task
-from .shell import placeholders
+from .shell import template_problems
 
 __all__ = ["DockerSpec", "EngineUnreachable", "check_docker", "run"]
 
-BUILTIN_FIELDS = frozenset({"session_id", "drop_id", "workdir"})
 #: Data kinds a container can reach: by a bind-mounted path (or /dev/null, which every container has).
 PATH_KINDS = frozenset({"file", "directory", "null"})
 #: Seconds a stopped container gets between SIGTERM and SIGKILL.
@@ -90,15 +89,7 @@ class EngineUnreachable(Exception):
 def check_docker(spec: DockerSpec, kinds: dict[str, str]) -> list[Problem]:
     """Problems with a Docker app's template, given the kind of each linked drop (by drop id)."""
     where = spec.label()
-    try:
-        names = placeholders(spec.command)
-    except ValueError as exc:
-        return [Problem(where, "command", f"malformed template: {exc}")]
-    problems = []
-    ports = {**spec.inputs, **spec.outputs}
-    for name in names:
-        if name not in BUILTIN_FIELDS and name not in ports:
-            problems.append(Problem(where, "command", f"placeholder {{{name}}} names no port of this app"))
+    problems = template_problems(spec, spec.command, kinds, None)
     for field, port_map in (("inputs", spec.inputs), ("outputs", spec.outputs)):
         for port, value in port_map.items():
             for drop_id in [value] if isinstance(value, str) else value:

@@ -39,12 +39,10 @@ from ..errors import Problem
 from ..spec import AppSpec, Seconds
 from ..stores import CHUNK
 from .base import CancelToken, InputRef, Outcome, OutputRef, Task
-from .shell import placeholders
+from .shell import template_problems
 
 __all__ = ["MpiSpec", "check_mpi", "launch_command", "launcher_for", "run"]
 
-BUILTIN_FIELDS = frozenset({"session_id", "drop_id", "workdir"})
-PATH_KINDS = frozenset({"file", "directory", "shm", "null"})
 TAIL_CHARS = 2048
 ROOT_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
 
@@ -78,27 +76,12 @@ class MpiSpec(AppSpec, tag="mpi", frozen=True, gc=False, kw_only=True):
 def check_mpi(spec: MpiSpec, kinds: Mapping[str, str]) -> list[Problem]:
     """Problems with an MPI app, given the kind of each linked drop (by drop id)."""
     where = spec.label()
-    problems = []
-    try:
-        names = placeholders(spec.command)
-    except ValueError as exc:
-        return [Problem(where, "command", f"malformed template: {exc}")]
-    ports = {**spec.inputs, **spec.outputs}
-    for name in names:
-        if name in BUILTIN_FIELDS:
-            continue
-        if name not in ports:
-            problems.append(Problem(where, "command", f"placeholder {{{name}}} names no port of this app"))
-            continue
-        value = ports[name]
-        for drop_id in [value] if isinstance(value, str) else value:
-            kind = kinds.get(drop_id)
-            if kind is not None and kind not in PATH_KINDS:
-                problems.append(
-                    Problem(
-                        where, "command", f"placeholder {{{name}}}: {drop_id!r} is a {kind} drop, no path"
-                    )
-                )
+    problems = template_problems(
+        spec,
+        spec.command,
+        kinds,
+        lambda name, drop_id, kind: f"placeholder {{{name}}}: {drop_id!r} is a {kind} drop, no path",
+    )
     if "stdin" in spec.inputs:
         problems.append(Problem(where, "inputs", "an MPI program's standard input cannot be a drop"))
     if spec.nodes is not None and spec.nodes > spec.ranks:

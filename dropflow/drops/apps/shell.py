@@ -21,6 +21,7 @@ import os
 import shlex
 import string
 import subprocess
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from ..errors import Problem
@@ -58,11 +59,17 @@ def placeholders(command: str) -> list[str]:
     return names
 
 
-def check_command(spec: ShellSpec, kinds: dict[str, str]) -> list[Problem]:
-    """Problems with a shell app's template, given the kind of each linked drop (by drop id)."""
+def template_problems(
+    spec: AppSpec, command: str, kinds: Mapping[str, str], pathless: Callable[[str, str, str], str] | None
+) -> list[Problem]:
+    """Problems with a command template of shell, MPI and container apps.
+
+    Every placeholder must name a port of the app (or a built-in field). With ``pathless``, a placeholder
+    whose drop has no path is a problem too, explained by ``pathless(placeholder, drop id, drop kind)``.
+    """
     where = spec.label()
     try:
-        names = placeholders(spec.command)
+        names = placeholders(command)
     except ValueError as exc:
         return [Problem(where, "command", f"malformed template: {exc}")]
     problems = []
@@ -76,15 +83,23 @@ def check_command(spec: ShellSpec, kinds: dict[str, str]) -> list[Problem]:
         value = ports[name]
         for drop_id in [value] if isinstance(value, str) else value:
             kind = kinds.get(drop_id)
-            if kind is not None and kind not in PATH_KINDS:
-                problems.append(
-                    Problem(
-                        where,
-                        "command",
-                        f"placeholder {{{name}}} needs a drop with a path, but {drop_id!r} is a {kind} drop; "
-                        "connect it to the 'stdin' or 'stdout' port instead",
-                    )
-                )
+            if pathless is not None and kind is not None and kind not in PATH_KINDS:
+                problems.append(Problem(where, "command", pathless(name, drop_id, kind)))
+    return problems
+
+
+def check_command(spec: ShellSpec, kinds: dict[str, str]) -> list[Problem]:
+    """Problems with a shell app's template, given the kind of each linked drop (by drop id)."""
+    problems = template_problems(
+        spec,
+        spec.command,
+        kinds,
+        lambda name, drop_id, kind: (
+            f"placeholder {{{name}}} needs a drop with a path, but {drop_id!r} is a "
+            f"{kind} drop; connect it to the 'stdin' or 'stdout' port instead"
+        ),
+    )
+    where = spec.label()
     for port in ("stdin",):
         if port in spec.outputs:
             problems.append(Problem(where, "outputs", "'stdin' is an input port"))
