@@ -3,10 +3,15 @@
 Theory of operation
 -------------------
 :class:`Core` is a state machine in the style of a sans-I/O protocol. Its inputs are *stimuli* -- ``start``,
-``app_finished``, ``app_failed``, ``cancel``, ``lifespan_over``, ``deleted`` -- called by the owner loop,
-the only thread that touches a core. Its outputs are *instructions*, left in deques for the owner loop to
-carry out: ``ready`` (apps to run), ``to_delete`` (expired data to delete), ``to_time`` (lifespans to arm) and
-``to_kill`` (running apps to stop).
+``app_finished``, ``app_failed``, ``cancel``, ``lifespan_over``, ``deleted``, ``remote_state`` -- called by
+the owner loop, the only thread that touches a core. Its outputs are *instructions*, left in deques for the
+owner loop to carry out: ``ready`` (apps to run), ``to_delete`` (expired data to delete), ``to_time``
+(lifespans to arm), ``to_kill`` (running apps to stop) and ``outbox`` (state changes to tell other nodes).
+
+In a distributed session some nodes are *proxies* of drops that other nodes own. A proxy changes state only
+through ``remote_state``, when its owner reports a change; the local cascade reads proxies but never drives
+them (it does not run another node's app, nor complete another node's data). Local drops with neighbours
+elsewhere are *boundary* drops: each of their changes also goes to the outbox.
 
 Every state change goes through :meth:`_to`, which looks the ``(start, end)`` pair up in the transition
 table of the node's type (``dropflow.drops.states``), records the change in the event log with its cause, and
@@ -101,6 +106,9 @@ class Core:
             self._to_data(node, end, cause)
         else:
             self._to_app(node, end, cause)  # type: ignore[arg-type]
+
+    # _to_data and _to_app are the same steps over two tables, written out twice on purpose: they run several
+    # times per drop, and choosing the table by the caller's knowledge saves a branch and a call each time.
 
     def _to_data(self, node: DataNode, end: DropState, cause: str) -> None:
         start = node.state
