@@ -225,6 +225,16 @@ def test_island_discovers_nodes_on_three_hosts_and_runs_across_them(hosts, tmp_p
         assert outcome["state"] == "FINISHED"
         assert set(outcome["placement"]) == {"h1", "h2", "h3"}
         assert outcome["nodes"] == {"h1": "FINISHED", "h2": "FINISHED", "h3": "FINISHED"}
+
+        # A node manager that stops withdraws its announcement, and the island drops it.
+        procs[2].send_signal(signal.SIGTERM)
+        assert procs[2].wait(30) == 0
+
+        def listed() -> list[str]:
+            r = run_in(hosts[0], "nodes", "--to", url, "--token-file", str(token), "--json", timeout=30)
+            return sorted(n["name"] for n in json.loads(r.stdout)) if r.returncode == 0 else []
+
+        poll_for(lambda: listed() == ["h1", "h2"], timeout=30, interval=0.5)
     finally:
         for proc in procs:
             if proc.poll() is None:
