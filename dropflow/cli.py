@@ -120,6 +120,11 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=integer(1), default=32, metavar="N", help="app threads (default 32)")
     p.add_argument("--processes", type=integer(1), metavar="N", help="worker processes (default: CPU count)")
     p.add_argument(
+        "--executor",
+        choices=("thread", "process"),
+        help="where apps that name no executor run (default: each kind's own; trivial apps stay inline)",
+    )
+    p.add_argument(
         "--pythonpath",
         action="append",
         default=[],
@@ -216,6 +221,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         allowed_paths=args.allow_path,
         threads=args.threads,
         processes=args.processes,
+        executor=args.executor,
     )
     node.start()
     interrupted = False

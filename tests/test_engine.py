@@ -429,3 +429,23 @@ def test_executors_all_run_python_apps(node, executor):
         session_id=f"exec-{executor}",
     )
     assert s.value("r") == 42
+
+
+def test_session_wide_process_executor(workspace_root):
+    """A node whose default executor is "process" runs Python apps that name none in worker processes;
+    trivial apps stay inline and shell apps (threads only) keep their own."""
+    from dropflow.engine import Node
+
+    with Node(workspace_root=workspace_root, processes=1, executor="process") as n:
+        s = run(
+            n,
+            [
+                PythonSpec(id="where", func="testfuncs:pid", outputs={"out": "p"}),
+                MemorySpec(id="p", persist=True),
+                NoopSpec(id="n", inputs={"i": "p"}),
+                ShellSpec(id="sh", command="true"),
+            ],
+            session_id="proc-default",
+        )
+        assert s.state == "FINISHED", s.failures()
+        assert s.value("p") != os.getpid() and s.value("p") in n.worker_pids()

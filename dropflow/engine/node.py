@@ -53,11 +53,14 @@ class Node:
         threads: int = 32,
         processes: int | None = None,
         log_size: int = 100_000,
+        executor: str | None = None,
     ) -> None:
         self.name = name
         self.workspace_root = workspace_root or default_root()
         self.allowed_paths = tuple(allowed_paths)
         self.log_size = log_size
+        #: Executor for apps whose spec names none and whose kind can use it ("thread" or "process").
+        self.default_executor = executor
         self.sessions: dict[str, Session] = {}
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._timers: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []

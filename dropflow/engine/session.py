@@ -30,7 +30,7 @@ from ..drops import kinds
 from ..drops.apps.base import CancelToken, InputRef, Outcome, OutputRef, Task
 from ..drops.codecs import decode, encode
 from ..drops.kinds import StoreContext
-from ..drops.spec import DataSpec, DropSpec, FileSpec, MemorySpec
+from ..drops.spec import AppSpec, DataSpec, DropSpec, FileSpec, MemorySpec
 from ..drops.states import (
     SESSION_ENDED,
     SESSION_TRANSITIONS,
@@ -275,7 +275,7 @@ class Session:
         spec = app.spec
         core = self.core
         assert core is not None
-        executor = spec.executor or spec.DEFAULT_EXECUTOR
+        executor = spec.executor or self._default_executor(spec)
         if executor == "inline" and type(spec) in self._trivial:
             core.app_finished(app)  # nothing to run, nothing written: settle it here
             return
@@ -292,6 +292,13 @@ class Session:
         else:
             task_id = self.node.submit_process(task, lambda outcome: self._done(app, outcome))
             self._inflight[app] = lambda: self.node.kill_process(task_id)
+
+    def _default_executor(self, spec: AppSpec) -> str:
+        """The node's default where the kind allows it (trivial apps stay inline), else the kind's own."""
+        chosen = self.node.default_executor
+        if chosen is None or type(spec) in self._trivial or chosen not in spec.EXECUTORS:
+            return spec.DEFAULT_EXECUTOR
+        return chosen
 
     def _thread_done(self, app: AppNode, fut: Any) -> None:
         try:
