@@ -191,6 +191,39 @@ def run(
     )
 
 
+SHM = "/dev/shm"
+
+
+def shm_names() -> set[str]:
+    try:
+        return set(os.listdir(SHM))
+    except OSError:
+        return set()
+
+
+def reap_semaphores(before: set[str]) -> list[str]:
+    """Remove multiprocessing semaphores (``sem.mp-*``) that appeared since ``before`` and that no live
+    process has mapped: what a killed Python process tree (a Dask cluster past its timeout) leaves behind."""
+    new = [n for n in shm_names() - before if n.startswith("sem.mp-")]
+    if not new:
+        return []
+    mapped: set[str] = set()
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/maps") as f:
+                    mapped.update(n for n in new if n in f.read())
+            except OSError:
+                continue
+    reaped = []
+    for name in new:
+        if name not in mapped:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(SHM, name))
+            reaped.append(name)
+    return reaped
+
+
 class Daemon:
     """A long-lived process started by the harness, in its own process group, stopped by its PID."""
 

@@ -313,9 +313,14 @@ class Dask(System):
         env = ctx.env()
         env["DASK_TEMPORARY_DIRECTORY"] = os.path.join(run_dir, "dask-tmp")
         argv = [self.python(ctx), os.path.join(DRIVERS, "dask_driver.py"), arg]
+        shm_before = measure.shm_names()
         m = measure.run(argv, env=env, cwd=ctx.workdir, timeout=ctx.timeout, output_dir=run_dir)
         _memory(row, m)
         if not m.ok:
+            # a cluster killed past its grace period leaves multiprocessing's semaphores behind
+            reaped = measure.reap_semaphores(shm_before)
+            if reaped:
+                print(f"bench: dask: removed {len(reaped)} semaphores left in /dev/shm", file=sys.stderr)
             return _failed(row, m, ctx.timeout)
         out = _json_line(m.stdout)
         _phases(row, out)
