@@ -449,3 +449,27 @@ def test_session_wide_process_executor(workspace_root):
         )
         assert s.state == "FINISHED", s.failures()
         assert s.value("p") != os.getpid() and s.value("p") in n.worker_pids()
+
+
+def test_an_engine_bug_fails_the_session_instead_of_hanging(node, monkeypatch):
+    """Fault injection at the one boundary under test: the cascade raises while handling an event. The
+    session must end FAILED with the reason and clean up; the node keeps serving other sessions."""
+    from dropflow.engine.core import Core
+
+    original = Core.app_finished
+
+    def broken(self, app, skip_ports=()):
+        if app.spec.id == "bad":
+            raise RuntimeError("injected fault")
+        return original(self, app, skip_ports)
+
+    monkeypatch.setattr(Core, "app_finished", broken)
+    s = run(
+        node,
+        [ShellSpec(id="bad", command="true", outputs={"stdout": "m"}), MemorySpec(id="m")],
+        session_id="bug",
+    )
+    assert s.state == "FAILED" and "injected fault" in (s.error or "")
+    assert not os.path.exists(s.workspace.dir)
+    ok = run(node, [ShellSpec(id="fine", command="true")], session_id="after-bug")
+    assert ok.state == "FINISHED"

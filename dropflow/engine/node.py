@@ -219,8 +219,13 @@ class Node:
                 fn, args = item
                 try:
                     fn(*args)
-                except Exception:  # an engine bug: keep the loop alive, the session reports it
+                except (
+                    Exception
+                ) as exc:  # an engine bug: keep the loop alive, fail only the session concerned
                     log.exception("owner loop: %s failed", getattr(fn, "__qualname__", fn))
+                    owner = getattr(fn, "__self__", None)
+                    if isinstance(owner, Session):
+                        owner.internal_error(exc)
             now = time.monotonic()
             while timers and timers[0][0] <= now:
                 _, _, fn, args = heapq.heappop(timers)

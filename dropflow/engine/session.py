@@ -21,6 +21,7 @@ Every method except the thread-safe ones marked so runs on the node's owner thre
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -82,6 +83,7 @@ class Session:
         self.transfers = Transfers(self)
         self._failed_roots: dict[str, str] = {}
         self._early_events: list[RemoteEvent] = []
+        self._started = False
         self.state = _S.PRISTINE
         self.log = EventLog(node.log_size)
         self.graph: Graph | None = None
@@ -155,9 +157,6 @@ class Session:
         self._set_state(_S.DEPLOYING)
         self.workspace.create()
         self._failed_roots = self._prepare_roots(self.graph.root_data)
-        if self._early_events:
-            events, self._early_events = self._early_events, []
-            self.remote_events(events)
         if start:
             self._begin()
 
@@ -174,8 +173,31 @@ class Session:
         if self.state is not _S.RUNNING:
             return  # cancelled between deploy and start
         self.times["run"] = time.time()
+        self._started = True
         self.core.start(self._failed_roots)
+        if self._early_events:  # other nodes started first: their news waited for this node's start
+            events, self._early_events = self._early_events, []
+            self.remote_events(events)
         self.pump()
+
+    def internal_error(self, exc: BaseException) -> None:
+        """Owner thread: an engine bug surfaced while handling this session's event. Fail the session with the
+        reason, stop its apps and clean up, rather than leave it running forever."""
+        self.error = f"internal error: {type(exc).__name__}: {exc}"
+        if self._ended.is_set():
+            return
+        for kill in list(self._inflight.values()):
+            with contextlib.suppress(Exception):
+                kill()
+        self._inflight.clear()
+        self.transfers.abandon()
+        self._finalized = True
+        with contextlib.suppress(Exception):
+            self.persisted = self._cleanup()
+        self.times["end"] = time.time()
+        if (self.state, _S.FAILED) in SESSION_TRANSITIONS:
+            self._set_state(_S.FAILED)
+        self._finish()
 
     def cancel(self) -> None:
         """Cancel the session: settle every drop as CANCELLED and kill running apps (thread-safe)."""
@@ -342,10 +364,12 @@ class Session:
     def remote_events(self, events: list[RemoteEvent]) -> None:
         """Owner thread: state changes of proxied drops, reported by their owners."""
         core, graph = self.core, self.graph
-        if core is None or graph is None:
-            self._early_events.extend(events)  # the graph is not deployed yet: apply them at deploy
-            return
         if self._finalized:
+            return
+        if not self._started or core is None or graph is None:
+            # Another node started first. Running this node's cascade before its own start would end the
+            # session before it began: keep the news until _start.
+            self._early_events.extend(events)
             return
         for event in events:
             node = graph.by_id.get(event.uid)

@@ -232,3 +232,33 @@ def test_numpy_array_crosses_nodes_intact(island):
     r = nms["b"].node.sessions["np"].value("r")
     assert r["seen"] == 11 and r["size"] == 3_000_000 and r["sum_head"] == 11 + 999
     assert np.int64(r["size"]) == 3_000_000
+
+
+def test_events_before_a_node_starts_wait_for_its_start(island):
+    """Node b is deployed but not yet started when node a's events arrive: they must not run b's cascade
+    (b would end before it began, and stay RUNNING once started); b applies them when it starts."""
+    _dim, nms = island
+    drops = [
+        MemorySpec(id="x", data=1, codec="json", node="a"),
+        NoopSpec(id="n1", inputs={"i": "x"}, outputs={"o": "d1"}, node="a"),
+        MemorySpec(id="d1", node="a"),
+        NoopSpec(id="n2", inputs={"i": "d1"}, outputs={"o": "d2"}, node="b"),
+        MemorySpec(id="d2", node="b"),
+    ]
+    from dropflow.managers.split import split_by_node
+
+    parts = split_by_node(drops)
+    peers = {name: nm.info()["bus"] for name, nm in nms.items()}
+    for name in ("a", "b"):
+        nms[name].create_session("early")
+        nms[name].append("early", parts[name])
+        nms[name].set_peers("early", peers)
+        nms[name].deploy("early", start=False)
+    nms["a"].start_session("early")
+    session_b = nms["b"].node.sessions["early"]
+    poll_for(lambda: session_b._early_events, timeout=10)  # a's news has reached b, which holds it
+    assert session_b.state == "DEPLOYING" and session_b.graph_status()["n2"] == "NOT_RUN"
+    assert nms["a"].status("early") == "RUNNING"  # a keeps d1 until b's consumer has read it
+    nms["b"].start_session("early")
+    assert nms["b"].wait("early", 10) == "FINISHED"
+    assert nms["a"].wait("early", 10) == "FINISHED"
