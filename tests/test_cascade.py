@@ -5,6 +5,7 @@ Graphs are drawn in the docstrings: ``d`` are data drops, ``a`` are apps.
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import pytest
@@ -13,6 +14,10 @@ from dropflow.drops import AppState, DropState, InvalidTransition, MemorySpec, N
 from dropflow.drops.spec import DropSpec
 from dropflow.engine import Core, EventLog, Workspace, build
 from dropflow.engine.graph import AppNode
+
+#: An app the test finishes or fails by hand: a no-op on a thread, which the core hands to the shell (a no-op
+#: left inline the core settles by itself, see test_trivial_apps_settle_in_the_core).
+App = functools.partial(NoopSpec, executor="thread")
 
 
 def core_of(drops: list[DropSpec], tmp_path) -> Core:
@@ -39,7 +44,7 @@ def state(core: Core, uid: str) -> str:
 def chain(n: int) -> list[DropSpec]:
     drops: list[DropSpec] = [MemorySpec(id="d0")]
     for i in range(1, n + 1):
-        drops.append(NoopSpec(id=f"a{i}", inputs={"i": f"d{i - 1}"}, outputs={"o": f"d{i}"}))
+        drops.append(App(id=f"a{i}", inputs={"i": f"d{i - 1}"}, outputs={"o": f"d{i}"}))
         drops.append(MemorySpec(id=f"d{i}"))
     return drops
 
@@ -76,7 +81,7 @@ def test_error_propagates_downstream_and_fails_session(tmp_path):
     d0 -> a1 -> d1 -> a2 -> d2        a1 fails: d1, a2, d2 are ERROR; the session FAILED.
       \\-> a3 -> d3                   a3 is independent and still finishes.
     """
-    drops = [*chain(2), NoopSpec(id="a3", inputs={"i": "d0"}, outputs={"o": "d3"}), MemorySpec(id="d3")]
+    drops = [*chain(2), App(id="a3", inputs={"i": "d0"}, outputs={"o": "d3"}), MemorySpec(id="d3")]
     core = core_of(drops, tmp_path)
     run_all(core, fail={"a1": "ValueError: boom"})
     assert core.outcome is SessionState.FAILED
@@ -94,11 +99,11 @@ def test_error_surfaces_before_slow_inputs(tmp_path):
     """
     drops: list[DropSpec] = [
         MemorySpec(id="d0"),
-        NoopSpec(id="slow", inputs={"i": "d0"}, outputs={"o": "d1"}),
+        App(id="slow", inputs={"i": "d0"}, outputs={"o": "d1"}),
         MemorySpec(id="d1"),
-        NoopSpec(id="fast", inputs={"i": "d0"}, outputs={"o": "d2"}),
+        App(id="fast", inputs={"i": "d0"}, outputs={"o": "d2"}),
         MemorySpec(id="d2"),
-        NoopSpec(id="join", inputs={"a": "d1", "b": "d2"}, outputs={"o": "d3"}),
+        App(id="join", inputs={"a": "d1", "b": "d2"}, outputs={"o": "d3"}),
         MemorySpec(id="d3"),
     ]
     core = core_of(drops, tmp_path)
@@ -116,9 +121,9 @@ def test_error_tolerance_lets_an_app_run(tmp_path):
     """Four inputs, one failed: an app tolerating 25% runs and finishes; the session still reports FAILED."""
     drops: list[DropSpec] = [MemorySpec(id="src")]
     for i in range(4):
-        drops += [NoopSpec(id=f"p{i}", inputs={"i": "src"}, outputs={"o": f"d{i}"}), MemorySpec(id=f"d{i}")]
+        drops += [App(id=f"p{i}", inputs={"i": "src"}, outputs={"o": f"d{i}"}), MemorySpec(id=f"d{i}")]
     drops += [
-        NoopSpec(
+        App(
             id="gather",
             inputs={"xs": [f"d{i}" for i in range(4)]},
             outputs={"o": "out"},
@@ -134,7 +139,7 @@ def test_error_tolerance_lets_an_app_run(tmp_path):
     strict = [
         d
         if d.id != "gather"
-        else NoopSpec(
+        else App(
             id="gather", inputs={"xs": [f"d{i}" for i in range(4)]}, outputs={"o": "out"}, error_tolerance=0.2
         )
         for d in drops
@@ -152,14 +157,14 @@ def test_branch_skips_untaken_side_and_finishes(tmp_path):
     """
     drops: list[DropSpec] = [
         MemorySpec(id="d0"),
-        NoopSpec(id="br", inputs={"i": "d0"}, outputs={"true": "t", "false": "f"}),
+        App(id="br", inputs={"i": "d0"}, outputs={"true": "t", "false": "f"}),
         MemorySpec(id="t"),
         MemorySpec(id="f"),
-        NoopSpec(id="at", inputs={"i": "t"}, outputs={"o": "dt"}),
+        App(id="at", inputs={"i": "t"}, outputs={"o": "dt"}),
         MemorySpec(id="dt"),
-        NoopSpec(id="af", inputs={"i": "f"}, outputs={"o": "df"}),
+        App(id="af", inputs={"i": "f"}, outputs={"o": "df"}),
         MemorySpec(id="df"),
-        NoopSpec(id="join", inputs={"a": "dt", "b": "df"}, outputs={"o": "out"}),
+        App(id="join", inputs={"a": "dt", "b": "df"}, outputs={"o": "out"}),
         MemorySpec(id="out"),
     ]
     core = core_of(drops, tmp_path)
@@ -174,7 +179,7 @@ def test_retries_rerun_a_failed_app(tmp_path):
     core = core_of(
         [
             MemorySpec(id="d0"),
-            NoopSpec(id="a", inputs={"i": "d0"}, outputs={"o": "d1"}, retries=2),
+            App(id="a", inputs={"i": "d0"}, outputs={"o": "d1"}, retries=2),
             MemorySpec(id="d1"),
         ],
         tmp_path,
@@ -212,8 +217,8 @@ def test_expire_after_use_deletes_as_soon_as_consumers_finish(tmp_path):
     """d0 (expire after use) -> a1, a2: d0 expires when the second consumer finishes, not before."""
     drops: list[DropSpec] = [
         MemorySpec(id="d0", expire_after_use=True),
-        NoopSpec(id="a1", inputs={"i": "d0"}),
-        NoopSpec(id="a2", inputs={"i": "d0"}),
+        App(id="a1", inputs={"i": "d0"}),
+        App(id="a2", inputs={"i": "d0"}),
     ]
     core = core_of(drops, tmp_path)
     core.start()
@@ -227,7 +232,7 @@ def test_expire_after_use_deletes_as_soon_as_consumers_finish(tmp_path):
 
 
 def test_lifespan_waits_for_running_consumers(tmp_path):
-    drops: list[DropSpec] = [MemorySpec(id="d0", lifespan=5.0), NoopSpec(id="a", inputs={"i": "d0"})]
+    drops: list[DropSpec] = [MemorySpec(id="d0", lifespan=5.0), App(id="a", inputs={"i": "d0"})]
     core = core_of(drops, tmp_path)
     core.start()
     assert [d.spec.id for d in core.to_time] == ["d0"]
@@ -247,3 +252,18 @@ def test_invalid_transition_raises(tmp_path):
     data = core.graph.by_id["d0"]
     with pytest.raises(InvalidTransition):
         core._to(data, DropState.DELETED, "test")
+
+
+def test_trivial_apps_settle_in_the_core(tmp_path):
+    """No-op apps left inline never reach the shell: d0 -> n1 -> d1 -> n2 -> d2 completes on start."""
+    drops: list[DropSpec] = [MemorySpec(id="d0")]
+    for i in (1, 2):
+        drops += [
+            NoopSpec(id=f"n{i}", inputs={"i": f"d{i - 1}"}, outputs={"o": f"d{i}"}),
+            MemorySpec(id=f"d{i}"),
+        ]
+    core = core_of(drops, tmp_path)
+    core.start()
+    assert not core.ready and core.outcome is SessionState.FINISHED
+    assert [e.end for e in core.log.story("n1")] == ["RUNNING", "FINISHED"]
+    assert [e.end for e in core.log.story("d1")] == ["WRITING", "COMPLETED"]

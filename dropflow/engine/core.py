@@ -33,6 +33,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from ..drops import kinds
 from ..drops.states import (
     APP_TRANSITIONS,
     DROP_TRANSITIONS,
@@ -65,6 +66,8 @@ class Core:
     def __init__(self, graph: Graph, log: EventLog) -> None:
         self.graph = graph
         self.log = log
+        #: App kinds that do nothing and write nothing: the core settles them itself.
+        self._trivial = kinds.trivial_app_types()
         #: Instructions for the owner loop.
         self.ready: deque[AppNode] = deque()
         self.to_delete: deque[DataNode] = deque()
@@ -289,11 +292,17 @@ class Core:
             self._to_app(app, RUNNING, cause)
 
     def _app_started(self, app: AppNode) -> None:
-        if type(app.peer) is not str:
-            self.ready.append(app)
+        spec = app.spec
         for data in app.outputs:
             if data.state is INITIALIZED and type(data.peer) is not str:
-                self._to_data(data, WRITING, app.spec.id)
+                self._to_data(data, WRITING, spec.id)
+        if type(app.peer) is str:
+            return  # another node runs it
+        if type(spec) in self._trivial and (spec.executor is None or spec.executor == "inline"):
+            # Nothing to run and nothing written (a no-op): settled here, with no round trip to the shell.
+            self._to_app(app, FINISHED, spec.id)
+        else:
+            self.ready.append(app)
 
     def _app_finished(self, app: AppNode) -> None:
         self.unsettled -= 1

@@ -178,9 +178,11 @@ def _find_cycle(graph: Graph) -> list[str]:
     return [n.spec.id for n in path[seen[id(node)] :]] + [node.spec.id]
 
 
-def _check_acyclic(graph: Graph, problems: list[Problem]) -> None:
+def _check_acyclic(graph: Graph, problems: list[Problem], proxies: int) -> None:
     """Kahn's algorithm, consuming the ``waiting`` counters; they are recounted afterwards."""
-    stack: list[Node] = [n for n in graph.by_id.values() if n.waiting == 0]
+    stack: list[Node] = [*graph.root_data, *graph.root_apps]
+    if proxies:  # proxies with nothing before them here start no cascade, but Kahn must count them
+        stack += [n for n in graph.by_id.values() if n.waiting == 0 and type(n.peer) is str]
     pop, push = stack.pop, stack.append
     ordered = 0
     while stack:
@@ -222,6 +224,7 @@ def build(
         t = type(spec)
         if t in data_types:
             node = by_id[uid] = DataNode(spec)  # type: ignore[arg-type]
+            node.ok = index  # scratch until linked: position in the spec list (see "ordered" below)
             data_nodes.append(node)
             if owner is not None:
                 node.peer, proxies = owner, proxies + 1
@@ -231,10 +234,15 @@ def build(
                 problems += check_data(spec, workspace)  # type: ignore[arg-type]
         else:
             app = by_id[uid] = AppNode(spec, (), ())  # type: ignore[arg-type]
+            app.failed = index  # scratch, as for data nodes
             apps.append(app)
             if owner is not None:
                 app.peer, proxies = owner, proxies + 1
     checks = kinds.app_checks()
+    # Graphs are usually listed in dependency order (generated and translated ones always are). If every link
+    # points forward in the list, the list is a topological order and there is no cycle: one comparison per
+    # link instead of Kahn's algorithm over the whole graph, which then runs only when needed.
+    ordered = True
     for app in apps:
         spec = app.spec
         ins, outs = spec.inputs, spec.outputs
@@ -242,18 +250,37 @@ def build(
         if proxy:  # another node's app: link what is here, check nothing (its owner does)
             inputs, outputs = _link(spec, "", ins, by_id, None), _link(spec, "", outs, by_id, None)
         else:
-            inputs, outputs = (
-                _ports(spec, "inputs", ins, by_id, problems),
-                _ports(spec, "outputs", outs, by_id, problems),
-            )
+            # Inline fast path for the shape of most apps in big graphs: one drop on one port each way.
+            inputs = outputs = ()
+            if (
+                len(ins) == 1
+                and type(v := next(iter(ins.values()))) is str
+                and type(d := by_id.get(v)) is DataNode
+            ):
+                inputs = (d,)
+            elif ins:
+                inputs = _link(spec, "inputs", ins, by_id, problems)
+            if (
+                len(outs) == 1
+                and type(v := next(iter(outs.values()))) is str
+                and type(d := by_id.get(v)) is DataNode
+            ):
+                outputs = (d,)
+            elif outs:
+                outputs = _link(spec, "outputs", outs, by_id, problems)
         app.inputs, app.outputs, app.waiting = inputs, outputs, len(inputs)
+        position = app.failed
         for d in inputs:
             if d.consumers is None:
                 d.consumers = [app]
             else:
                 d.consumers.append(app)
+            if d.ok > position:
+                ordered = False
         for d in outputs:
             d.waiting += 1
+            if d.ok < position:
+                ordered = False
         if proxy:
             continue
         if not inputs:
@@ -266,30 +293,20 @@ def build(
             problems += check(spec, linked)
     if problems:
         raise GraphError(problems, source)
-    graph.root_data = [d for d in data_nodes if d.waiting == 0 and d.peer is None]
-    _check_acyclic(graph, problems)
+    root_data = graph.root_data
+    for d in data_nodes:
+        d.ok = 0  # the scratch position goes; the counter starts the run at zero
+        if d.waiting == 0 and d.peer is None:
+            root_data.append(d)
+    for app in apps:
+        app.failed = 0
+    if not ordered or proxies:
+        _check_acyclic(graph, problems, proxies)
     if problems:
         raise GraphError(problems, source)
     if proxies:
         _mark_boundary(graph)
     return graph
-
-
-def _ports(
-    spec: AppSpec,
-    field: str,
-    ports: dict[str, str | list[str]],
-    by_id: dict[str, Any],
-    problems: list[Problem],
-) -> tuple[DataNode, ...]:
-    """Like :func:`_link`, with a fast path for one drop on one port, the shape of most apps in big graphs."""
-    if len(ports) == 1:
-        (v,) = ports.values()
-        if type(v) is str:
-            d = by_id.get(v)
-            if type(d) is DataNode:
-                return (d,)
-    return _link(spec, field, ports, by_id, problems) if ports else ()
 
 
 def _mark_boundary(graph: Graph) -> None:

@@ -22,6 +22,7 @@ Every method except the thread-safe ones marked so runs on the node's owner thre
 from __future__ import annotations
 
 import contextlib
+import gc
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -31,7 +32,7 @@ from ..drops import kinds
 from ..drops.apps.base import CancelToken, InputRef, Outcome, OutputRef, Task
 from ..drops.codecs import decode, encode
 from ..drops.kinds import StoreContext
-from ..drops.spec import AppSpec, DataSpec, DropSpec, FileSpec, MemorySpec
+from ..drops.spec import AppSpec, DataSpec, DropSpec, FileSpec, MemorySpec, SharedMemorySpec
 from ..drops.states import (
     SESSION_ENDED,
     SESSION_TRANSITIONS,
@@ -89,7 +90,6 @@ class Session:
         self.graph: Graph | None = None
         self.core: Core | None = None
         self._specs: list[DropSpec] = []
-        self._trivial = kinds.trivial_app_types()
         self._inflight: dict[AppNode, Callable[[], None]] = {}
         self._finalized = False
         self._ended = threading.Event()
@@ -243,6 +243,19 @@ class Session:
     # -- the pump -------------------------------------------------------------------------------------------
 
     def pump(self) -> None:
+        """Carry out the core's instructions until there are none (owner thread)."""
+        if not gc.isenabled():
+            self._pump()
+            return
+        # The cascade makes short-lived tuples by the million and no reference cycles: collections would
+        # only walk them (half a second over a million-drop fan-out). Paused for the pump, on again after.
+        gc.disable()
+        try:
+            self._pump()
+        finally:
+            gc.enable()
+
+    def _pump(self) -> None:
         core = self.core
         assert core is not None
         ready, to_delete, to_time, to_kill = core.ready, core.to_delete, core.to_time, core.to_kill
@@ -297,10 +310,8 @@ class Session:
         spec = app.spec
         core = self.core
         assert core is not None
+        # Trivial apps left inline never get here: the core settles them.
         executor = spec.executor or self._default_executor(spec)
-        if executor == "inline" and type(spec) in self._trivial:
-            core.app_finished(app)  # nothing to run, nothing written: settle it here
-            return
         if self.local is not None and not self.transfers.inputs_here(app):
             return  # dispatched again when the last remote input has arrived
         task = self._task(app)
@@ -316,9 +327,9 @@ class Session:
             self._inflight[app] = lambda: self.node.kill_process(task_id)
 
     def _default_executor(self, spec: AppSpec) -> str:
-        """The node's default where the kind allows it (trivial apps stay inline), else the kind's own."""
+        """The node's default where the kind allows it, else the kind's own."""
         chosen = self.node.default_executor
-        if chosen is None or type(spec) in self._trivial or chosen not in spec.EXECUTORS:
+        if chosen is None or chosen not in spec.EXECUTORS:
             return spec.DEFAULT_EXECUTOR
         return chosen
 
@@ -450,15 +461,16 @@ class Session:
         graph = self.graph
         for data in graph.data if graph is not None else ():
             store = data.store
+            if store is None:
+                if type(data.spec) is SharedMemorySpec:
+                    self._store(data).delete()  # its producer may have created the segment before dying
+                continue
             if data.spec.persist and type(data.peer) is not str:
-                path = store.fspath() if store is not None else None
+                path = store.fspath()
                 if path is not None:
                     keep.append(path)
                 continue
-            if store is None and data.spec.kind == "shm":
-                store = self._store(data)  # its producer may have created the segment before dying
-            if store is not None:
-                store.delete()
+            store.delete()
         self.workspace.cleanup(keep)
         return keep
 
