@@ -4,8 +4,8 @@ For each shape and size, a graph is generated to a file by a separate process (L
 inherited across fork and exec, so the measuring parent must stay small) and run by the real command,
 ``python -m dropflow.cli run GRAPH --json``, in a fresh process. The command reports its load, deploy and
 run times; this script adds the wall time of the whole command (interpreter start included) and the
-command's peak RSS, read from ``wait4``. RSS per drop is (peak RSS - RSS of an interpreter that only
-imported dropflow) / drops. Everything is printed as JSON (and written to ``--output`` if given).
+command's peak RSS, read from ``wait4``. RSS per drop is (peak RSS - peak RSS of the same command running an
+empty graph) / drops. Everything is printed as JSON (and written to ``--output`` if given).
 
     python benchmarks/engine_scale.py                 # 10k, 100k, 1M drops, chain and fan
     python benchmarks/engine_scale.py --sizes 10000   # a quick look
@@ -43,8 +43,25 @@ def _run(argv: list[str]) -> tuple[float, int, str]:
     return wall, usage.ru_maxrss * 1024, out.decode()
 
 
-def baseline_rss() -> int:
-    _, rss, _ = _run([sys.executable, "-c", "import dropflow.cli, dropflow.engine, numpy"])
+def baseline_rss(workdir: str) -> int:
+    """Peak RSS of the same command running an empty graph: everything but the drops."""
+    path = os.path.join(workdir, "empty.json")
+    with open(path, "w") as f:
+        f.write('{"format": "dropflow/physical-graph", "version": 1, "drops": []}')
+    _, rss, _ = _run(
+        [
+            sys.executable,
+            "-m",
+            "dropflow",
+            "run",
+            path,
+            "--json",
+            "--progress",
+            "never",
+            "--workspace",
+            os.path.join(workdir, "ws"),
+        ]
+    )
     return rss
 
 
@@ -86,15 +103,31 @@ def measure(shape: str, size: int, workdir: str, baseline: int) -> dict[str, Any
     }
 
 
+def _median_row(cell: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median engine time, plus the spread of engine times over all runs."""
+    ordered = sorted(cell, key=lambda r: r["engine_s"])
+    row = dict(ordered[len(ordered) // 2])
+    row["runs"] = len(cell)
+    row["engine_s_min_max"] = [ordered[0]["engine_s"], ordered[-1]["engine_s"]]
+    return row
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     p.add_argument("--shapes", nargs="+", default=["chain", "fan"], choices=sorted(generate.SHAPES))
+    p.add_argument("--repeat", type=int, default=3, help="runs per cell; medians are reported (default 3)")
     p.add_argument("--output", help="also write the JSON here")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="dropflow-bench-") as workdir:
-        baseline = baseline_rss()
-        rows = [measure(shape, size, workdir, baseline) for shape in args.shapes for size in args.sizes]
+        baseline = baseline_rss(workdir)
+        # Cells are run round-robin, so a slow spell of a shared machine hits every cell, not one.
+        runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        for _ in range(args.repeat):
+            for shape in args.shapes:
+                for size in args.sizes:
+                    runs.setdefault((shape, size), []).append(measure(shape, size, workdir, baseline))
+        rows = [_median_row(cell) for cell in runs.values()]
     result: dict[str, Any] = {
         "benchmark": "engine_scale",
         "date": time.strftime("%Y-%m-%d"),
@@ -103,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
             "platform": platform.platform(),
         },
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "baseline_rss_mb": round(baseline / 2**20, 1),
         "rows": rows,
     }
