@@ -31,15 +31,15 @@ import shutil
 import signal
 import subprocess
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
 from ..errors import Problem
 from ..spec import AppSpec, Seconds
 from ..stores import CHUNK
-from .base import CancelToken, InputRef, Outcome, OutputRef, Task
-from .shell import template_problems
+from .base import CancelToken, Outcome, OutputRef, Task
+from .shell import render, template_problems
 
 __all__ = ["MpiSpec", "check_mpi", "launch_command", "launcher_for", "run"]
 
@@ -119,18 +119,7 @@ def launch_command(spec: MpiSpec, program: Sequence[str], launcher: str) -> list
 
 
 def _render(task: Task, spec: MpiSpec) -> list[str]:
-    words: dict[str, list[str]] = {}
-    refs: list[InputRef | OutputRef] = [*task.inputs, *task.outputs]
-    for ref in refs:
-        path = "/dev/null" if ref.store is None or ref.kind == "null" else ref.store.fspath()
-        words.setdefault(ref.port, []).append(shlex.quote(path or ""))
-    fields: dict[str, Any] = {port: " ".join(w) for port, w in words.items()}
-    fields.update(
-        session_id=shlex.quote(task.session_id),
-        drop_id=shlex.quote(task.spec.id),
-        workdir=shlex.quote(task.workdir),
-    )
-    return shlex.split(spec.command.format_map(fields))
+    return shlex.split(render(task, spec.command))
 
 
 def _tail(path: str) -> str:

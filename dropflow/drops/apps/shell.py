@@ -29,7 +29,7 @@ from ..spec import AppSpec, Seconds
 from ..stores import CHUNK
 from .base import CancelToken, InputRef, Outcome, OutputRef, Task
 
-__all__ = ["ShellSpec", "check_command", "run"]
+__all__ = ["ShellSpec", "check_command", "render", "run", "template_problems"]
 
 BUILTIN_FIELDS = frozenset({"session_id", "drop_id", "workdir"})
 #: Data kinds that can stand in a placeholder (they have a path).
@@ -108,7 +108,8 @@ def check_command(spec: ShellSpec, kinds: dict[str, str]) -> list[Problem]:
     return problems
 
 
-def _render(task: Task, spec: ShellSpec) -> str:
+def render(task: Task, command: str) -> str:
+    """A command template with its ``{port}`` placeholders replaced by the quoted paths of the drops."""
     words: dict[str, list[str]] = {}
     refs: list[InputRef | OutputRef] = [*task.inputs, *task.outputs]
     for ref in refs:
@@ -120,7 +121,7 @@ def _render(task: Task, spec: ShellSpec) -> str:
         drop_id=shlex.quote(task.spec.id),
         workdir=shlex.quote(task.workdir),
     )
-    return spec.command.format_map(fields)
+    return command.format_map(fields)
 
 
 def _tail(path: str) -> str:
@@ -135,7 +136,7 @@ def _tail(path: str) -> str:
 def run(task: Task, token: CancelToken) -> Outcome:
     spec = task.spec
     assert isinstance(spec, ShellSpec)
-    command = _render(task, spec)
+    command = render(task, spec.command)
     env = {**os.environ, **task.env(), **spec.env}
     log_dir = os.path.join(task.workdir, ".dropflow", "logs")
     os.makedirs(log_dir, exist_ok=True)
