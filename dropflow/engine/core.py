@@ -293,15 +293,16 @@ class Core:
 
     def _app_started(self, app: AppNode) -> None:
         spec = app.spec
+        local = type(app.peer) is not str
+        if local and type(spec) in self._trivial and (spec.executor is None or spec.executor == "inline"):
+            # Nothing to run and nothing written (a no-op): settled here, with no round trip to the shell, and
+            # its outputs never enter WRITING -- they go from INITIALIZED to COMPLETED when it finishes.
+            self._to_app(app, FINISHED, spec.id)
+            return
         for data in app.outputs:
             if data.state is INITIALIZED and type(data.peer) is not str:
                 self._to_data(data, WRITING, spec.id)
-        if type(app.peer) is str:
-            return  # another node runs it
-        if type(spec) in self._trivial and (spec.executor is None or spec.executor == "inline"):
-            # Nothing to run and nothing written (a no-op): settled here, with no round trip to the shell.
-            self._to_app(app, FINISHED, spec.id)
-        else:
+        if local:
             self.ready.append(app)
 
     def _app_finished(self, app: AppNode) -> None:
@@ -309,8 +310,9 @@ class Core:
         uid = app.spec.id
         skipped = self._skips.pop(uid, None) if self._skips else None
         for data in app.outputs:
-            if data.state is not WRITING:
-                continue
+            state = data.state
+            if state is not WRITING and (state is not INITIALIZED or type(data.peer) is str):
+                continue  # settled already (e.g. in ERROR), or another node's drop
             data.waiting -= 1
             if skipped is None or id(data) not in skipped:
                 data.ok += 1
