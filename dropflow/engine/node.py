@@ -196,9 +196,6 @@ class Node:
         self.post(run)
         return fut.result(timeout)
 
-    def in_owner(self) -> bool:
-        return threading.current_thread() is self._thread
-
     def add_timer(self, delay: float, fn: Callable[..., None], *args: Any) -> None:
         """Owner thread only: run ``fn(*args)`` on the owner thread after ``delay`` seconds."""
         heapq.heappush(self._timers, (time.monotonic() + delay, next(self._seq), fn, args))

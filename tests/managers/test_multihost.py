@@ -146,13 +146,14 @@ def test_island_discovers_nodes_on_three_hosts_and_runs_across_them(hosts, tmp_p
         )
         url = "http://10.77.0.1:8001"
 
-        def discovered() -> bool:
+        def reachable_nodes() -> list[str]:
+            """What the island lists, asked the way a user would, from inside host h1."""
             r = run_in(hosts[0], "nodes", "--to", url, "--token-file", str(token), "--json", timeout=30)
-            return r.returncode == 0 and sorted(
-                n["name"] for n in json.loads(r.stdout) if n["reachable"]
-            ) == ["h1", "h2", "h3"]
+            return (
+                sorted(n["name"] for n in json.loads(r.stdout) if n["reachable"]) if r.returncode == 0 else []
+            )
 
-        poll_for(discovered, timeout=60, interval=0.5)
+        poll_for(lambda: reachable_nodes() == ["h1", "h2", "h3"], timeout=60, interval=0.5)
 
         graph = tmp_path / "graph.json"
         graph.write_bytes(
@@ -229,12 +230,7 @@ def test_island_discovers_nodes_on_three_hosts_and_runs_across_them(hosts, tmp_p
         # A node manager that stops withdraws its announcement, and the island drops it.
         procs[2].send_signal(signal.SIGTERM)
         assert procs[2].wait(30) == 0
-
-        def listed() -> list[str]:
-            r = run_in(hosts[0], "nodes", "--to", url, "--token-file", str(token), "--json", timeout=30)
-            return sorted(n["name"] for n in json.loads(r.stdout)) if r.returncode == 0 else []
-
-        poll_for(lambda: listed() == ["h1", "h2"], timeout=30, interval=0.5)
+        poll_for(lambda: reachable_nodes() == ["h1", "h2"], timeout=30, interval=0.5)
     finally:
         for proc in procs:
             if proc.poll() is None:
