@@ -146,14 +146,12 @@ def test_island_discovers_nodes_on_three_hosts_and_runs_across_them(hosts, tmp_p
         )
         url = "http://10.77.0.1:8001"
 
-        def reachable_nodes() -> list[str]:
-            """What the island lists, asked the way a user would, from inside host h1."""
+        def listed() -> dict[str, bool]:
+            """Every node the island lists, and whether it answers, asked as a user would from host h1."""
             r = run_in(hosts[0], "nodes", "--to", url, "--token-file", str(token), "--json", timeout=30)
-            return (
-                sorted(n["name"] for n in json.loads(r.stdout) if n["reachable"]) if r.returncode == 0 else []
-            )
+            return {n["name"]: n["reachable"] for n in json.loads(r.stdout)} if r.returncode == 0 else {}
 
-        poll_for(lambda: reachable_nodes() == ["h1", "h2", "h3"], timeout=60, interval=0.5)
+        poll_for(lambda: listed() == {"h1": True, "h2": True, "h3": True}, timeout=60, interval=0.5)
 
         graph = tmp_path / "graph.json"
         graph.write_bytes(
@@ -230,7 +228,8 @@ def test_island_discovers_nodes_on_three_hosts_and_runs_across_them(hosts, tmp_p
         # A node manager that stops withdraws its announcement, and the island drops it.
         procs[2].send_signal(signal.SIGTERM)
         assert procs[2].wait(30) == 0
-        poll_for(lambda: reachable_nodes() == ["h1", "h2"], timeout=30, interval=0.5)
+        # Removed from the list, not merely unreachable.
+        poll_for(lambda: listed() == {"h1": True, "h2": True}, timeout=30, interval=0.5)
     finally:
         for proc in procs:
             if proc.poll() is None:
