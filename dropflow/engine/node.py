@@ -9,9 +9,11 @@ concerned then carries out whatever its cascade asked for. Nothing but the owner
 so there are no per-drop locks. Other threads read states (for status and progress) without locking: every
 read is of a single attribute, and a slightly stale snapshot is all a reader needs.
 
-Apps run in a thread pool (the default), in the owner itself (``inline``, for trivial apps), or in a
-:class:`~dropflow.engine.procpool.ProcessPool` whose workers start on first use. Lifespan timers live in a
-heap; the owner sleeps on the queue until the next deadline, so nothing polls.
+Apps run in a :class:`~dropflow.engine.threadpool.ThreadPool` (the default), in the owner itself
+(``inline``, for trivial apps), or in a :class:`~dropflow.engine.procpool.ProcessPool` whose workers start on
+first use -- or with the node, when ``process`` is its default executor. While the node runs, a
+:mod:`~dropflow.engine.reaper` process kills its apps' process groups should the node die. Lifespan timers
+live in a heap; the owner sleeps on the queue until the next deadline, so nothing polls.
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ from typing import Any, TypeVar
 
 from ..drops.apps.base import Outcome
 from ..drops.stores import Store
+from . import reaper
 from .bus import Bus, RemoteEvent, copy_store
 from .procpool import ProcessPool
 from .session import Session
+from .threadpool import ThreadPool
 from .workspace import Workspace, default_root
 
 __all__ = ["Node"]
@@ -66,9 +70,9 @@ class Node:
         self._timers: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
         self._seq = itertools.count()
         self._thread: threading.Thread | None = None
-        self._threads = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="dropflow-app")
-        self._nprocs = processes or os.cpu_count() or 1
-        self._procs: ProcessPool | None = None
+        self._threads = ThreadPool(threads, "dropflow-app")
+        self._procs = ProcessPool(processes or os.cpu_count() or 1, self._proc_done)
+        self._reaper: reaper.Reaper | None = None
         self._proc_callbacks: dict[int, Callable[[Outcome], None]] = {}
         self._task_ids = itertools.count(1)
         #: How this node reaches the others of distributed sessions (None: it runs sessions alone).
@@ -79,6 +83,9 @@ class Node:
     def start(self) -> Node:
         """Start the owner thread; returns once it is taking events."""
         if self._thread is None:
+            self._reaper = reaper.acquire()
+            if self.default_executor == "process":
+                self._procs.start()  # warm workers: no run waits for an interpreter to start
             running = threading.Event()
             self._thread = threading.Thread(
                 target=self._loop, args=(running,), name=f"dropflow-owner-{self.name}"
@@ -102,10 +109,12 @@ class Node:
         self._queue.put(_STOP)
         self._thread.join()
         self._thread = None
-        self._threads.shutdown(wait=True, cancel_futures=True)
-        if self._procs is not None:
-            self._procs.close()
-            self._procs = None
+        # Code that never returns is not waited for beyond the timeout: pool threads are daemons.
+        self._threads.close(max(0.0, deadline - time.monotonic()))
+        self._procs.close(max(1.0, deadline - time.monotonic()))
+        if self._reaper is not None:
+            reaper.release()  # kills any app process group still running
+            self._reaper = None
 
     def __enter__(self) -> Node:
         return self.start()
@@ -233,21 +242,25 @@ class Node:
     def submit_thread(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
         return self._threads.submit(fn, *args)
 
+    def abandon_thread(self, fut: concurrent.futures.Future[Any]) -> bool:
+        """Give up the pool thread of a submitted task (its code may never return): the thread no longer
+        counts against the pool, ``fut`` resolves at once with ``threadpool.Abandoned`` (or is cancelled if
+        it had not started), and whatever the code returns later is discarded. False if it had finished."""
+        return self._threads.abandon(fut)
+
     def submit_process(self, task: Any, done: Callable[[Outcome], None]) -> int:
         """Run a task in a worker process; ``done(outcome)`` is called on the owner thread."""
-        if self._procs is None:
-            self._procs = ProcessPool(self._nprocs, self._proc_done)
         task_id = next(self._task_ids)
         self._proc_callbacks[task_id] = done
         self._procs.submit(task_id, task)
         return task_id
 
     def kill_process(self, task_id: int) -> None:
-        if self._procs is not None:
-            self._procs.kill(task_id)
+        """Kill the worker running the task (never blocks); ``done`` then gets a "cancelled" outcome."""
+        self._procs.kill(task_id)
 
     def worker_pids(self) -> list[int]:
-        return self._procs.pids() if self._procs is not None else []
+        return self._procs.pids()
 
     def _proc_done(self, task_id: int, outcome: Outcome) -> None:
         self.post(self._deliver, task_id, outcome)

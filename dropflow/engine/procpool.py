@@ -5,34 +5,73 @@ Theory of operation
 ``concurrent.futures.ProcessPoolExecutor`` can neither stop one running task nor survive one worker dying
 (the whole pool breaks), and cancelling a session must stop its apps. So each worker process here has a
 pipe and a *slot thread* in the parent that feeds it one task at a time: it sends the task, blocks on the
-reply (no polling), and reports the :class:`Outcome` through the callback. Slots start lazily, up to the
-pool size, and take tasks from one queue. ``kill(task_id)`` SIGKILLs the process running that task; its slot
-thread sees the pipe close, reports the task as killed, and starts a fresh process for the next task. A
-worker that dies on its own (a segfault in user code) fails only its task. Workers ignore SIGINT so that
-Ctrl-C reaches the parent, which cancels cleanly, and exit when their pipe closes, so they never outlive
-the pool. Workers are fresh interpreters running :mod:`dropflow.engine.worker` rather than
-``multiprocessing`` children, so that starting one never re-imports the caller's ``__main__``.
+reply (no polling), and reports the :class:`Outcome` through the callback. Slots take tasks from one queue;
+they start lazily, up to the pool size, or all at once with :meth:`ProcessPool.start` (a *warm* pool: no
+run waits for an interpreter to start and import the engine). Workers outlive the tasks and sessions they
+run; a slot replaces its worker as soon as it dies, so the next task finds a warm one.
+
+Failures stay with their task:
+
+- ``kill(task_id)`` SIGKILLs the process group of the worker running that task and returns at once; the
+  slot thread sees the pipe close, reports the task as cancelled and starts a fresh worker.
+- A worker that dies on its own (``os.abort()``, a segfault in an extension, ``os._exit``) fails only its
+  task, with the signal or exit status in the message.
+- A worker that cannot be started (no file descriptors left, no memory) fails the task with the cause; the
+  slot thread lives on and tries again for the next task.
+
+Nothing outlives the pool or its process. Each worker leads a process group of its own, so killing it kills
+what user code started there too; the group is announced to the group hooks (the node's reaper kills it if
+the node manager dies). The worker also asks the kernel to SIGKILL it when its parent dies
+(``PR_SET_PDEATHSIG``). That signal follows the *thread* that started the process, which is why each slot
+thread starts its own workers and lives as long as the pool. Workers ignore SIGINT so that Ctrl-C reaches
+the parent, which cancels cleanly, and exit when their task pipe closes. They are fresh interpreters running
+:mod:`dropflow.engine.worker` rather than ``multiprocessing`` children, so that starting one never re-imports
+the caller's ``__main__``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 
-from ..drops.apps.base import Outcome, Task
+from ..drops.apps.base import Outcome, Task, group_ended, group_started
 
-__all__ = ["ProcessPool"]
+__all__ = ["ProcessPool", "death"]
+
+log = logging.getLogger(__name__)
 
 Callback = Callable[[int, Outcome], None]
+#: Seconds a worker gets to exit after its pipe closed, before it is killed.
+EXIT_GRACE = 2.0
+
+
+def death(returncode: int) -> str:
+    """How a worker process ended, for an app's error message."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"worker process died of {name}"
+    return f"worker process died (exit status {returncode})"
+
+
+def _popen(argv: list[str], pass_fds: tuple[int, ...]) -> subprocess.Popen[bytes]:
+    """Start one worker; the seam where tests inject failures."""
+    return subprocess.Popen(argv, pass_fds=pass_fds, stdin=subprocess.DEVNULL, start_new_session=True)
 
 
 class _Slot:
-    __slots__ = ("inbox", "killed", "outbox", "proc", "task_id")
+    __slots__ = ("inbox", "killed", "outbox", "proc", "task_id", "thread")
 
     def __init__(self) -> None:
         self.proc: subprocess.Popen[bytes] | None = None
@@ -40,115 +79,189 @@ class _Slot:
         self.outbox: Connection | None = None  # tasks to the worker
         self.task_id: int | None = None
         self.killed = False
+        self.thread: threading.Thread | None = None
 
 
 class ProcessPool:
-    """At most ``size`` worker processes; ``submit`` never blocks, results arrive through ``callback``."""
+    """At most ``size`` worker processes; ``submit`` never blocks, results arrive through ``callback``.
+
+    ``callback(task_id, outcome)`` runs on a slot thread; it must not block for long.
+    """
 
     def __init__(self, size: int, callback: Callback) -> None:
         self.size = max(1, size)
         self._callback = callback
         self._tasks: queue.SimpleQueue[tuple[int, Task] | None] = queue.SimpleQueue()
         self._slots: list[_Slot] = []
-        self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._busy = 0
         self._closed = False
+
+    # -- public ---------------------------------------------------------------------------------------------
+
+    def start(self) -> ProcessPool:
+        """Start every worker now, in the background, rather than on first use."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("process pool is closed")
+            while len(self._slots) < self.size:
+                self._add_slot()
+        return self
 
     def submit(self, task_id: int, task: Task) -> None:
         with self._lock:
             if self._closed:
                 raise RuntimeError("process pool is closed")
             self._busy += 1
-            if len(self._threads) < min(self.size, self._busy):
-                slot = _Slot()
-                self._slots.append(slot)
-                t = threading.Thread(target=self._serve, args=(slot,), name="dropflow-proc", daemon=True)
-                self._threads.append(t)
-                t.start()
+            if len(self._slots) < min(self.size, self._busy):
+                self._add_slot()
         self._tasks.put((task_id, task))
 
     def kill(self, task_id: int) -> bool:
-        """SIGKILL the worker running ``task_id``; True if it was running."""
+        """SIGKILL the worker running ``task_id`` (never blocks); True if it was running."""
         with self._lock:
             for slot in self._slots:
                 if slot.task_id == task_id and slot.proc is not None:
                     slot.killed = True
-                    slot.proc.kill()
-                    slot.proc.wait(5)
+                    # Under the lock: the slot cannot have moved on to another task meanwhile.
+                    _kill_group(slot.proc.pid)
                     return True
         return False
 
     def pids(self) -> list[int]:
+        """The worker processes alive or starting."""
         with self._lock:
             return [s.proc.pid for s in self._slots if s.proc is not None]
 
-    def close(self) -> None:
-        """Stop all workers (killing running tasks) and wait for the slot threads."""
+    def close(self, timeout: float = 10.0) -> bool:
+        """Stop all workers (killing running tasks); True if every slot thread ended within ``timeout``."""
+        deadline = time.monotonic() + timeout
         with self._lock:
             self._closed = True
             for slot in self._slots:
                 if slot.task_id is not None and slot.proc is not None:
                     slot.killed = True
-                    slot.proc.kill()
-            threads = list(self._threads)
-        for _ in threads:
+                    _kill_group(slot.proc.pid)
+            slots = list(self._slots)
+        for _ in slots:
             self._tasks.put(None)
-        for t in threads:
-            t.join()
+        for slot in slots:
+            assert slot.thread is not None
+            slot.thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(s.thread is not None and s.thread.is_alive() for s in slots)
 
-    def _start(self, slot: _Slot) -> None:
-        task_r, task_w = os.pipe()
-        out_r, out_w = os.pipe()
+    # -- slots ----------------------------------------------------------------------------------------------
+
+    def _add_slot(self) -> None:
+        """Under the lock."""
+        slot = _Slot()
+        slot.thread = threading.Thread(target=self._serve, args=(slot,), name="dropflow-proc", daemon=True)
+        self._slots.append(slot)
+        slot.thread.start()
+
+    def _spawn(self, slot: _Slot) -> str | None:
+        """Start the slot's worker (on the slot thread, see PR_SET_PDEATHSIG); the error, if it failed."""
         try:
-            slot.proc = subprocess.Popen(
-                [sys.executable, "-m", "dropflow.engine.worker", str(task_r), str(out_w)],
-                pass_fds=(task_r, out_w),
-                stdin=subprocess.DEVNULL,
-            )
+            task_r, task_w = os.pipe()
+        except OSError as exc:
+            return f"cannot start a worker process: {exc}"
+        try:
+            out_r, out_w = os.pipe()
+        except OSError as exc:
+            os.close(task_r)
+            os.close(task_w)
+            return f"cannot start a worker process: {exc}"
+        argv = [sys.executable, "-m", "dropflow.engine.worker", str(task_r), str(out_w), str(os.getpid())]
+        try:
+            proc = _popen(argv, (task_r, out_w))
+        except (OSError, subprocess.SubprocessError) as exc:
+            os.close(task_w)
+            os.close(out_r)
+            return f"cannot start a worker process: {exc}"
         finally:
             os.close(task_r)
             os.close(out_w)
-        slot.outbox = Connection(task_w, readable=False)
-        slot.inbox = Connection(out_r, writable=False)
-        slot.outbox.send(list(sys.path))
+        group_started(proc.pid)
+        outbox = Connection(task_w, readable=False)
+        inbox = Connection(out_r, writable=False)
+        with self._lock:
+            slot.proc, slot.inbox, slot.outbox = proc, inbox, outbox
+        with contextlib.suppress(OSError):  # died at once: the task sent next finds out and reports how
+            outbox.send(list(sys.path))
+        return None
 
-    def _stop(self, slot: _Slot) -> None:
-        for conn in (slot.outbox, slot.inbox):
+    def _reap(self, slot: _Slot, grace: float = EXIT_GRACE) -> int | None:
+        """Close the slot's pipes and wait for its worker (killing it after ``grace``); its return code."""
+        with self._lock:
+            proc, inbox, outbox = slot.proc, slot.inbox, slot.outbox
+            slot.proc = slot.inbox = slot.outbox = None
+        for conn in (outbox, inbox):
             if conn is not None:
                 conn.close()
-        if slot.proc is not None:
-            try:
-                slot.proc.wait(5)  # the worker exits when its task pipe closes
-            except subprocess.TimeoutExpired:
-                slot.proc.kill()
-                slot.proc.wait()
-        slot.proc = slot.inbox = slot.outbox = None
+        if proc is None:
+            return None
+        try:
+            code = proc.wait(grace)  # an idle worker exits when its task pipe closes
+        except subprocess.TimeoutExpired:
+            _kill_group(proc.pid)
+            code = proc.wait()
+        _kill_group(proc.pid)  # what user code left behind in the worker's group ends with it
+        group_ended(proc.pid)
+        return code
+
+    def _run(self, slot: _Slot, task_id: int, task: Task) -> Outcome:
+        assert slot.inbox is not None and slot.outbox is not None and slot.proc is not None
+        with self._lock:
+            slot.task_id, slot.killed = task_id, False
+        outcome: Outcome | None
+        try:
+            slot.outbox.send(task)
+            outcome = slot.inbox.recv()
+        except (EOFError, OSError):
+            outcome = None  # the worker died, or was killed
+        except Exception as exc:  # the task could not be pickled, or the outcome not unpickled
+            outcome = Outcome.failed(f"cannot exchange the task with a worker process: {exc}")
+        with self._lock:
+            slot.task_id = None  # from here on, kill() leaves this worker alone
+            killed = slot.killed
+        if outcome is not None and not killed:
+            return outcome
+        # Dead, killed, or killed just as it answered (then it is dying: do not hand it the next task).
+        # EOF normally means the worker is dead already; one alive without its pipe is of no use either.
+        code = self._reap(slot, grace=1.0)
+        if killed:
+            return Outcome.failed("cancelled")
+        return Outcome.failed(death(code) if code is not None else "worker process lost")
 
     def _serve(self, slot: _Slot) -> None:
-        while (item := self._tasks.get()) is not None:
-            task_id, task = item
-            if slot.proc is None or slot.proc.poll() is not None:
-                self._stop(slot)
-                self._start(slot)
-            with self._lock:
-                slot.task_id, slot.killed = task_id, False
-            assert slot.inbox is not None and slot.outbox is not None and slot.proc is not None
-            try:
-                slot.outbox.send(task)
-                outcome = slot.inbox.recv()
-            except (EOFError, OSError):
+        try:
+            while True:
+                error = None
+                if slot.proc is None and not self._closed:
+                    error = self._spawn(slot)  # warm up before waiting for work
+                item = self._tasks.get()
+                if item is None:
+                    return
+                task_id, task = item
+                if self._closed:
+                    outcome = Outcome.failed("cancelled: the process pool closed")
+                else:
+                    if slot.proc is not None and slot.proc.poll() is not None:
+                        self._reap(slot)  # died while idle
+                    if slot.proc is None:
+                        error = self._spawn(slot)
+                    outcome = Outcome.failed(error) if error is not None else self._run(slot, task_id, task)
                 with self._lock:
-                    killed = slot.killed
-                code = slot.proc.wait(5)
-                outcome = Outcome.failed(
-                    "cancelled" if killed else f"worker process died (exit status {code})"
-                )
-                self._stop(slot)
-            except Exception as exc:  # the task could not be pickled
-                outcome = Outcome.failed(f"cannot send the task to a worker process: {exc}")
-            with self._lock:
-                slot.task_id = None
-                self._busy -= 1
-            self._callback(task_id, outcome)
-        self._stop(slot)
+                    slot.task_id = None
+                    self._busy -= 1
+                try:
+                    self._callback(task_id, outcome)
+                except Exception:  # the pool's user failed; the slot must keep serving
+                    log.exception("process pool callback failed for task %d", task_id)
+        finally:
+            self._reap(slot)
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)

@@ -1,32 +1,56 @@
-"""The worker process of the process pool: ``python -m dropflow.engine.worker RFD WFD``.
+"""The worker process of the process pool: ``python -m dropflow.engine.worker RFD WFD PARENT_PID``.
 
 Theory of operation
 -------------------
 The pool starts this module as a fresh interpreter (not a fork of the engine, and without importing the
 caller's ``__main__``), with one pipe to read tasks from and one to write outcomes to, framed by
 ``multiprocessing.connection``. The first message is the parent's ``sys.path``, so user modules import the
-same way in both. Then each task is executed and its :class:`Outcome` sent back, until the pipe closes --
-which also happens when the parent dies, so a worker never outlives its engine. SIGINT is ignored: Ctrl-C
-is the parent's to handle.
+same way in both. The worker then imports the app runners at once (warm: the first task does not pay for
+it), and executes each task and sends its :class:`Outcome` back, until the pipe closes.
+
+A worker never outlives its engine: it asks the kernel for SIGKILL when its parent dies
+(``PR_SET_PDEATHSIG``, on Linux), and exits if the parent is already gone by then; and it exits when its
+task pipe closes. SIGINT is ignored: Ctrl-C is the parent's to handle. Its pipes are not inherited by what
+user code starts, so a stray grandchild never holds them open. ``faulthandler`` prints the Python stack of a
+crash (a segfault in an extension) to standard error, which the daemon logs.
 """
 
 from __future__ import annotations
 
+import ctypes
+import faulthandler
+import os
 import signal
 import sys
 from multiprocessing.connection import Connection
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """SIGKILL this process when its parent (the thread that started it) ends; exit now if it has."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died before the request took effect
+        os._exit(0)
 
 
 def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     rfd, wfd = int(argv[0]), int(argv[1])
+    if len(argv) > 2:
+        die_with_parent(int(argv[2]))
+    os.set_inheritable(rfd, False)
+    os.set_inheritable(wfd, False)
+    faulthandler.enable()
     inbox, outbox = Connection(rfd, writable=False), Connection(wfd, readable=False)
     try:
         path = inbox.recv()
     except EOFError:
         return 0
     sys.path[:] = path
-    from ..drops.apps.base import CancelToken, Outcome
+    from ..drops.apps.base import CancelToken, Outcome, format_exception
     from ..drops.kinds import execute
 
     while True:
@@ -34,7 +58,10 @@ def main(argv: list[str]) -> int:
             task = inbox.recv()
         except EOFError:
             return 0
-        outcome = execute(task, CancelToken())
+        try:
+            outcome = execute(task, CancelToken())
+        except BaseException as exc:  # sys.exit() in user code fails its app, not the worker
+            outcome = Outcome.failed(format_exception(exc))
         try:
             outbox.send(outcome)
         except Exception as exc:  # an outcome that cannot be pickled is the app's failure

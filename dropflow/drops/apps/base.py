@@ -9,6 +9,10 @@ picklable data, so the same ``execute`` runs it in the owner loop, in a thread, 
 runner answers with an :class:`Outcome`: success or an error message, the output stores it wrote (a memory
 store carries its bytes back from a worker process), and for a branch the output ports to skip. A
 :class:`CancelToken` lets the owner stop a running app's subprocesses from outside.
+
+Every process group an app starts is also announced to the *group hooks* (:func:`add_group_hook`): the
+engine registers a watchdog there that kills the groups still running if the node manager dies. ``drops``
+never imports the engine, so the engine plugs itself in here rather than the other way round.
 """
 
 from __future__ import annotations
@@ -20,12 +24,25 @@ import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from ..spec import AppSpec
 from ..stores import Store
 
-__all__ = ["AppError", "CancelToken", "InputRef", "Outcome", "OutputRef", "Task", "format_exception"]
+__all__ = [
+    "AppError",
+    "CancelToken",
+    "GroupHook",
+    "InputRef",
+    "Outcome",
+    "OutputRef",
+    "Task",
+    "add_group_hook",
+    "format_exception",
+    "group_ended",
+    "group_started",
+    "remove_group_hook",
+]
 
 
 class AppError(Exception):
@@ -84,6 +101,43 @@ class Outcome:
         return cls(False, error)
 
 
+class GroupHook(Protocol):
+    """Told of every process group an app starts and of its end; must not block and must not raise."""
+
+    def group_started(self, pgid: int) -> None: ...
+
+    def group_ended(self, pgid: int) -> None: ...
+
+
+# Replaced as a whole, never mutated: the per-app path reads it without a lock.
+_group_hooks: tuple[GroupHook, ...] = ()
+_hooks_lock = threading.Lock()
+
+
+def add_group_hook(hook: GroupHook) -> None:
+    global _group_hooks
+    with _hooks_lock:
+        _group_hooks = (*_group_hooks, hook)
+
+
+def remove_group_hook(hook: GroupHook) -> None:
+    global _group_hooks
+    with _hooks_lock:
+        _group_hooks = tuple(h for h in _group_hooks if h is not hook)
+
+
+def group_started(pgid: int) -> None:
+    """A process group of an app now runs (called by runners and pools, from any thread)."""
+    for hook in _group_hooks:
+        hook.group_started(pgid)
+
+
+def group_ended(pgid: int) -> None:
+    """A process group announced with :func:`group_started` is gone (or killed)."""
+    for hook in _group_hooks:
+        hook.group_ended(pgid)
+
+
 class CancelToken:
     """Shared between the owner and one running app: cancel flag and the app's process group."""
 
@@ -107,6 +161,7 @@ class CancelToken:
 
     def attach(self, pgid: int) -> None:
         """Record a started process group; kill it at once if the app was cancelled meanwhile."""
+        group_started(pgid)
         with self._lock:
             self._pgid = pgid
             cancelled = self.cancelled
@@ -119,6 +174,7 @@ class CancelToken:
         if pgid is not None:
             # Stragglers the command left in the background end with the app, so nothing leaks.
             _signal_group(pgid, signal.SIGKILL)
+            group_ended(pgid)
 
     def cancel(self) -> None:
         with self._lock:
