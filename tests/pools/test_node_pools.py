@@ -1,0 +1,96 @@
+"""A node's pools: warm workers across sessions, giving up stuck threads, a bounded close, one reaper."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import poolfuncs
+import pytest
+
+from dropflow.drops import MemorySpec, PythonSpec
+from dropflow.engine import Node, reaper
+from dropflow.engine.threadpool import Abandoned
+
+from conftest import children, poll_for, run, shm_segments
+
+
+@pytest.fixture
+def nodes(workspace_root: str) -> Iterator[Any]:
+    """Nodes made by the test, closed at teardown; nothing they started may remain."""
+    made: list[Node] = []
+    kids, shm = children(), shm_segments()
+
+    def make(**kwargs: Any) -> Node:
+        made.append(Node(workspace_root=workspace_root, **kwargs).start())
+        return made[-1]
+
+    try:
+        yield make
+    finally:
+        poolfuncs.RELEASE.set()  # stuck apps of the test may return now
+        for n in made:
+            n.close()
+        poolfuncs.RELEASE.clear()
+        poll_for(lambda: not [t for t in threading.enumerate() if t.name.startswith("dropflow")], timeout=10)
+        poll_for(lambda: children() <= kids, timeout=10)
+        assert shm_segments() <= shm
+        assert reaper.current() is None
+
+
+def test_process_executor_node_runs_every_session_on_warm_workers(nodes):
+    """With "process" as its default executor, a node starts its workers with itself; sessions reuse them."""
+    node = nodes(processes=2, executor="process")
+    warm = set(poll_for(lambda: len(node.worker_pids()) == 2 and node.worker_pids(), timeout=10))
+    for i in range(3):
+        s = run(
+            node,
+            [
+                PythonSpec(id="p", func="testfuncs:pid", outputs={"out": "v"}),
+                MemorySpec(id="v", persist=True),
+            ],
+            session_id=f"s{i}",
+        )
+        assert s.state == "FINISHED", s.failures()
+        assert s.value("v") in warm
+        node.delete_session(f"s{i}")
+    assert set(node.worker_pids()) == warm
+
+
+def test_a_thread_without_a_node_default_starts_no_workers(nodes):
+    node = nodes(processes=2)
+    assert node.worker_pids() == []
+
+
+def test_abandoned_app_thread_frees_the_nodes_only_thread(nodes):
+    node = nodes(threads=1)
+    stuck = node.submit_thread(poolfuncs.stuck)
+    poll_for(lambda: stuck.running(), timeout=10)
+    assert node.abandon_thread(stuck)
+    with pytest.raises(Abandoned):
+        stuck.result(0)
+    assert node.submit_thread(lambda: "next").result(10) == "next"
+
+
+@pytest.mark.timeout(60)
+def test_close_is_bounded_by_its_timeout_despite_a_stuck_app(nodes, tmp_path):
+    """Node.close(timeout=1) with a Python app that never returns: close returns, it does not wait on it."""
+    node = nodes(threads=2)
+    session = node.create_session("stuck")
+    session.add([PythonSpec(id="p", func="poolfuncs:stuck", executor="thread")])
+    session.deploy()
+    poll_for(lambda: session.drop_state("p") == "RUNNING", timeout=10)
+    node.close(timeout=1)
+
+
+def test_nodes_of_a_process_share_one_reaper(nodes):
+    first = nodes()
+    r = reaper.current()
+    assert r is not None and r.proc.poll() is None
+    second = nodes()
+    assert reaper.current() is r
+    first.close()
+    assert r.proc.poll() is None  # still guards the second node
+    second.close()
+    assert r.proc.returncode == 0 and reaper.current() is None
