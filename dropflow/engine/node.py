@@ -242,11 +242,14 @@ class Node:
     def submit_thread(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
         return self._threads.submit(fn, *args)
 
-    def abandon_thread(self, fut: concurrent.futures.Future[Any]) -> bool:
+    def abandon_thread(
+        self, fut: concurrent.futures.Future[Any], on_return: Callable[[], None] | None = None
+    ) -> bool:
         """Give up the pool thread of a submitted task (its code may never return): the thread no longer
         counts against the pool, ``fut`` resolves at once with ``threadpool.Abandoned`` (or is cancelled if
-        it had not started), and whatever the code returns later is discarded. False if it had finished."""
-        return self._threads.abandon(fut)
+        it had not started), and whatever the code returns later is discarded; ``on_return()`` is called
+        on that thread if it ever does. False if the task had finished."""
+        return self._threads.abandon(fut, on_return)
 
     def submit_process(self, task: Any, done: Callable[[Outcome], None]) -> int:
         """Run a task in a worker process; ``done(outcome)`` is called on the owner thread."""

@@ -12,8 +12,8 @@ code, and a cancelled app may never return (a Python loop cannot be interrupted 
 - :meth:`ThreadPool.abandon` gives up a running task's thread: the thread stops counting (it is renamed
   ``dropflow-app-abandoned-N``), a replacement starts at once if work is waiting, and the task's future is
   resolved at once with :class:`Abandoned`, so whoever waits on it carries on. If the code ever returns,
-  its result is discarded and the thread ends instead of taking more work. A task still queued is simply
-  cancelled.
+  its result is discarded (an optional ``on_return`` callback hears of it, e.g. to clean what it wrote)
+  and the thread ends instead of taking more work. A task still queued is simply cancelled.
 - :meth:`ThreadPool.close` cancels queued tasks, asks idle workers to stop and waits for the busy ones only
   until its timeout: abandoned threads are never waited for.
 
@@ -43,12 +43,13 @@ class Abandoned(concurrent.futures.CancelledError):
 
 
 class _Worker:
-    __slots__ = ("abandoned", "future", "thread")
+    __slots__ = ("abandoned", "future", "on_return", "thread")
 
     def __init__(self) -> None:
         self.thread: threading.Thread | None = None
         self.future: concurrent.futures.Future[Any] | None = None
         self.abandoned = False
+        self.on_return: Callable[[], None] | None = None
 
 
 class ThreadPool:
@@ -79,11 +80,14 @@ class ThreadPool:
             self._adjust()
         return fut
 
-    def abandon(self, future: concurrent.futures.Future[Any]) -> bool:
+    def abandon(
+        self, future: concurrent.futures.Future[Any], on_return: Callable[[], None] | None = None
+    ) -> bool:
         """Give up ``future``'s task: its thread stops counting and its result is discarded.
 
         The future is resolved at once (cancelled if it was still queued, else with :class:`Abandoned`).
-        Returns False if the task had already finished.
+        If the code returns some day, ``on_return()`` is called on its thread. Returns False if the task
+        had already finished (``on_return`` is then never called).
         """
         if future.cancel():
             return True  # still queued: the worker that takes it skips it
@@ -92,6 +96,7 @@ class ThreadPool:
             if worker is None:
                 return False  # finished meanwhile
             worker.abandoned = True
+            worker.on_return = on_return
             self._workers.discard(worker)
             if worker.thread is not None:
                 worker.thread.name = worker.thread.name.replace(self.name, self.name + "-abandoned", 1)
@@ -171,10 +176,17 @@ class ThreadPool:
                 result, error = None, exc
             with self._lock:
                 worker.future = None
-                if worker.abandoned:
-                    return  # given up: discard the result, leave the pool
-                del self._running[fut]
-                self._idle += 1
+                abandoned = worker.abandoned
+                if not abandoned:
+                    del self._running[fut]
+                    self._idle += 1
+            if abandoned:  # given up: discard the result, leave the pool
+                if worker.on_return is not None:
+                    try:
+                        worker.on_return()
+                    except Exception:
+                        log.exception("on_return of an abandoned task failed")
+                return
             if error is None:
                 fut.set_result(result)
             else:

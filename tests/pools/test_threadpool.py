@@ -78,8 +78,9 @@ def test_abandoned_threads_free_their_capacity(release):
     for _ in range(4):
         assert running.acquire(timeout=10)
     waiting = pool.submit(lambda: "waited")  # queued behind the stuck ones
+    returned = threading.Semaphore(0)
     for f in stuck_futures:
-        assert pool.abandon(f)
+        assert pool.abandon(f, on_return=returned.release)
         with pytest.raises(Abandoned):
             f.result(0)  # resolved at once: nobody waits on the stuck code
     assert waiting.result(10) == "waited"  # a replacement started for it
@@ -87,6 +88,8 @@ def test_abandoned_threads_free_their_capacity(release):
     assert pool.submit(lambda: "fresh").result(10) == "fresh"
     # The stuck code returning later changes nothing: its result is discarded and its thread ends.
     release.set()
+    for _ in range(4):
+        assert returned.acquire(timeout=10)  # told, e.g. to clean what the late code wrote
     poll_for(lambda: not [t for t in app_threads() if "abandoned" in t.name], timeout=10)
     assert all(isinstance(f.exception(0), Abandoned) for f in stuck_futures)
     assert pool.threads() <= 4
