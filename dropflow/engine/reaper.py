@@ -10,7 +10,8 @@ writes ``+PGID`` when an app's group starts and ``-PGID`` when it is gone -- a f
 small atomic write, fed by the group hooks of :mod:`dropflow.drops.apps.base` (which
 :class:`~dropflow.drops.apps.base.CancelToken` and the process pool call). When the pipe reaches end of
 file -- the parent closed it, or died, which the kernel turns into the same thing -- the reaper SIGKILLs
-every group still registered and exits.
+every group still registered, and every process left in those groups' sessions (MPI ranks in groups of
+their own), and exits.
 
 The reaper runs in a session of its own, so that Ctrl-C at a terminal or a kill of the manager's process
 group does not take it down with the manager; it ignores SIGINT anyway. The pipe's write end is never
@@ -43,10 +44,50 @@ def watch(fd: int = 0) -> int:
                 groups.add(int(line[1:]))
             elif line[:1] == b"-":
                 groups.discard(int(line[1:]))
-    for pgid in groups:
+    kill_all(groups)
+    return 0
+
+
+def kill_all(leaders: set[int]) -> None:
+    """SIGKILL the process groups led by ``leaders``, and every process still in their sessions.
+
+    An app's group leader also leads a session (``start_new_session``), and some launchers move their
+    children to process groups of their own within that session (Open MPI puts each rank in one), so a
+    group kill alone would orphan them: the processes of the sessions are found in ``/proc`` and killed
+    one by one, over a few passes in case one forked meanwhile.
+    """
+    for pgid in leaders:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
-    return 0
+    for _ in range(3):
+        if not _kill_members(leaders):
+            break
+
+
+def _kill_members(leaders: set[int]) -> bool:
+    """One pass over /proc: kill the live processes in a group or session of ``leaders``; any found?"""
+    found = False
+    try:
+        entries = os.listdir("/proc")
+    except OSError:  # no procfs: the group kills are all there is
+        return False
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # "pid (comm) state ppid pgrp session ...": comm may hold spaces and parentheses.
+        fields = stat[stat.rindex(b")") + 2 :].split()
+        if fields[0] == b"Z":
+            continue
+        if int(fields[2]) in leaders or int(fields[3]) in leaders:
+            found = True
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(entry), signal.SIGKILL)
+    return found
 
 
 if __name__ == "__main__":  # the reaper process: stop here, before importing anything else

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 
@@ -10,9 +11,10 @@ import psutil
 import pytest
 
 from dropflow.drops import PythonSpec, ShellSpec
+from dropflow.drops.apps.mpi import MpiSpec
 from dropflow.managers.client import RestClient
 
-from conftest import HERE, poll_for
+from conftest import HERE, poll_for, require
 
 sys.path.insert(0, os.path.join(HERE, "managers"))
 from daemons import start
@@ -38,10 +40,13 @@ def cmdline(p: psutil.Process) -> str:
 @pytest.mark.timeout(180)
 def test_sigkilled_node_manager_leaves_no_app_process(tmp_path):
     """
-    A node manager runs a shell app (`sleep 1000`, in a process group of its own) and a Python app that
-    never returns, in a worker process. The manager -- gunicorn's master and its worker, which hosts the
-    node -- is SIGKILLed: within 5 s the shell command, the worker process and the reaper are gone.
+    A node manager runs a shell app (`sleep 1000`, in a process group of its own), a Python app that never
+    returns, in a worker process, and an Open MPI app of 2 `sleep 1000` ranks (Open MPI puts each rank in a
+    process group of its own). The manager -- gunicorn's master and its worker, which hosts the node -- is
+    SIGKILLed: within 5 s the shell command, the worker process, mpirun, its ranks and the reaper are gone.
     """
+    mpirun = "mpirun.openmpi"
+    require("Open MPI", shutil.which(mpirun) is not None, f"{mpirun} on PATH")
     logs = tmp_path / "logs"
     logs.mkdir()
     daemon = start(
@@ -63,13 +68,14 @@ def test_sigkilled_node_manager_leaves_no_app_process(tmp_path):
             [
                 ShellSpec(id="sh", command="sleep 1000"),
                 PythonSpec(id="py", func="poolfuncs:forever", executor="process"),
+                MpiSpec(id="mpi", command="sleep 1000", ranks=2, launcher="mpirun", mpirun=mpirun),
             ],
         )
         client.deploy("x")
 
         def running() -> bool:
             states = client.graph_status("x")
-            return all(states.get(uid, {}).get("status") == "RUNNING" for uid in ("sh", "py"))
+            return all(states.get(uid, {}).get("status") == "RUNNING" for uid in ("sh", "py", "mpi"))
 
         poll_for(running, timeout=30)
         master = psutil.Process(daemon.proc.pid)
@@ -77,7 +83,7 @@ def test_sigkilled_node_manager_leaves_no_app_process(tmp_path):
         def started() -> list[psutil.Process]:  # RUNNING is said just before the processes start
             descendants = master.children(recursive=True)
             lines = [cmdline(p) for p in descendants]
-            ready = "sleep 1000" in lines and any("dropflow.engine.worker" in line for line in lines)
+            ready = lines.count("sleep 1000") == 3 and any("dropflow.engine.worker" in line for line in lines)
             return descendants if ready else []
 
         descendants = poll_for(started, timeout=30)
