@@ -23,8 +23,9 @@ Nothing outlives the pool or its process. Each worker leads a process group of i
 what user code started there too; the group is announced to the group hooks (the node's reaper kills it if
 the node manager dies). The worker also asks the kernel to SIGKILL it when its parent dies
 (``PR_SET_PDEATHSIG``). That signal follows the *thread* that started the process, which is why each slot
-thread starts its own workers and lives as long as the pool. Workers ignore SIGINT so that Ctrl-C reaches
-the parent, which cancels cleanly, and exit when their task pipe closes. They are fresh interpreters running
+thread starts its own workers and lives as long as the pool. A slot done with a worker (dead, killed, or
+at close) kills its group, then reaps it. Workers ignore SIGINT so that Ctrl-C reaches the parent, which
+cancels cleanly, and exit when their task pipe closes. They are fresh interpreters running
 :mod:`dropflow.engine.worker` rather than ``multiprocessing`` children, so that starting one never re-imports
 the caller's ``__main__``.
 """
@@ -50,8 +51,6 @@ __all__ = ["ProcessPool", "death"]
 log = logging.getLogger(__name__)
 
 Callback = Callable[[int, Outcome], None]
-#: Seconds a worker gets to exit after its pipe closed, before it is killed.
-EXIT_GRACE = 2.0
 
 
 def death(returncode: int) -> str:
@@ -190,8 +189,13 @@ class ProcessPool:
             outbox.send(list(sys.path))
         return None
 
-    def _reap(self, slot: _Slot, grace: float = EXIT_GRACE) -> int | None:
-        """Close the slot's pipes and wait for its worker (killing it after ``grace``); its return code."""
+    def _reap(self, slot: _Slot) -> int | None:
+        """Close the slot's pipes, kill its worker's process group and reap the worker; its return code.
+
+        The group is killed before the worker is reaped: until then the worker's pid, which is the group's
+        id, cannot be reused, so the kill never reaches an unrelated process. A worker that died on its own
+        keeps its status; what user code left in its group ends with it.
+        """
         with self._lock:
             proc, inbox, outbox = slot.proc, slot.inbox, slot.outbox
             slot.proc = slot.inbox = slot.outbox = None
@@ -200,12 +204,8 @@ class ProcessPool:
                 conn.close()
         if proc is None:
             return None
-        try:
-            code = proc.wait(grace)  # an idle worker exits when its task pipe closes
-        except subprocess.TimeoutExpired:
-            _kill_group(proc.pid)
-            code = proc.wait()
-        _kill_group(proc.pid)  # what user code left behind in the worker's group ends with it
+        _kill_group(proc.pid)
+        code = proc.wait()
         group_ended(proc.pid)
         return code
 
@@ -228,10 +228,19 @@ class ProcessPool:
             return outcome
         # Dead, killed, or killed just as it answered (then it is dying: do not hand it the next task).
         # EOF normally means the worker is dead already; one alive without its pipe is of no use either.
-        code = self._reap(slot, grace=1.0)
+        code = self._reap(slot)
         if killed:
             return Outcome.failed("cancelled")
         return Outcome.failed(death(code) if code is not None else "worker process lost")
+
+    def _handle(self, slot: _Slot, task_id: int, task: Task, error: str | None) -> Outcome:
+        if self._closed:
+            return Outcome.failed("cancelled: the process pool closed")
+        if slot.proc is not None and slot.proc.poll() is not None:
+            self._reap(slot)  # died while idle
+        if slot.proc is None:
+            error = self._spawn(slot)
+        return Outcome.failed(error) if error is not None else self._run(slot, task_id, task)
 
     def _serve(self, slot: _Slot) -> None:
         try:
@@ -243,14 +252,12 @@ class ProcessPool:
                 if item is None:
                     return
                 task_id, task = item
-                if self._closed:
-                    outcome = Outcome.failed("cancelled: the process pool closed")
-                else:
-                    if slot.proc is not None and slot.proc.poll() is not None:
-                        self._reap(slot)  # died while idle
-                    if slot.proc is None:
-                        error = self._spawn(slot)
-                    outcome = Outcome.failed(error) if error is not None else self._run(slot, task_id, task)
+                try:
+                    outcome = self._handle(slot, task_id, task, error)
+                except Exception as exc:  # a bug here must fail the task, not silence the slot
+                    log.exception("process pool: task %d", task_id)
+                    outcome = Outcome.failed(f"process pool failed: {type(exc).__name__}: {exc}")
+                    self._reap(slot)
                 with self._lock:
                     slot.task_id = None
                     self._busy -= 1
