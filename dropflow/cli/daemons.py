@@ -19,8 +19,8 @@ from typing import Any
 
 import psutil
 
-from .cli import UsageError, command, integer, read_token
-from .engine.workspace import default_root
+from ..engine.workspace import default_root
+from .common import UsageError, command, integer, read_token
 
 __all__ = ["wait_healthy"]
 
@@ -65,7 +65,7 @@ def _name(args: argparse.Namespace) -> str:
 
 
 def _serve(args: argparse.Namespace, factory: Any, token: str | None) -> int:
-    from .managers.serve import ManagerApplication
+    from ..managers.serve import ManagerApplication
 
     ManagerApplication(factory, args.host, args.port, token, args.log_level, args.threads).run()
     return 0
@@ -102,16 +102,16 @@ def _nm_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-@command("nm", "run a node manager daemon", _nm_args)
+@command("nm", _nm_args)
 def cmd_nm(args: argparse.Namespace) -> int:
     token = _token(args)
     name = _name(args)
     workspace = args.workspace or os.path.join(default_root(), name.replace(":", "-"))
 
     def factory() -> Any:
-        from .managers.node_manager import NodeManager
-        from .managers.serve import Started
-        from .managers.zmqbus import ZmqBus
+        from ..managers.node_manager import NodeManager
+        from ..managers.serve import Started
+        from ..managers.zmqbus import ZmqBus
 
         nm = NodeManager(
             name,
@@ -127,7 +127,7 @@ def cmd_nm(args: argparse.Namespace) -> int:
         nm.start()
         closers = [nm.close, bus.close]
         if args.announce:
-            from .managers.discovery import Announcer
+            from ..managers.discovery import Announcer
 
             announcer = Announcer(name, args.advertise or args.host, args.port, args.interface or None)
             closers.insert(0, announcer.close)
@@ -192,10 +192,10 @@ def _island_factory(args: argparse.Namespace, token: str | None, master: bool) -
     name = _name(args)
 
     def factory() -> Any:
-        from .managers.client import RestClient
-        from .managers.island import DataIslandManager
-        from .managers.master import MasterManager
-        from .managers.serve import Started
+        from ..managers.client import RestClient
+        from ..managers.island import DataIslandManager
+        from ..managers.master import MasterManager
+        from ..managers.serve import Started
 
         cls = MasterManager if master else DataIslandManager
         manager = cls(name)
@@ -210,7 +210,7 @@ def _island_factory(args: argparse.Namespace, token: str | None, master: bool) -
                 continue
             manager.add_node(RestClient(url, name=info["name"], token=token))
         if getattr(args, "discover", False):
-            from .managers.discovery import Browser
+            from ..managers.discovery import Browser
 
             browser = Browser(
                 lambda n, u: manager.add_node(RestClient(u, name=n, token=token)),
@@ -223,15 +223,13 @@ def _island_factory(args: argparse.Namespace, token: str | None, master: bool) -
     return factory
 
 
-@command(
-    "dim", "run a data island manager daemon over node managers", lambda p: _island_args(p, 8001, "nodes")
-)
+@command("dim", lambda p: _island_args(p, 8001, "nodes"))
 def cmd_dim(args: argparse.Namespace) -> int:
     token = _token(args)
     return _serve(args, _island_factory(args, token, master=False), token)
 
 
-@command("mm", "run a master manager daemon over island managers", lambda p: _island_args(p, 8002, "islands"))
+@command("mm", lambda p: _island_args(p, 8002, "islands"))
 def cmd_mm(args: argparse.Namespace) -> int:
     token = _token(args)
     return _serve(args, _island_factory(args, token, master=True), token)
@@ -267,7 +265,7 @@ def _state_file(args: argparse.Namespace) -> str:
     return os.path.join(args.dir, "cluster.json")
 
 
-@command("cluster", "start or stop a local cluster: an island manager and N node managers", _cluster_args)
+@command("cluster", _cluster_args)
 def cmd_cluster(args: argparse.Namespace) -> int:
     path = _state_file(args)
     if args.action == "status":
