@@ -11,6 +11,7 @@ import sys
 import psutil
 import pytest
 
+from dropflow.cli import COMMANDS, main
 from dropflow.drops import MemorySpec, NoopSpec, PythonSpec, ShellSpec
 
 from conftest import poll_for, write_graph
@@ -150,3 +151,49 @@ def test_ctrl_c_cancels_running_apps_and_cleans_up(tmp_path):
     assert "CANCELLED" in out and "Traceback" not in err
     assert not psutil.pid_exists(sleeper.pid) or sleeper.status() == psutil.STATUS_ZOMBIE
     assert not (ws / "interrupted").exists()
+
+
+def test_help_lists_every_command_without_loading_them(tmp_path):
+    """Scenario: ``dropflow --help`` lists every command of the index, yet imports none of the command
+    modules and nothing of numpy or the engine (they cost half a second); ``dropflow run --help`` loads
+    only the run module, and not the engine either."""
+    probe = (
+        "import sys\n"
+        "from dropflow.cli import main\n"
+        "try:\n"
+        "    main(sys.argv[1:])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith(('dropflow.', 'numpy')))\n"
+        "print('LOADED', ' '.join(loaded))\n"
+    )
+
+    def loaded(*args: str) -> tuple[str, set[str]]:
+        result = subprocess.run(
+            [sys.executable, "-c", probe, *args],
+            cwd=str(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        text, _, modules = result.stdout.rpartition("LOADED")
+        return text, set(modules.split())
+
+    text, modules = loaded("--help")
+    assert all(f"    {name}" in text for name in COMMANDS)
+    assert modules == {"dropflow.cli", "dropflow.cli.common"}
+    text, modules = loaded("run", "--help")
+    assert "--threads N" in text
+    assert modules == {"dropflow.cli", "dropflow.cli.common", "dropflow.cli.run"}
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_every_command_of_the_index_is_registered_by_its_module(name, capsys):
+    """Scenario: each command of the index gets its arguments from the module the index names: its --help
+    shows the index's help and more arguments than -h. An entry its module does not register fails."""
+    with pytest.raises(SystemExit) as stop:
+        main([name, "--help"])
+    assert stop.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())  # as argparse wraps it to the terminal's width
+    assert COMMANDS[name][1] in out and not out.startswith(f"usage: dropflow {name} [-h] {COMMANDS[name][1]}")

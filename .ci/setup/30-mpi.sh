@@ -4,5 +4,9 @@
 # srun --mpi=pmi2 on the emulated Slurm nodes without further setup.
 set -euo pipefail
 apt-get install -y -qq --no-install-recommends openmpi-bin libopenmpi-dev mpich libmpich-dev >/dev/null
-mpirun.openmpi --version | head -1
-mpirun.mpich --version | head -2 | tail -1
+# Capture each version text whole, then print the line wanted: piped into head, the writer could die of SIGPIPE
+# when head exits first, and pipefail turned that into a failed setup (~7% of runs).
+openmpi_version=$(mpirun.openmpi --version)
+mpich_version=$(mpirun.mpich --version)
+sed -n 1p <<<"$openmpi_version"
+sed -n 2p <<<"$mpich_version"

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from dropflow.cli_daemons import wait_healthy
+from dropflow.deploy.localcluster import wait_healthy
 
 
 def free_port() -> int:

@@ -16,12 +16,12 @@ import sys
 import time
 from collections import Counter
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, command, params, read_token
-from .drops.spec import DropSpec
-from .engine.workspace import check_session_id
-from .loading import read_graph_bytes
+from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, command, params, read_token
+
+if TYPE_CHECKING:
+    from ..drops.spec import DropSpec
 
 __all__: list[str] = []
 
@@ -41,7 +41,7 @@ def _client_args(p: argparse.ArgumentParser) -> None:
 
 
 def _client(args: argparse.Namespace) -> Any:
-    from .managers.client import RestClient
+    from ..managers.client import RestClient
 
     if not args.to.startswith(("http://", "https://")):
         raise UsageError(f"--to {args.to!r} is not an http:// URL")
@@ -72,7 +72,7 @@ def _placed(client: Any, role: str, data: bytes, params: dict[str, str], algorit
     """The graph's specs, placed on the manager's nodes (and islands) where they are not already."""
     import msgspec
 
-    from .translator import read, translate
+    from ..translator import read, translate
 
     r = read(data, params)
     if role == "nm":
@@ -131,8 +131,11 @@ def _print_summary(summary: dict[str, Any], url: str) -> None:
             print(f"      {line}")
 
 
-@command("submit", "submit a graph to a running manager (and with --wait, follow it)", _submit_args)
+@command("submit", _submit_args)
 def cmd_submit(args: argparse.Namespace) -> int:
+    from ..engine.workspace import check_session_id
+    from ..loading import read_graph_bytes
+
     client = _client(args)
     data = read_graph_bytes(args.graph)
     info = client.info()
@@ -188,7 +191,7 @@ def _session_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
-@command("status", "show a session's state, drops by state and failures", _session_args)
+@command("status", _session_args)
 def cmd_status(args: argparse.Namespace) -> int:
     summary = _client(args).summary(args.session)
     if args.json:
@@ -198,7 +201,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-@command("cancel", "cancel a session", _session_args)
+@command("cancel", _session_args)
 def cmd_cancel(args: argparse.Namespace) -> int:
     client = _client(args)
     client.cancel(args.session)
@@ -211,7 +214,7 @@ def _nodes_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
-@command("nodes", "list the node managers (or islands) of a manager", _nodes_args)
+@command("nodes", _nodes_args)
 def cmd_nodes(args: argparse.Namespace) -> int:
     rows = _client(args).nodes()
     if args.json:
@@ -239,7 +242,7 @@ def _sessions_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
-@command("sessions", "list sessions, or a session's drops by state (like Balsam's job ls)", _sessions_args)
+@command("sessions", _sessions_args)
 def cmd_sessions(args: argparse.Namespace) -> int:
     client = _client(args)
     if args.session is None:

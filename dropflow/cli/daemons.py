@@ -1,40 +1,24 @@
 """``dropflow nm|dim|mm`` (the daemons, under gunicorn) and ``dropflow cluster up|down`` (a local cluster).
 
 Secure by default: daemons bind to loopback; binding elsewhere needs a shared token (``--token-file`` or
-``$DROPFLOW_TOKEN``), which then guards the REST API and the bus, unless ``--no-auth`` says otherwise.
+``$DROPFLOW_TOKEN``), which then guards the REST API and the bus, unless ``--no-auth`` says otherwise. The
+local cluster itself is :mod:`dropflow.deploy.localcluster`; ``cluster`` only parses its arguments.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import signal
 import socket
-import subprocess
 import sys
-import threading
-import time
 from typing import Any
 
-import psutil
+from .common import UsageError, command, integer, read_token
+from .common import port_number as _port
 
-from .cli import UsageError, command, integer, read_token
-from .engine.workspace import default_root
-
-__all__ = ["wait_healthy"]
+__all__ = ["cmd_cluster", "cmd_dim", "cmd_mm", "cmd_nm"]
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{value} is not a port number (0-65535)")
-    return value
 
 
 def _common(p: argparse.ArgumentParser, port: int) -> None:
@@ -65,7 +49,7 @@ def _name(args: argparse.Namespace) -> str:
 
 
 def _serve(args: argparse.Namespace, factory: Any, token: str | None) -> int:
-    from .managers.serve import ManagerApplication
+    from ..managers.serve import ManagerApplication
 
     ManagerApplication(factory, args.host, args.port, token, args.log_level, args.threads).run()
     return 0
@@ -102,16 +86,18 @@ def _nm_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-@command("nm", "run a node manager daemon", _nm_args)
+@command("nm", _nm_args)
 def cmd_nm(args: argparse.Namespace) -> int:
+    from ..engine.workspace import default_root
+
     token = _token(args)
     name = _name(args)
     workspace = args.workspace or os.path.join(default_root(), name.replace(":", "-"))
 
     def factory() -> Any:
-        from .managers.node_manager import NodeManager
-        from .managers.serve import Started
-        from .managers.zmqbus import ZmqBus
+        from ..managers.node_manager import NodeManager
+        from ..managers.serve import Started
+        from ..managers.zmqbus import ZmqBus
 
         nm = NodeManager(
             name,
@@ -127,7 +113,7 @@ def cmd_nm(args: argparse.Namespace) -> int:
         nm.start()
         closers = [nm.close, bus.close]
         if args.announce:
-            from .managers.discovery import Announcer
+            from ..managers.discovery import Announcer
 
             announcer = Announcer(name, args.advertise or args.host, args.port, args.interface or None)
             closers.insert(0, announcer.close)
@@ -165,25 +151,6 @@ def _urls(text: str, option: str) -> list[str]:
     return urls
 
 
-def wait_healthy(url: str, timeout: float, token: str | None = None) -> dict[str, Any] | None:
-    """The manager's health answer, once it gives one; None if it did not within ``timeout``."""
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    while True:
-        try:
-            resp = httpx.get(f"{url}/api/health", timeout=2.0, headers=headers)
-            if resp.status_code == 200:
-                return dict(resp.json())
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            return None
-        pause.wait(0.1)
-
-
 def _island_factory(args: argparse.Namespace, token: str | None, master: bool) -> Any:
     members = "islands" if master else "nodes"
     urls = _urls(getattr(args, members), members)
@@ -192,10 +159,11 @@ def _island_factory(args: argparse.Namespace, token: str | None, master: bool) -
     name = _name(args)
 
     def factory() -> Any:
-        from .managers.client import RestClient
-        from .managers.island import DataIslandManager
-        from .managers.master import MasterManager
-        from .managers.serve import Started
+        from ..deploy.localcluster import wait_healthy
+        from ..managers.client import RestClient
+        from ..managers.island import DataIslandManager
+        from ..managers.master import MasterManager
+        from ..managers.serve import Started
 
         cls = MasterManager if master else DataIslandManager
         manager = cls(name)
@@ -210,7 +178,7 @@ def _island_factory(args: argparse.Namespace, token: str | None, master: bool) -
                 continue
             manager.add_node(RestClient(url, name=info["name"], token=token))
         if getattr(args, "discover", False):
-            from .managers.discovery import Browser
+            from ..managers.discovery import Browser
 
             browser = Browser(
                 lambda n, u: manager.add_node(RestClient(u, name=n, token=token)),
@@ -223,15 +191,13 @@ def _island_factory(args: argparse.Namespace, token: str | None, master: bool) -
     return factory
 
 
-@command(
-    "dim", "run a data island manager daemon over node managers", lambda p: _island_args(p, 8001, "nodes")
-)
+@command("dim", lambda p: _island_args(p, 8001, "nodes"))
 def cmd_dim(args: argparse.Namespace) -> int:
     token = _token(args)
     return _serve(args, _island_factory(args, token, master=False), token)
 
 
-@command("mm", "run a master manager daemon over island managers", lambda p: _island_args(p, 8002, "islands"))
+@command("mm", lambda p: _island_args(p, 8002, "islands"))
 def cmd_mm(args: argparse.Namespace) -> int:
     token = _token(args)
     return _serve(args, _island_factory(args, token, master=True), token)
@@ -250,105 +216,33 @@ def _cluster_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for daemons (default 60)")
 
 
-def _start(argv: list[str], log_path: str) -> int:
-    log = open(log_path, "ab")  # noqa: SIM115  (the daemon keeps the file after we return)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dropflow", *argv],
-        stdout=log,
-        stderr=log,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    log.close()
-    return proc.pid
-
-
-def _state_file(args: argparse.Namespace) -> str:
-    return os.path.join(args.dir, "cluster.json")
-
-
-@command("cluster", "start or stop a local cluster: an island manager and N node managers", _cluster_args)
+@command("cluster", _cluster_args)
 def cmd_cluster(args: argparse.Namespace) -> int:
-    path = _state_file(args)
+    from ..deploy import localcluster
+
     if args.action == "status":
-        if not os.path.exists(path):
+        cluster = localcluster.read_state(args.dir)
+        if cluster is None:
             print("no cluster")
             return 1
-        with open(path) as f:
-            state = json.load(f)
-        alive = [pid for pid in state["pids"] if psutil.pid_exists(pid)]
-        print(f"island manager {state['url']}; {len(alive)}/{len(state['pids'])} daemons running")
-        return 0 if len(alive) == len(state["pids"]) else 1
-    if args.action == "down":
-        return _cluster_down(args, path)
-    if os.path.exists(path):
-        raise UsageError(f"a cluster is already up ({path}); run 'dropflow cluster down' first")
-    os.makedirs(os.path.join(args.dir, "logs"), exist_ok=True)
-    workspace = args.workspace or os.path.abspath(os.path.join(args.dir, "workspace"))
-    pids: list[int] = []
-    node_urls = []
+        alive = cluster.alive()
+        print(f"island manager {cluster.url}; {len(alive)}/{len(cluster.pids)} daemons running")
+        return 0 if len(alive) == len(cluster.pids) else 1
     try:
-        for i in range(args.nodes):
-            port = args.node_port + i
-            pids.append(
-                _start(
-                    [
-                        "nm",
-                        "--port",
-                        str(port),
-                        "--name",
-                        f"node-{i}",
-                        "--workspace",
-                        os.path.join(workspace, f"node-{i}"),
-                    ],
-                    os.path.join(args.dir, "logs", f"nm-{i}.log"),
-                )
+        if args.action == "down":
+            cluster, killed = localcluster.down(args.dir, args.timeout)
+            print(
+                f"stopped {len(cluster.pids)} daemons"
+                + (f" ({len(killed)} had to be killed)" if killed else "")
             )
-            node_urls.append(f"http://127.0.0.1:{port}")
-        for url in node_urls:
-            if wait_healthy(url, args.timeout) is None:
-                raise UsageError(f"node manager {url} did not start; see {args.dir}/logs")
-        url = f"http://127.0.0.1:{args.port}"
-        pids.append(
-            _start(
-                ["dim", "--port", str(args.port), "--name", "island", "--nodes", ",".join(node_urls)],
-                os.path.join(args.dir, "logs", "dim.log"),
-            )
+            return 0
+        cluster = localcluster.up(
+            args.dir, args.nodes, args.port, args.node_port, args.workspace, args.timeout
         )
-        if wait_healthy(url, args.timeout) is None:
-            raise UsageError(f"island manager {url} did not start; see {args.dir}/logs/dim.log")
-    except BaseException:
-        _stop(pids, 30)
-        raise
-    with open(path, "w") as f:
-        json.dump({"url": url, "nodes": node_urls, "pids": pids}, f, indent=2)
+    except localcluster.ClusterError as exc:
+        raise UsageError(str(exc)) from None
     print(
-        f"island manager {url} over {args.nodes} node managers; submit with: dropflow submit GRAPH --to {url}"
+        f"island manager {cluster.url} over {args.nodes} node managers; "
+        f"submit with: dropflow submit GRAPH --to {cluster.url}"
     )
-    return 0
-
-
-def _stop(pids: list[int], timeout: float) -> list[int]:
-    procs = []
-    for pid in pids:
-        try:
-            proc = psutil.Process(pid)
-            proc.send_signal(signal.SIGTERM)
-            procs.append(proc)
-        except psutil.NoSuchProcess:
-            pass
-    _gone, alive = psutil.wait_procs(procs, timeout=timeout)
-    for proc in alive:
-        proc.kill()
-    return [p.pid for p in alive]
-
-
-def _cluster_down(args: argparse.Namespace, path: str) -> int:
-    if not os.path.exists(path):
-        raise UsageError(f"no cluster state in {path}")
-    with open(path) as f:
-        state = json.load(f)
-    killed = _stop(list(reversed(state["pids"])), args.timeout)
-    os.unlink(path)
-    print(f"stopped {len(state['pids'])} daemons" + (f" ({len(killed)} had to be killed)" if killed else ""))
     return 0

@@ -4,6 +4,9 @@ A thin shell over :mod:`dropflow.deploy`: ``submit`` checks every argument, the 
 anything is written or submitted, then prints the job id (and with ``--wait`` follows the job to its end);
 ``status`` prints the report the job wrote, or the scheduler's state while there is none yet. Exit status:
 0 when the session FINISHED (or the job has not ended yet), 1 when it did not, 2 for bad arguments.
+
+The parser needs :mod:`dropflow.deploy.job`'s defaults and template variables, so this module imports it
+when loaded -- which :mod:`dropflow.cli` does only for ``dropflow slurm``.
 """
 
 from __future__ import annotations
@@ -14,10 +17,10 @@ import os
 import sys
 import threading
 
-from .cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, command, integer, params
-from .deploy import job as jobs
-from .deploy.report import format_summary, read_report
-from .deploy.slurm import JobInfo, JobState, SchedulerError, SlurmProvider
+from ..deploy import job as jobs
+from ..deploy.report import format_summary, read_report
+from ..deploy.slurm import JobInfo, JobState, SchedulerError, SlurmProvider
+from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, command, integer, params
 
 __all__ = ["cmd_slurm"]
 
@@ -176,7 +179,7 @@ def _status(args: argparse.Namespace, provider: SlurmProvider) -> int:
     return _show(args.job_id, job_dir, info, args.json)
 
 
-@command("slurm", "run graphs as Slurm jobs: submit, status, cancel", _add_args)
+@command("slurm", _add_args)
 def cmd_slurm(args: argparse.Namespace) -> int:
     provider = SlurmProvider()
     try:

@@ -4,6 +4,9 @@ Each command reads one graph file, calls the pure functions of :mod:`dropflow.tr
 native physical graph (``-o FILE``, or standard output). A one-line summary goes to standard error, so the
 graph can be piped. Bad arguments and bad graphs raise :class:`~dropflow.cli.UsageError` or
 :class:`~dropflow.drops.errors.GraphError`, which ``dropflow``'s main turns into one message and exit 2.
+
+The parser needs the translator's algorithm names, so this module imports the translator (and with it
+numpy) when loaded -- which :mod:`dropflow.cli` does only for these commands.
 """
 
 from __future__ import annotations
@@ -13,10 +16,10 @@ import os
 import sys
 import time
 
-from .cli import UsageError, command, integer, params
-from .drops.graph import encode_physical
-from .loading import read_graph_bytes
-from .translator import ALGORITHMS, Read, place, read, translate
+from ..drops.graph import encode_physical
+from ..loading import read_graph_bytes
+from ..translator import ALGORITHMS, Read, place, read, translate
+from .common import UsageError, command, integer, params
 
 __all__ = ["cmd_map", "cmd_partition", "cmd_translate", "cmd_unroll"]
 
@@ -162,7 +165,7 @@ def _translate_args(p: argparse.ArgumentParser) -> None:
     _map_args(p, required=False)
 
 
-@command("translate", "translate a logical graph into a partitioned, mapped physical graph", _translate_args)
+@command("translate", _translate_args)
 def cmd_translate(args: argparse.Namespace) -> int:
     nodes = _nodes(args.nodes)
     if args.algorithm == "metis" and args.parts is None and not nodes:
@@ -175,7 +178,7 @@ def _unroll_args(p: argparse.ArgumentParser) -> None:
     _params_arg(p)
 
 
-@command("unroll", "unroll a logical graph into an unpartitioned physical graph", _unroll_args)
+@command("unroll", _unroll_args)
 def cmd_unroll(args: argparse.Namespace) -> int:
     args.algorithm, args.parts, args.seed, args.imbalance = "none", None, 0, 0.05
     args.max_dop, args.deadline, args.islands = 8, None, 0
@@ -188,7 +191,7 @@ def _partition_cmd_args(p: argparse.ArgumentParser) -> None:
     _partition_args(p, "metis")
 
 
-@command("partition", 'partition a graph; drops get node "#<partition>"', _partition_cmd_args)
+@command("partition", _partition_cmd_args)
 def cmd_partition(args: argparse.Namespace) -> int:
     if args.algorithm == "metis" and args.parts is None:
         raise UsageError("metis needs --parts N")
@@ -201,7 +204,7 @@ def _map_cmd_args(p: argparse.ArgumentParser) -> None:
     _map_args(p, required=True)
 
 
-@command("map", "map a partitioned physical graph onto nodes and islands", _map_cmd_args)
+@command("map", _map_cmd_args)
 def cmd_map(args: argparse.Namespace) -> int:
     nodes = _nodes(args.nodes)
     if not nodes:

@@ -1,92 +1,26 @@
-"""The ``dropflow`` command: a thin shell over the loader, the translator and the engine.
+"""``dropflow run`` and ``dropflow validate``: a graph on an in-process node, no daemons.
 
-Subcommands register themselves through :data:`COMMANDS` (name -> (add_arguments, run)), so later parts of
-dropflow add theirs without touching the others. Every user error -- bad arguments, a file that cannot be
-read, a graph that does not validate -- prints one clear message and exits with status 2; a session that
-does not FINISH exits with 1; nothing prints a traceback for bad input.
+``run`` loads any graph format, deploys it on a :class:`~dropflow.engine.Node` started for the purpose,
+follows it (with a progress bar on a terminal) and prints the summary; ``validate`` builds the graph
+without running it. The engine is imported by the handlers, so ``dropflow run --help`` does not load it.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import sys
 import time
-from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import __version__
-from .drops.errors import GraphError
-from .engine import Node, Session, Summary
-from .engine.workspace import check_session_id, default_root
-from .loading import load_graph
+from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, command, integer, params
 
-__all__ = ["COMMANDS", "UsageError", "command", "integer", "main", "params", "read_token"]
+if TYPE_CHECKING:
+    from ..engine import Session, Summary
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-AddArgs = Callable[[argparse.ArgumentParser], None]
-Run = Callable[[argparse.Namespace], int]
-#: name -> (help, add_arguments, run)
-COMMANDS: dict[str, tuple[str, AddArgs, Run]] = {}
-
-
-class UsageError(Exception):
-    """Bad input from the user: printed as one line, exit status 2."""
-
-
-def command(name: str, help: str, add: AddArgs) -> Callable[[Run], Run]:
-    def register(run: Run) -> Run:
-        COMMANDS[name] = (help, add, run)
-        return run
-
-    return register
-
-
-# -- argument helpers shared by every command module ---------------------------------------------------------
-
-
-def params(pairs: list[str]) -> dict[str, str]:
-    """``--param NAME=VALUE`` options as a dict."""
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--param {pair!r}: expected NAME=VALUE")
-        out[key] = value
-    return out
-
-
-def integer(minimum: int | None = None) -> Callable[[str], int]:
-    """An argparse type: an integer, at least ``minimum`` if given."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if minimum is not None and value < minimum:
-            raise argparse.ArgumentTypeError(f"{value} must be at least {minimum}")
-        return value
-
-    return parse
-
-
-def read_token(path: str | None) -> str | None:
-    """The shared secret from ``--token-file`` (or $DROPFLOW_TOKEN); None if neither is given."""
-    if not path:
-        return os.environ.get("DROPFLOW_TOKEN") or None
-    try:
-        with open(path) as f:
-            token = f.read().strip()
-    except OSError as exc:
-        raise UsageError(f"--token-file {path!r}: {exc.strerror}") from None
-    if not token:
-        raise UsageError(f"--token-file {path!r} is empty")
-    return token
+__all__ = ["cmd_run", "cmd_validate"]
 
 
 def _graph_args(p: argparse.ArgumentParser) -> None:
@@ -142,6 +76,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
 
 
 def _session_id(args: argparse.Namespace, name: str) -> str:
+    from ..engine.workspace import check_session_id
+
     if args.session_id:
         try:
             return check_session_id(args.session_id)
@@ -209,8 +145,12 @@ def _format_summary(s: Summary, load_seconds: float) -> str:
     return "\n".join(lines)
 
 
-@command("run", "run a graph on an in-process node (no daemons)", _run_args)
+@command("run", _run_args)
 def cmd_run(args: argparse.Namespace) -> int:
+    from ..engine import Node
+    from ..engine.workspace import default_root
+    from ..loading import load_graph
+
     _add_pythonpath(args)
     t0 = time.perf_counter()
     graph = load_graph(args.graph, params(args.param))
@@ -261,10 +201,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK if summary.state == "FINISHED" else EXIT_FAILED
 
 
-@command("validate", "check a graph without running it", _graph_args)
+@command("validate", _graph_args)
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .engine.graph import build
-    from .engine.workspace import Workspace
+    from ..engine.graph import build
+    from ..engine.workspace import Workspace, default_root
+    from ..loading import load_graph
 
     graph = load_graph(args.graph, params(args.param))
     ws = Workspace(default_root(), "validate", args.allow_path)
@@ -275,55 +216,3 @@ def cmd_validate(args: argparse.Namespace) -> int:
         f"({apps} apps, {len(runtime) - apps} data)"
     )
     return EXIT_OK
-
-
-#: Modules that register more subcommands (imported when the parser is built, so each stays optional).
-COMMAND_MODULES = ("cli_translate", "cli_deploy", "cli_daemons", "cli_client")
-
-
-def parser() -> argparse.ArgumentParser:
-    for module in COMMAND_MODULES:
-        importlib.import_module(f"{__package__}.{module}")
-    p = argparse.ArgumentParser(prog="dropflow", description="A data-activated dataflow engine.")
-    p.add_argument("--version", action="version", version=f"dropflow {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (help_text, add, _run) in COMMANDS.items():
-        add(sub.add_parser(name, help=help_text, description=help_text))
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    _help, _add, run = COMMANDS[args.command]
-    try:
-        return run(args)
-    except GraphError as exc:
-        print(f"dropflow {args.command}: invalid graph, nothing was run:\n{exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except UsageError as exc:
-        print(f"dropflow {args.command}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
-    except Exception as exc:
-        from .managers.errors import ApiError
-
-        if not isinstance(exc, ApiError):
-            raise
-        print(f"dropflow {args.command}: {exc.message}", file=sys.stderr)
-        for problem in exc.extra.get("problems", [])[:20]:
-            print(
-                f"  {problem['where']}"
-                + (f", field '{problem['field']}'" if problem.get("field") else "")
-                + f": {problem['message']}",
-                file=sys.stderr,
-            )
-        return EXIT_USAGE if 400 <= exc.status < 500 else EXIT_FAILED
-
-
-if __name__ == "__main__":
-    # Run as a script, this file is __main__, not dropflow.cli, where the other modules registered their
-    # commands: hand over to the real module.
-    from dropflow.cli import main as _main
-
-    sys.exit(_main())

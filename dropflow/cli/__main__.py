@@ -1,0 +1,7 @@
+"""``python -m dropflow.cli`` is the ``dropflow`` command (as is ``python -m dropflow``)."""
+
+import sys
+
+from dropflow.cli import main
+
+sys.exit(main())

@@ -1,0 +1,202 @@
+"""A local cluster: an island manager over N node managers, each a daemon process on this machine.
+
+Theory of operation
+-------------------
+:func:`up` starts N node managers (``python -m dropflow nm``) on consecutive loopback ports, waits until
+each answers ``GET /api/health``, then starts an island manager over them and waits for it as well. Every
+daemon runs in a session of its own, its output in ``DIR/logs``, so it outlives the command that started
+it. What ``up`` started is written to ``DIR/cluster.json`` -- the island manager's URL, the node managers'
+URLs and every daemon's PID -- and that file is the cluster's only state: :func:`down` reads it, sends
+SIGTERM to the daemons in the reverse order of their start (the island manager first), kills those still
+running after the timeout, and removes the file; :func:`read_state` and :func:`LocalCluster.alive` answer
+``status``. If ``up`` fails or is interrupted half way, it stops every daemon it had started before the
+error goes on, so nothing is left behind without a state file naming it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+
+__all__ = [
+    "STATE_FILE",
+    "ClusterError",
+    "LocalCluster",
+    "down",
+    "read_state",
+    "state_path",
+    "stop",
+    "up",
+    "wait_healthy",
+]
+
+STATE_FILE = "cluster.json"
+#: How long a failed ``up`` gives the daemons it started to stop before killing them.
+ABORT_TIMEOUT = 30.0
+
+
+class ClusterError(Exception):
+    """The cluster could not be brought up or down; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class LocalCluster:
+    #: The island manager's REST URL: where graphs are submitted.
+    url: str
+    #: The node managers' REST URLs.
+    nodes: tuple[str, ...]
+    #: Every daemon's PID, in the order they were started (node managers, then the island manager).
+    pids: tuple[int, ...]
+
+    def alive(self) -> list[int]:
+        """The PIDs of the daemons still running."""
+        return [pid for pid in self.pids if psutil.pid_exists(pid)]
+
+    def to_json(self) -> str:
+        return json.dumps({"url": self.url, "nodes": list(self.nodes), "pids": list(self.pids)}, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> LocalCluster:
+        raw = json.loads(text)
+        return cls(str(raw["url"]), tuple(raw["nodes"]), tuple(int(p) for p in raw["pids"]))
+
+
+def state_path(directory: str) -> str:
+    return os.path.join(directory, STATE_FILE)
+
+
+def read_state(directory: str) -> LocalCluster | None:
+    """The cluster recorded in ``directory``; None if there is none."""
+    path = state_path(directory)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return LocalCluster.from_json(f.read())
+
+
+def wait_healthy(url: str, timeout: float, token: str | None = None) -> dict[str, Any] | None:
+    """The manager's health answer, once it gives one; None if it did not within ``timeout``."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    while True:
+        try:
+            resp = httpx.get(f"{url}/api/health", timeout=2.0, headers=headers)
+            if resp.status_code == 200:
+                return dict(resp.json())
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            return None
+        pause.wait(0.1)
+
+
+def _start(argv: list[str], log_path: str) -> int:
+    log = open(log_path, "ab")  # noqa: SIM115  (the daemon keeps the file after we return)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dropflow", *argv],
+        stdout=log,
+        stderr=log,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    log.close()
+    return proc.pid
+
+
+def up(
+    directory: str,
+    nodes: int = 3,
+    port: int = 8001,
+    node_port: int = 8100,
+    workspace: str | None = None,
+    timeout: float = 60.0,
+) -> LocalCluster:
+    """Start a cluster of ``nodes`` node managers (ports ``node_port`` and up) under an island manager on
+    ``port``, and record it in ``directory``.
+
+    Returns once every daemon answers its health check; raises :class:`ClusterError` (having stopped what it
+    started) when one does not within ``timeout`` seconds, or when ``directory`` already holds a cluster.
+    """
+    path = state_path(directory)
+    if os.path.exists(path):
+        raise ClusterError(f"a cluster is already up ({path}); run 'dropflow cluster down' first")
+    logs = os.path.join(directory, "logs")
+    os.makedirs(logs, exist_ok=True)
+    workspace = workspace or os.path.abspath(os.path.join(directory, "workspace"))
+    pids: list[int] = []
+    node_urls = []
+    try:
+        for i in range(nodes):
+            nm_port = node_port + i
+            pids.append(
+                _start(
+                    [
+                        "nm",
+                        "--port",
+                        str(nm_port),
+                        "--name",
+                        f"node-{i}",
+                        "--workspace",
+                        os.path.join(workspace, f"node-{i}"),
+                    ],
+                    os.path.join(logs, f"nm-{i}.log"),
+                )
+            )
+            node_urls.append(f"http://127.0.0.1:{nm_port}")
+        for url in node_urls:
+            if wait_healthy(url, timeout) is None:
+                raise ClusterError(f"node manager {url} did not start; see {directory}/logs")
+        url = f"http://127.0.0.1:{port}"
+        pids.append(
+            _start(
+                ["dim", "--port", str(port), "--name", "island", "--nodes", ",".join(node_urls)],
+                os.path.join(logs, "dim.log"),
+            )
+        )
+        if wait_healthy(url, timeout) is None:
+            raise ClusterError(f"island manager {url} did not start; see {directory}/logs/dim.log")
+    except BaseException:
+        stop(pids, ABORT_TIMEOUT)
+        raise
+    cluster = LocalCluster(url, tuple(node_urls), tuple(pids))
+    with open(path, "w") as f:
+        f.write(cluster.to_json())
+    return cluster
+
+
+def stop(pids: list[int], timeout: float) -> list[int]:
+    """SIGTERM each process, wait up to ``timeout`` for all, SIGKILL the rest; the PIDs that were killed."""
+    procs = []
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            proc.send_signal(signal.SIGTERM)
+            procs.append(proc)
+        except psutil.NoSuchProcess:
+            pass
+    _gone, alive = psutil.wait_procs(procs, timeout=timeout)
+    for proc in alive:
+        proc.kill()
+    return [p.pid for p in alive]
+
+
+def down(directory: str, timeout: float = 60.0) -> tuple[LocalCluster, list[int]]:
+    """Stop the cluster recorded in ``directory`` and forget it; the cluster and the PIDs that were killed."""
+    cluster = read_state(directory)
+    if cluster is None:
+        raise ClusterError(f"no cluster state in {state_path(directory)}")
+    killed = stop(list(reversed(cluster.pids)), timeout)
+    os.unlink(state_path(directory))
+    return cluster, killed
