@@ -1,15 +1,18 @@
 """Shared fixtures: a started node with its own workspace, graph helpers, and leak checks.
 
-Every test that uses ``node`` is checked at teardown for what it may leave behind: shared-memory segments
-named by dropflow, worker processes, app threads, and files in the workspace root.
+Every test that uses ``node`` is checked at teardown: the invariants of every session still on the node
+(``Session.validate``), then what the test may leave behind -- shared-memory segments named by dropflow,
+worker processes, app threads, and Python objects (no session, graph or node survives its test).
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -20,6 +23,7 @@ from dropflow.drops import encode_physical
 from dropflow.drops.shm import SHM_DIR, SHM_PREFIX
 from dropflow.drops.spec import DropSpec
 from dropflow.engine import Node, Session
+from dropflow.engine.session import live_sessions
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "apps"))  # test app functions live in tests/apps/
@@ -53,6 +57,19 @@ def shm_segments() -> set[str]:
 
 def children() -> set[int]:
     return {p.pid for p in psutil.Process().children(recursive=True)}
+
+
+def validate_all(node: Node) -> None:
+    """Check the invariants of every session on a running node, on its owner thread."""
+    for session in list(node.sessions.values()):
+        node.call(session.validate)
+
+
+def check_freed(refs: Sequence[weakref.ref[Any]], what: str) -> None:
+    """Every referent is gone once the cyclic collector has run: nothing of the test is kept alive."""
+    gc.collect()
+    alive = [r() for r in refs if r() is not None]
+    assert not alive, f"{what} still in memory after the test: {alive[:5]}"
 
 
 class LeakCheck:
@@ -97,14 +114,21 @@ def workspace_root(tmp_path: Any) -> str:
 @pytest.fixture
 def node(workspace_root: str) -> Iterator[Node]:
     shm_before, kids_before = shm_segments(), children()
+    sessions_before = set(map(id, live_sessions()))
     n = Node(workspace_root=workspace_root, threads=8, processes=2).start()
     try:
         yield n
+        validate_all(n)
     finally:
         n.close()
-        assert not [t.name for t in threading.enumerate() if t.name.startswith("dropflow")], "threads leaked"
+        poll_for(
+            lambda: not [t.name for t in threading.enumerate() if t.name.startswith("dropflow-")],
+            timeout=10,
+        )
         poll_for(lambda: children() <= kids_before, timeout=10)
         assert shm_segments() <= shm_before, f"shared memory leaked: {shm_segments() - shm_before}"
+        # (The node itself stays referenced by pytest's fixture cache until teardown ends.)
+        check_freed([weakref.ref(s) for s in live_sessions() if id(s) not in sessions_before], "sessions")
 
 
 def run(node: Node, drops: Sequence[DropSpec], session_id: str = "s", timeout: float = 60) -> Session:
@@ -114,6 +138,7 @@ def run(node: Node, drops: Sequence[DropSpec], session_id: str = "s", timeout: f
     session.deploy()
     session.wait(timeout)
     assert session.ended, f"session did not end within {timeout} s: {session.summary()}"
+    node.call(session.validate)
     return session
 
 

@@ -87,7 +87,7 @@ def test_error_propagates_downstream_and_fails_session(tmp_path):
     assert core.outcome is SessionState.FAILED
     assert [state(core, u) for u in ("a1", "d1", "a2", "d2")] == ["ERROR"] * 4
     assert state(core, "d3") == "COMPLETED"
-    assert core.failures == {"a1": "ValueError: boom"}
+    assert core.failures == [("a1", "ValueError: boom")]
     assert core.log.story("a2")[-1].cause == "d1"
 
 
@@ -254,8 +254,9 @@ def test_invalid_transition_raises(tmp_path):
         core._to(data, DropState.DELETED, "test")
 
 
-def test_trivial_apps_settle_in_the_core(tmp_path):
-    """No-op apps left inline never reach the shell: d0 -> n1 -> d1 -> n2 -> d2 completes on start."""
+def test_every_app_goes_through_the_shell_whatever_its_kind(tmp_path):
+    """No app is settled by a shortcut: an inline no-op is handed to the shell like any app, and its output
+    goes through WRITING, so a drop's history does not depend on its producer's kind or executor."""
     drops: list[DropSpec] = [MemorySpec(id="d0")]
     for i in (1, 2):
         drops += [
@@ -264,6 +265,97 @@ def test_trivial_apps_settle_in_the_core(tmp_path):
         ]
     core = core_of(drops, tmp_path)
     core.start()
-    assert not core.ready and core.outcome is SessionState.FINISHED
+    assert [a.spec.id for a in core.ready] == ["n1"] and core.outcome is None
+    run_all_ready(core)
+    assert core.outcome is SessionState.FINISHED
     assert [e.end for e in core.log.story("n1")] == ["RUNNING", "FINISHED"]
-    assert [e.end for e in core.log.story("d1")] == ["COMPLETED"]  # a no-op writes nothing: no WRITING
+    assert [e.end for e in core.log.story("d1")] == ["WRITING", "COMPLETED"]
+    core.validate()
+
+
+def run_all_ready(core: Core) -> None:
+    while core.ready:
+        core.app_finished(core.ready.popleft())
+
+
+def test_expire_after_use_when_a_consumer_settled_before_its_input_completed(tmp_path):
+    """
+    x (fails) -> bad -> y(ERROR) \
+                                  c (tolerance 0: ERROR at once when y fails)
+    d0 (expire after use) -------/     d0 completes after c has settled
+    d0 -> other
+    d0 has two consumers; c settled (ERROR) before d0 completed, so only ``other`` still reads it: d0 must
+    expire when ``other`` finishes, not be held until the session ends.
+    """
+    drops: list[DropSpec] = [
+        MemorySpec(id="x"),
+        App(id="bad", inputs={"i": "x"}, outputs={"o": "y"}),
+        MemorySpec(id="y"),
+        App(id="slow", outputs={"o": "d0"}),
+        MemorySpec(id="d0", expire_after_use=True),
+        App(id="c", inputs={"a": "y", "b": "d0"}),
+        App(id="other", inputs={"i": "d0"}),
+    ]
+    core = core_of(drops, tmp_path)
+    core.start()
+    ready = {a.spec.id: a for a in core.ready}
+    core.ready.clear()
+    core.app_failed(ready["bad"], "boom")
+    assert state(core, "c") == "ERROR"
+    core.app_finished(ready["slow"])
+    assert state(core, "d0") == "COMPLETED"
+    other = core.ready.popleft()
+    core.validate()
+    core.app_finished(other)
+    assert state(core, "d0") == "EXPIRED"
+    core.validate()
+
+
+def test_expire_after_use_with_no_consumer_left_expires_at_once(tmp_path):
+    """d0 (expire after use) -> c, where c is already in ERROR (its other input failed): nobody will read d0,
+    so it expires as soon as it completes."""
+    drops: list[DropSpec] = [
+        MemorySpec(id="x"),
+        App(id="bad", inputs={"i": "x"}, outputs={"o": "y"}),
+        MemorySpec(id="y"),
+        App(id="slow", outputs={"o": "d0"}),
+        MemorySpec(id="d0", expire_after_use=True),
+        App(id="c", inputs={"a": "y", "b": "d0"}),
+    ]
+    core = core_of(drops, tmp_path)
+    core.start()
+    ready = {a.spec.id: a for a in core.ready}
+    core.ready.clear()
+    core.app_failed(ready["bad"], "boom")
+    core.app_finished(ready["slow"])
+    assert state(core, "d0") == "EXPIRED" and [d.spec.id for d in core.to_delete] == ["d0"]
+    core.deleted(core.to_delete.popleft())
+    assert core.outcome is SessionState.FAILED
+    core.validate()
+
+
+def test_validate_catches_a_wrong_counter(tmp_path):
+    """The invariant check is not vacuous: a counter off by one is reported."""
+    from dropflow.engine.core import InvariantError
+
+    core = core_of(chain(2), tmp_path)
+    core.start()
+    core.validate()
+    core.graph.by_id["a2"].waiting += 1  # type: ignore[union-attr]
+    with pytest.raises(InvariantError, match="a2"):
+        core.validate()
+
+
+def test_a_runaway_cascade_is_stopped(tmp_path):
+    """A loop in the engine (simulated: an app retried for ever behind the core's back) exhausts the budget
+    of transitions and raises instead of spinning."""
+    from dropflow.engine.core import RunawayCascade
+
+    core = core_of(chain(1), tmp_path)
+    core.start()
+    app = core.ready.popleft()
+    with pytest.raises(RunawayCascade):
+        for _ in range(10_000):
+            app.attempt = -1  # the bug: the retry count never runs out
+            core.app_failed(app, "again")
+            core.ready.clear()

@@ -117,3 +117,33 @@ def test_codec_errors_are_clear():
         encode("utf-8", 5)
     with pytest.raises(CodecError, match="not npy"):
         decode("npy", b"definitely not npy data")
+
+
+@pytest.mark.parametrize("index", [0, 1, 2], ids=["memory", "shm", "file"])
+def test_a_writer_may_reuse_its_buffer(tmp_path, index):
+    """An app that streams through one bytearray, refilled for every chunk, must not corrupt the drop: the
+    store keeps what was written when ``write`` returned (the memory store used to keep a view of the
+    buffer, ending with b'bbbbbbbb' and a CRC that did not match)."""
+    store = stores(tmp_path)[index]
+    os.makedirs(tmp_path / "sub", exist_ok=True)
+    w = store.writer()
+    buf = bytearray(4)
+    for byte in b"ab":
+        buf[:] = bytes([byte]) * 4
+        w.write(buf)
+    buf[:] = b"zzzz"  # after the last write too
+    w.close()
+    try:
+        assert bytes(store.buffer()) == b"aaaabbbb"
+        assert store.checksum() == w.checksum == zlib.crc32(b"aaaabbbb")
+    finally:
+        store.delete()
+
+
+def test_memory_store_keeps_immutable_bytes_without_copying():
+    data = b"x" * 1000
+    store = MemoryStore()
+    w = store.writer()
+    w.write(data)
+    w.close()
+    assert store.buffer() is data

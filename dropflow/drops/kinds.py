@@ -49,7 +49,6 @@ __all__ = [
     "register_app",
     "register_data",
     "spec_types",
-    "trivial_app_types",
 ]
 
 log = logging.getLogger(__name__)
@@ -88,8 +87,6 @@ class AppKind:
     spec: type[AppSpec]
     run: Runner
     check: Checker | None = None
-    #: Does nothing and writes nothing: the engine settles it without building a task.
-    trivial: bool = False
 
 
 _by_type: dict[type[DropSpec], DataKind | AppKind] = {}
@@ -115,10 +112,8 @@ def register_data(spec: type[DataSpec], store: StoreFactory, check: DataChecker 
     _add(DataKind(_tag(spec), spec, store, check))
 
 
-def register_app(
-    spec: type[AppSpec], run: Runner, check: Checker | None = None, trivial: bool = False
-) -> None:
-    _add(AppKind(_tag(spec), spec, run, check, trivial))
+def register_app(spec: type[AppSpec], run: Runner, check: Checker | None = None) -> None:
+    _add(AppKind(_tag(spec), spec, run, check))
 
 
 def _load_plugins() -> None:
@@ -160,12 +155,6 @@ def app_checks() -> dict[type[DropSpec], Checker]:
     return {t: k.check for t, k in _by_type.items() if isinstance(k, AppKind) and k.check is not None}
 
 
-def trivial_app_types() -> frozenset[type[DropSpec]]:
-    """Spec types of apps that do nothing and write nothing."""
-    _load_plugins()
-    return frozenset(t for t, k in _by_type.items() if isinstance(k, AppKind) and k.trivial)
-
-
 def data_kind(spec: DataSpec) -> DataKind:
     kind = _by_type[type(spec)]
     assert isinstance(kind, DataKind)
@@ -195,6 +184,8 @@ def execute(task: Task, token: CancelToken) -> Outcome:
         return kind.run(task, token)
     except Exception as exc:  # a bug or an I/O error in a runner must fail the app, not the engine
         return Outcome.failed(f"{kind.name} runner failed: {format_exception(exc)}")
+    except BaseException as exc:
+        return Outcome.failed(f"{kind.name} app raised {format_exception(exc)}")
 
 
 def _check_python(spec: AppSpec, kinds: Mapping[str, str]) -> list[Problem]:
@@ -251,7 +242,7 @@ register_data(FileSpec, _path_store(FileStore), _check_path)
 register_data(DirectorySpec, _path_store(DirectoryStore), _check_path)
 register_data(NullSpec, lambda spec, ctx: NullStore())
 
-register_app(builtin.NoopSpec, builtin.run_noop, trivial=True)
+register_app(builtin.NoopSpec, builtin.run_noop)
 register_app(builtin.SleepSpec, builtin.run_sleep)
 register_app(builtin.CopySpec, builtin.run_copy)
 register_app(builtin.BranchSpec, builtin.run_branch, _check_branch)
@@ -261,7 +252,7 @@ register_app(shell.ShellSpec, shell.run, _check_shell)
 # DALiuGE's simple apps (dlg.apps.simple), for graphs imported from EAGLE or DALiuGE physical graphs.
 from .apps import daliuge  # noqa: E402
 
-register_app(daliuge.HelloSpec, daliuge.run_hello, trivial=False)
+register_app(daliuge.HelloSpec, daliuge.run_hello)
 register_app(daliuge.RandomArraySpec, daliuge.run_random_array)
 register_app(daliuge.PickOneSpec, daliuge.run_pick_one)
 register_app(daliuge.ScatterArraySpec, daliuge.run_scatter_array)

@@ -115,17 +115,26 @@ class NullStore(Store):
 
 
 class _MemoryWriter(Writer):
+    """Keeps immutable chunks (``bytes``) by reference and copies the others: a writer may reuse its buffer
+    (a ``bytearray`` refilled for every chunk, a numpy array) as soon as ``write`` returns."""
+
     __slots__ = ("_chunks", "_store")
 
     def __init__(self, store: MemoryStore) -> None:
-        self._chunks: list[memoryview] = []
+        self._chunks: list[memoryview | bytes] = []
         self._store = store
-        super().__init__(self._chunks.append)
+        super().__init__(self._keep)
+
+    def _keep(self, view: memoryview) -> None:
+        self._chunks.append(view if type(view.obj) is bytes and view.readonly else bytes(view))
 
     def close(self) -> None:
         chunks = self._chunks
-        if len(chunks) == 1 and isinstance(chunks[0].obj, bytes):
-            self._store.data = chunks[0].obj
+        only = chunks[0] if len(chunks) == 1 else None
+        if isinstance(only, memoryview) and type(only.obj) is bytes and only.nbytes == len(only.obj):
+            self._store.data = only.obj  # the writer's own immutable bytes: not copied
+        elif type(only) is bytes:
+            self._store.data = only
         else:
             self._store.data = b"".join(chunks)
         self._chunks = []

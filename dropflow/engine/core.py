@@ -9,9 +9,13 @@ owner loop to carry out: ``ready`` (apps to run), ``to_delete`` (expired data to
 (lifespans to arm), ``to_kill`` (running apps to stop) and ``outbox`` (state changes to tell other nodes).
 
 In a distributed session some nodes are *proxies* of drops that other nodes own. A proxy changes state only
-through ``remote_state``, when its owner reports a change; the local cascade reads proxies but never drives
-them (it does not run another node's app, nor complete another node's data). Local drops with neighbours
-elsewhere are *boundary* drops: each of their changes also goes to the outbox.
+through ``remote_state``, when its owner reports a change (or ``cancel``, which settles everything here); the
+local cascade reads proxies but never drives them (it does not run another node's app, nor complete, expire
+or delete another node's data), so a proxy replays exactly its owner's sequence of states. The local *copy*
+of a proxy's bytes (fetched for a local app, or written here and pushed to its owner) is a store, not a
+state: it is handed to ``to_delete`` once no local consumer needs it, and ``deleted`` changes no state for a
+proxy. Local drops with neighbours elsewhere are *boundary* drops: each of their changes also goes to the
+outbox.
 
 Every state change goes through :meth:`_to`, which looks the ``(start, end)`` pair up in the transition
 table of the node's type (``dropflow.drops.states``), records the change in the event log with its cause, and
@@ -24,7 +28,16 @@ Rules of the cascade: a data drop completes when all its producers finished (SKI
 and is in ERROR as soon as one producer fails. An app runs when all its inputs settled, if no more than its
 ``error_tolerance`` fraction failed and not all were skipped; too many failed inputs put it in ERROR at once
 (failures surface immediately, not when the slowest input arrives). A session ends when every drop is
-settled: FAILED if any drop is in ERROR, CANCELLED if cancelled, else FINISHED.
+settled: FAILED if any drop is in ERROR, CANCELLED if cancelled, else FINISHED. Every app, whatever its kind
+or executor, goes through the same states, and its outputs through WRITING: nothing is settled by a shortcut.
+
+Lifecycle: a completed data drop counts its consumers that have not settled yet (``unread``); each consumer
+that settles, however it settles, releases it. With ``expire_after_use`` it expires when that count reaches
+zero -- at once if no consumer is left when it completes. A lifespan that runs out expires it, or, while
+consumers still read it, makes it expire when the last of them settles.
+
+:meth:`Core.validate` checks the counters against the states (tests run it after every engine test), and a
+budget of transitions stops a runaway loop with an error instead of spinning for ever.
 """
 
 from __future__ import annotations
@@ -33,9 +46,10 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ..drops import kinds
 from ..drops.states import (
+    APP_SETTLED,
     APP_TRANSITIONS,
+    DATA_SETTLED,
     DROP_TRANSITIONS,
     AppState,
     DropState,
@@ -45,7 +59,7 @@ from ..drops.states import (
 from .eventlog import EventLog
 from .graph import AppNode, DataNode, Graph
 
-__all__ = ["Core"]
+__all__ = ["Core", "InvariantError", "RunawayCascade"]
 
 # Enum members bound once: attribute access on an Enum class costs ~0.25 us in Python 3.11, and the
 # cascade tests states a dozen times per drop.
@@ -57,6 +71,14 @@ A_ERROR, A_CANCELLED, A_SKIPPED = AppState.ERROR, AppState.CANCELLED, AppState.S
 Effect = Callable[[Any], None]
 
 
+class InvariantError(AssertionError):
+    """The core's bookkeeping disagrees with its states: an engine bug."""
+
+
+class RunawayCascade(RuntimeError):
+    """More transitions than any run of this graph can make: a loop in the engine, stopped."""
+
+
 class Core:
     """Drop states of one session and the rules that change them."""
 
@@ -66,8 +88,6 @@ class Core:
     def __init__(self, graph: Graph, log: EventLog) -> None:
         self.graph = graph
         self.log = log
-        #: App kinds that do nothing and write nothing: the core settles them itself.
-        self._trivial = kinds.trivial_app_types()
         #: Instructions for the owner loop.
         self.ready: deque[AppNode] = deque()
         self.to_delete: deque[DataNode] = deque()
@@ -78,8 +98,9 @@ class Core:
         #: Drops not yet settled; the session ends when this reaches zero.
         self.unsettled = len(graph.by_id)
         self.errors = 0
-        #: Why each failed app failed (drop id -> message).
-        self.failures: dict[str, str] = {}
+        #: Why drops failed by themselves, in order: (drop id, message). Append-only, so that another thread
+        #: may take a consistent snapshot with a slice while the owner appends.
+        self.failures: list[tuple[str, str]] = []
         self.cancelled = False
         self.outcome: SessionState | None = None
         self._work: deque[tuple[Effect, Any]] = deque()
@@ -91,6 +112,11 @@ class Core:
         self._record = log.append
         self._data_effects = self._bind(DROP_TRANSITIONS, "_data_")
         self._app_effects = self._bind(APP_TRANSITIONS, "_app_")
+        #: Transitions left before the cascade is declared runaway. A drop changes state a bounded number
+        #: of times (an app at most 2 per attempt plus one, a data drop a few per producer attempt), so any
+        #: real run stays far below this budget; only an engine loop can exhaust it.
+        attempts = sum(app.spec.retries + 1 for app in graph.apps)
+        self._budget = 8 * len(graph.by_id) + 8 * attempts + 64
 
     def _bind(
         self, table: Mapping[tuple[Any, Any], str], prefix: str
@@ -119,6 +145,9 @@ class Core:
             effect = self._data_effects[start, end]
         except KeyError:
             raise InvalidTransition(f"drop {node.spec.id!r}", start, end) from None
+        self._budget -= 1
+        if self._budget < 0:
+            raise RunawayCascade(f"runaway cascade: drop {node.spec.id!r} {start} -> {end} (cause {cause})")
         node.state = end
         self._record((self._clock(), node.spec.id, start, end, cause))
         if effect is not None:
@@ -133,6 +162,9 @@ class Core:
             effect = self._app_effects[start, end]
         except KeyError:
             raise InvalidTransition(f"drop {node.spec.id!r}", start, end) from None
+        self._budget -= 1
+        if self._budget < 0:
+            raise RunawayCascade(f"runaway cascade: drop {node.spec.id!r} {start} -> {end} (cause {cause})")
         node.state = end
         self._record((self._clock(), node.spec.id, start, end, cause))
         if effect is not None:
@@ -162,7 +194,7 @@ class Core:
             if reason is None:
                 self._to_data(data, COMPLETED, "trigger")
             else:
-                self.failures[data.spec.id] = reason
+                self.failures.append((data.spec.id, reason))
                 self._to_data(data, D_ERROR, "trigger")
         for app in self.graph.root_apps:
             self._to_app(app, RUNNING, "trigger")
@@ -186,7 +218,7 @@ class Core:
             self._to_app(app, NOT_RUN, f"retry {app.attempt}: {error.splitlines()[0] if error else ''}")
             self._to_app(app, RUNNING, "retry")
         else:
-            self.failures[app.spec.id] = error
+            self.failures.append((app.spec.id, error))
             self._to_app(app, A_ERROR, app.spec.id)
         self._drain()
 
@@ -217,9 +249,14 @@ class Core:
         self._drain()
 
     def remote_state(self, node: DataNode | AppNode, end: str, skip_ports: Iterable[str] = ()) -> None:
-        """The owner of a proxy drop reports a state change; it goes through the same table and effects."""
-        if node.state == end or node.state is D_CANCELLED or node.state is A_CANCELLED:
-            return  # already there, or cancelled here meanwhile: nothing to do
+        """The owner of a proxy drop reports a state change; it goes through the same table and effects.
+
+        Proxies replay their owner's sequence, so any pair the table refuses is a bug or a lying peer and
+        raises InvalidTransition (failing this session) -- except after a local cancel, which settles proxies
+        here on its own; news about them is then moot.
+        """
+        if node.state is D_CANCELLED or node.state is A_CANCELLED:
+            return
         if type(node) is DataNode:
             self._to_data(node, DropState(end), f"node {node.peer}")
         else:
@@ -229,7 +266,9 @@ class Core:
         self._drain()
 
     def deleted(self, data: DataNode) -> None:
-        """The owner loop deleted the data of an expired drop."""
+        """The owner loop deleted the data of an expired drop (or the local copy of a proxy's data)."""
+        if type(data.peer) is str:
+            return  # a proxy's copy: its state follows its owner, whose DELETED will come
         self._to_data(data, DELETED, "collector")
         self._drain()
 
@@ -237,19 +276,29 @@ class Core:
 
     def _data_completed(self, data: DataNode) -> None:
         self.unsettled -= 1
-        consumers = data.consumers
         spec = data.spec
-        if consumers:
-            data.unread = len(consumers)
-            for app in consumers:
-                if app.state is NOT_RUN:
-                    app.waiting -= 1
-                    if app.waiting == 0:
-                        self._decide(app, spec.id)
-        elif spec.expire_after_use:
-            self._to_data(data, EXPIRED, "unused")
+        unread = 0
+        for app in data.consumers or ():
+            state = app.state
+            if state is NOT_RUN:
+                unread += 1
+                app.waiting -= 1
+                if app.waiting == 0:
+                    self._decide(app, spec.id)
+        data.unread = unread
+        if unread == 0:
+            self._unneeded(data, "unused")
         if spec.lifespan is not None and type(data.peer) is not str:
             self.to_time.append(data)
+
+    def _unneeded(self, data: DataNode, cause: str) -> None:
+        """No consumer here needs a completed drop any more: expire it (if it expires after use), or free the
+        local copy of a proxy's bytes."""
+        if type(data.peer) is str:
+            if data.store is not None:
+                self.to_delete.append(data)
+        elif data.spec.expire_after_use:
+            self._to_data(data, EXPIRED, cause)
 
     def _data_failed(self, data: DataNode) -> None:
         self.unsettled -= 1
@@ -278,7 +327,8 @@ class Core:
         self.unsettled -= 1
 
     def _data_expired(self, data: DataNode) -> None:
-        self.to_delete.append(data)
+        if type(data.peer) is not str or data.store is not None:
+            self.to_delete.append(data)
 
     # -- app effects ----------------------------------------------------------------------------------------
 
@@ -292,17 +342,11 @@ class Core:
             self._to_app(app, RUNNING, cause)
 
     def _app_started(self, app: AppNode) -> None:
-        spec = app.spec
-        local = type(app.peer) is not str
-        if local and type(spec) in self._trivial and (spec.executor is None or spec.executor == "inline"):
-            # Nothing to run and nothing written (a no-op): settled here, with no round trip to the shell, and
-            # its outputs never enter WRITING -- they go from INITIALIZED to COMPLETED when it finishes.
-            self._to_app(app, FINISHED, spec.id)
-            return
+        uid = app.spec.id
         for data in app.outputs:
             if data.state is INITIALIZED and type(data.peer) is not str:
-                self._to_data(data, WRITING, spec.id)
-        if local:
+                self._to_data(data, WRITING, uid)
+        if type(app.peer) is not str:
             self.ready.append(app)
 
     def _app_finished(self, app: AppNode) -> None:
@@ -311,7 +355,7 @@ class Core:
         skipped = self._skips.pop(uid, None) if self._skips else None
         for data in app.outputs:
             state = data.state
-            if state is not WRITING and (state is not INITIALIZED or type(data.peer) is str):
+            if (state is not WRITING and state is not INITIALIZED) or type(data.peer) is str:
                 continue  # settled already (e.g. in ERROR), or another node's drop
             data.waiting -= 1
             if skipped is None or id(data) not in skipped:
@@ -352,17 +396,94 @@ class Core:
 
     def _app_cancelled(self, app: AppNode) -> None:
         self.unsettled -= 1
+        self._release_inputs(app)
 
     def _release_inputs(self, app: AppNode) -> None:
         """An app settled: inputs that expire after use, or whose lifespan ran out, may now go."""
         for data in app.inputs:
-            if data.state is not COMPLETED or type(data.peer) is str:
+            if data.state is not COMPLETED:
                 continue
             if data.unread > 0:
                 data.unread -= 1
-                if data.unread == 0 and data.spec.expire_after_use:
-                    self._to_data(data, EXPIRED, app.spec.id)
+                if data.unread == 0:
+                    self._unneeded(data, app.spec.id)
             elif data.unread < 0:
                 data.unread += 1
                 if data.unread == 0:
                     self._to_data(data, EXPIRED, "lifespan")
+
+    def release(self) -> None:
+        """Drop the bound effects (a reference cycle through this core) and pending instructions."""
+        self._data_effects.clear()
+        self._app_effects.clear()
+        for q in (self._work, self.ready, self.to_delete, self.to_time, self.to_kill, self.outbox):
+            q.clear()
+
+    # -- invariants -----------------------------------------------------------------------------------------
+
+    def validate(self) -> None:
+        """Check every counter against the states it summarises; raise :class:`InvariantError` if one is off.
+
+        O(drops + links): for tests and debugging, never on the hot path.
+        """
+        problems: list[str] = []
+        graph = self.graph
+        producers: dict[int, list[AppNode]] = {}
+        for app in graph.apps:
+            for d in app.outputs:
+                producers.setdefault(id(d), []).append(app)
+        unsettled = errors = 0
+        for data in graph.data:
+            state, uid = data.state, data.spec.id
+            if state not in DATA_SETTLED:
+                unsettled += 1
+            if state is D_ERROR:
+                errors += 1
+            proxy = type(data.peer) is str
+            consumers = data.consumers or ()
+            open_consumers = sum(1 for c in consumers if c.state is NOT_RUN or c.state is RUNNING)
+            if (state is INITIALIZED or state is WRITING) and not proxy:
+                open_producers = sum(
+                    1 for p in producers.get(id(data), ()) if p.state is NOT_RUN or p.state is RUNNING
+                )
+                if data.waiting != open_producers:
+                    problems.append(f"data {uid!r} waits for {data.waiting} producers, {open_producers} open")
+            elif state is COMPLETED:
+                if abs(data.unread) != open_consumers:
+                    problems.append(f"data {uid!r} unread {data.unread}, {open_consumers} consumers open")
+                if data.unread == 0 and data.spec.expire_after_use and not proxy:
+                    problems.append(f"data {uid!r} expires after use, has no reader left, is not expired")
+            elif (state is EXPIRED or state is DELETED) and open_consumers and not self.cancelled:
+                problems.append(f"data {uid!r} is {state} while {open_consumers} consumers are open")
+        for app in graph.apps:
+            astate, uid = app.state, app.spec.id
+            if astate not in APP_SETTLED:
+                unsettled += 1
+            if astate is A_ERROR:
+                errors += 1
+            if astate is NOT_RUN:
+                waiting = sum(1 for d in app.inputs if d.state not in DATA_SETTLED)
+                failed = sum(1 for d in app.inputs if d.state is D_ERROR)
+                skipped = sum(1 for d in app.inputs if d.state is D_SKIPPED)
+                if (app.waiting, app.failed, app.skipped) != (waiting, failed, skipped):
+                    problems.append(
+                        f"app {uid!r} counts (waiting, failed, skipped) = "
+                        f"{(app.waiting, app.failed, app.skipped)}, inputs say {(waiting, failed, skipped)}"
+                    )
+                if waiting == 0 and type(app.peer) is not str and not self._work:
+                    problems.append(f"app {uid!r} has every input settled but is still NOT_RUN")
+        if unsettled != self.unsettled:
+            problems.append(f"unsettled count {self.unsettled}, states say {unsettled}")
+        if errors != self.errors:
+            problems.append(f"error count {self.errors}, states say {errors}")
+        if self.unsettled == 0 and self.outcome is None and not self._work:
+            problems.append("every drop settled but the session has no outcome")
+        proxies = {n.spec.id for n in graph.by_id.values() if type(n.peer) is str}
+        if proxies:
+            for event in self.log.events():
+                if event.uid in proxies and not (event.cause.startswith("node ") or event.cause == "cancel"):
+                    problems.append(f"proxy {event.uid!r} driven locally: {event}")
+        if problems:
+            raise InvariantError(
+                "; ".join(problems[:20]) + (f" (and {len(problems) - 20} more)" if len(problems) > 20 else "")
+            )

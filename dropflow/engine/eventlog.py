@@ -34,16 +34,18 @@ class EventLog:
 
     def __init__(self, maxlen: int = 100_000) -> None:
         self._events: deque[tuple[float, str, str, str, str]] = deque(maxlen=maxlen)
-        self.clock = time.monotonic
+        #: Wall-clock seconds: what users compare with their own logs.
+        self.clock = time.time
         self.append = self._events.append
 
     def __len__(self) -> int:
         return len(self._events)
 
     def events(self) -> list[Event]:
-        return [Event(*e) for e in self._events]
+        """A snapshot (any thread): copying the deque is one C call, so the owner cannot append mid-copy."""
+        return [Event(*e) for e in tuple(self._events)]
 
     def story(self, *uids: str) -> list[Event]:
-        """Every logged event of these drops, oldest first."""
+        """Every logged event of these drops, oldest first (any thread)."""
         wanted = set(uids)
-        return [Event(*e) for e in self._events if e[1] in wanted]
+        return [Event(*e) for e in tuple(self._events) if e[1] in wanted]

@@ -3,12 +3,15 @@
 Theory of operation
 -------------------
 Building a graph creates millions of long-lived container objects at once. CPython's collector responds
-with repeated full collections, each walking every object built so far: about half again the build time at
-a million drops. :func:`bulk_allocation` collects once beforehand (cheap while the heap is small), pauses
-the collector while the graph is built, then *freezes* what exists -- moves it to the permanent generation --
-so that later collections do not walk the graph again and again while it runs. Frozen objects are still
-freed by reference counting; a session breaks its graph's reference cycles when it is released (see
-``Session.release``), so nothing frozen leaks.
+with repeated collections of the young generations, each promoting what it walks, and full collections
+that walk everything built so far. :func:`bulk_allocation` pauses the collector while the graph is built
+and turns it back on afterwards; the objects built are then collected (or kept) by the normal rules.
+
+Nothing is frozen (``gc.freeze`` would move every live object of the process -- other sessions' included --
+into a permanent generation that a long-running daemon never collects again), and the pause is only the
+length of one build. A session breaks its graph's reference cycles when it is released (see
+``Session.release``), so reference counting frees a deleted session without the collector's help; the
+daemon memory test (tests/test_daemon_memory.py) checks that nothing accumulates.
 """
 
 from __future__ import annotations
@@ -23,11 +26,9 @@ __all__ = ["bulk_allocation"]
 @contextmanager
 def bulk_allocation() -> Iterator[None]:
     was_enabled = gc.isenabled()
-    gc.collect()
     gc.disable()
     try:
         yield
     finally:
-        gc.freeze()
         if was_enabled:
             gc.enable()

@@ -3,11 +3,16 @@
 Theory of operation
 -------------------
 A :class:`Node` runs one *owner* thread that takes events from one queue: completions posted by app
-threads and worker processes, timer expiries, and commands from other threads (the CLI, later the REST
-API and the network). An event is a callable and its arguments; the owner runs it, and the session
-concerned then carries out whatever its cascade asked for. Nothing but the owner thread changes drop state,
-so there are no per-drop locks. Other threads read states (for status and progress) without locking: every
-read is of a single attribute, and a slightly stale snapshot is all a reader needs.
+threads and worker processes, timer expiries, transfers, other nodes' news, and commands from other threads
+(the CLI, the REST API). An event is the session it concerns (or None), a callable and its arguments; the
+owner runs it, and the session then carries out whatever its cascade asked for. Nothing but the owner thread
+changes drop state, so there are no per-drop locks. Other threads read states (for status and progress)
+without locking: every read is of a single attribute or an immutable snapshot.
+
+Every event and every timer runs under one guard: whatever it raises (an engine bug, a failing store, a
+lying peer) fails the session it belongs to -- through ``Session.internal_error``, which stops its apps and
+cleans up -- and the loop goes on with the next event. The owner thread never dies of an exception, and no
+session is left RUNNING because of one.
 
 Apps run in a :class:`~dropflow.engine.threadpool.ThreadPool` (the default), in the owner itself
 (``inline``, for trivial apps), or in a :class:`~dropflow.engine.procpool.ProcessPool` whose workers start on
@@ -26,6 +31,7 @@ import os
 import queue
 import threading
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -67,13 +73,13 @@ class Node:
         self.default_executor = executor
         self.sessions: dict[str, Session] = {}
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._timers: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
+        self._timers: list[tuple[float, int, Session | None, Callable[..., None], tuple[Any, ...]]] = []
         self._seq = itertools.count()
         self._thread: threading.Thread | None = None
         self._threads = ThreadPool(threads, "dropflow-app")
         self._procs = ProcessPool(processes or os.cpu_count() or 1, self._proc_done)
         self._reaper: reaper.Reaper | None = None
-        self._proc_callbacks: dict[int, Callable[[Outcome], None]] = {}
+        self._proc_callbacks: dict[int, tuple[Session, Callable[[Outcome], None]]] = {}
         self._task_ids = itertools.count(1)
         #: How this node reaches the others of distributed sessions (None: it runs sessions alone).
         self.bus: Bus | None = None
@@ -95,7 +101,10 @@ class Node:
         return self
 
     def close(self, timeout: float = 30.0) -> None:
-        """Cancel every running session, wait for them to end, and stop all threads and processes."""
+        """Cancel every running session, wait for them to end, and stop all threads and processes.
+
+        Returns within about ``timeout`` seconds whatever the apps do: sessions still running by then are
+        ended by force (their apps abandoned, their workspaces cleaned)."""
         if self._thread is None:
             return
         sessions = list(self.sessions.values())
@@ -105,7 +114,14 @@ class Node:
             s.cancel()
         deadline = time.monotonic() + timeout
         for s in sessions:
-            s.wait(max(0.0, deadline - time.monotonic()))
+            s.wait(max(0.0, deadline - time.monotonic() - 0.5))
+        for s in sessions:
+            if not s.ended:
+                self.post_to(s, s.internal_error, RuntimeError(f"node {self.name} shut down"))
+        for s in sessions:
+            s.wait(max(0.1, deadline - time.monotonic()))
+        # Ended sessions are forgotten and their graphs' cycles broken: a closed node holds no session.
+        self.call(self._release_all)
         self._queue.put(_STOP)
         self._thread.join()
         self._thread = None
@@ -149,6 +165,10 @@ class Node:
         session = self.sessions.pop(session_id)
         session.release()
 
+    def _release_all(self) -> None:
+        for session_id in [sid for sid, s in self.sessions.items() if s.ended]:
+            self._delete_session(session_id)
+
     # -- other nodes (called by the bus, from any thread) ---------------------------------------------------
 
     def _session(self, session_id: str) -> Session:
@@ -163,7 +183,7 @@ class Node:
         if session is None:
             log.warning("events for unknown session %r dropped", session_id)
             return
-        self.post(session.remote_events, events)
+        self.post_to(session, session.remote_events, events)
 
     def data_for(self, session_id: str, uid: str) -> Store:
         """The store of a completed local data drop, for a node that fetches it."""
@@ -175,7 +195,8 @@ class Node:
 
     def adopt(self, session_id: str, uid: str, store: Store) -> None:
         """Install pushed bytes; the producer's FINISHED event, sent after this returns, comes later."""
-        self.post(self._session(session_id).adopt, uid, store)
+        session = self._session(session_id)
+        self.post_to(session, session.adopt, uid, store)
 
     def receive_data(self, session_id: str, uid: str, source: Store) -> None:
         store = self.incoming_store(session_id, uid)
@@ -186,7 +207,11 @@ class Node:
 
     def post(self, fn: Callable[..., None], *args: Any) -> None:
         """Run ``fn(*args)`` on the owner thread (thread-safe, never blocks)."""
-        self._queue.put((fn, args))
+        self._queue.put((None, fn, args))
+
+    def post_to(self, session: Session, fn: Callable[..., None], *args: Any) -> None:
+        """Run ``fn(*args)`` on the owner thread as an event of ``session``: if it raises, that fails."""
+        self._queue.put((session, fn, args))
 
     def call(self, fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
         """Run ``fn(*args)`` on the owner thread and return its result or raise its exception."""
@@ -199,19 +224,29 @@ class Node:
         def run() -> None:
             try:
                 fut.set_result(fn(*args))
-            except BaseException as exc:  # handed to the caller's thread
+            except BaseException as exc:
                 fut.set_exception(exc)
 
         self.post(run)
         return fut.result(timeout)
 
-    def add_timer(self, delay: float, fn: Callable[..., None], *args: Any) -> None:
-        """Owner thread only: run ``fn(*args)`` on the owner thread after ``delay`` seconds."""
-        heapq.heappush(self._timers, (time.monotonic() + delay, next(self._seq), fn, args))
+    def add_timer(
+        self, delay: float, fn: Callable[..., None], *args: Any, session: Session | None = None
+    ) -> None:
+        """Owner thread only: run ``fn(*args)`` on the owner thread after ``delay`` seconds, as an event of
+        ``session`` (whose end drops the timer: see :meth:`drop_timers`)."""
+        heapq.heappush(self._timers, (time.monotonic() + delay, next(self._seq), session, fn, args))
+
+    def drop_timers(self, session: Session) -> None:
+        """Owner thread only: forget a session's timers (they would keep it in memory until they fire)."""
+        kept = [t for t in self._timers if t[2] is not session]
+        if len(kept) != len(self._timers):
+            self._timers[:] = kept
+            heapq.heapify(self._timers)
 
     def _loop(self, running: threading.Event) -> None:
         running.set()
-        get = self._queue.get
+        get, run = self._queue.get, self._run
         timers = self._timers
         while True:
             timeout = max(0.0, timers[0][0] - time.monotonic()) if timers else None
@@ -222,20 +257,36 @@ class Node:
             if item is _STOP:
                 break
             if item is not None:
-                fn, args = item
-                try:
-                    fn(*args)
-                except (
-                    Exception
-                ) as exc:  # an engine bug: keep the loop alive, fail only the session concerned
-                    log.exception("owner loop: %s failed", getattr(fn, "__qualname__", fn))
-                    owner = getattr(fn, "__self__", None)
-                    if isinstance(owner, Session):
-                        owner.internal_error(exc)
-            now = time.monotonic()
-            while timers and timers[0][0] <= now:
-                _, _, fn, args = heapq.heappop(timers)
-                fn(*args)
+                run(*item)
+            if timers:
+                now = time.monotonic()
+                while timers and timers[0][0] <= now:
+                    _, _, session, fn, args = heapq.heappop(timers)
+                    run(session, fn, args)
+
+    def _run(self, session: Session | None, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
+        """Run one event; whatever it raises fails its session (if any) and never the loop."""
+        try:
+            fn(*args)
+        except BaseException as exc:
+            self._event_failed(session, fn, exc)
+
+    def _event_failed(self, session: Session | None, fn: Callable[..., None], exc: BaseException) -> None:
+        if session is None:
+            owner = getattr(fn, "__self__", None)
+            session = owner if isinstance(owner, Session) else None
+        where = getattr(fn, "__qualname__", repr(fn))
+        # Logged as text: a record holding the traceback would hold its frames, and through them the session
+        # and its graph, for as long as a handler keeps the record.
+        trace = "".join(traceback.format_exception(exc)).rstrip()
+        if session is None:
+            log.error("owner loop of node %s: %s failed\n%s", self.name, where, trace)
+            return
+        log.error("session %s: %s failed; the session fails\n%s", session.id, where, trace)
+        try:
+            session.internal_error(exc)
+        except BaseException as again:  # the loop must survive even this
+            log.error("session %s: could not fail the session cleanly: %r", session.id, again)
 
     # -- pools ----------------------------------------------------------------------------------------------
 
@@ -251,10 +302,11 @@ class Node:
         on that thread if it ever does. False if the task had finished."""
         return self._threads.abandon(fut, on_return)
 
-    def submit_process(self, task: Any, done: Callable[[Outcome], None]) -> int:
-        """Run a task in a worker process; ``done(outcome)`` is called on the owner thread."""
+    def submit_process(self, task: Any, done: Callable[[Outcome], None], session: Session) -> int:
+        """Run a task in a worker process; ``done(outcome)`` is called on the owner thread, as an event of
+        ``session``."""
         task_id = next(self._task_ids)
-        self._proc_callbacks[task_id] = done
+        self._proc_callbacks[task_id] = (session, done)
         self._procs.submit(task_id, task)
         return task_id
 
@@ -269,4 +321,9 @@ class Node:
         self.post(self._deliver, task_id, outcome)
 
     def _deliver(self, task_id: int, outcome: Outcome) -> None:
-        self._proc_callbacks.pop(task_id)(outcome)
+        entry = self._proc_callbacks.pop(task_id, None)
+        if entry is None:
+            log.error("node %s: an outcome for unknown process task %d was dropped", self.name, task_id)
+            return
+        session, done = entry
+        self._run(session, done, (outcome,))

@@ -6,31 +6,44 @@ A session is the I/O shell around its :class:`~dropflow.engine.core.Core`. Specs
 BUILDING; ``deploy`` links and checks them (a bad graph raises :class:`GraphError` and leaves the session
 BUILDING, nothing run), then the session is DEPLOYING while root inputs are prepared, and RUNNING once the
 roots are triggered. After every stimulus the session *pumps* the core's instructions: it runs ready apps
-(trivial ones are settled on the spot, inline ones run in the owner, the rest go to the thread or process
-pool with a :class:`Task`), deletes expired data, arms lifespan timers and kills cancelled apps. Apps that
-settle inline feed the loop again, so a whole chain of inline apps cascades in one pump, iteratively.
+(inline ones in the owner, the rest in the thread or process pool, each with a :class:`Task`), deletes
+expired data, arms lifespan timers and kills cancelled apps. The pump is not re-entrant: an inline app that
+finishes inside a pump feeds the core, whose new instructions the running pump then carries out, so a chain
+of a million inline apps cascades in one pump with constant stack.
+
+Every event that concerns the session reaches the owner loop tagged with the session (``node.post_to``),
+so an exception anywhere on its path -- an engine bug, a store that cannot be created, a lying peer -- fails
+exactly this session, through :meth:`internal_error`, and nothing else. Commands from other threads
+(``add``, ``deploy``, ...) return refusals (:class:`GraphError`, :class:`WrongState`) to their caller; any
+other exception also fails the session.
 
 When the core has settled every drop and no app is still in flight, the session *finalises*: it deletes
 every store that is not persisted (unlinking shared memory), removes the workspace except persisted paths,
-and moves to FINISHED, FAILED or CANCELLED. A cancelled app that will not die is abandoned after
-``ABANDON_AFTER`` seconds so that a session always ends; what it writes afterwards is cleaned when it
-returns.
+and moves to FINISHED, FAILED or CANCELLED. A cancelled app that does not stop (Python code cannot be
+interrupted) is abandoned after ``ABANDON_AFTER`` seconds so that a session always ends and its pool slot is
+given back; what it writes afterwards is deleted when it returns. Late completions hold the session only
+weakly, so a deleted session is freed even while an abandoned app never returns.
 
-Every method except the thread-safe ones marked so runs on the node's owner thread.
+Every method except the thread-safe ones marked so runs on the node's owner thread. Other threads read the
+session through snapshots: single attributes, and the core's append-only failure list taken by a slice.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
-import gc
+import logging
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..drops import kinds
 from ..drops.apps.base import CancelToken, InputRef, Outcome, OutputRef, Task
 from ..drops.codecs import decode, encode
+from ..drops.errors import GraphError
 from ..drops.kinds import StoreContext
 from ..drops.spec import AppSpec, DataSpec, DropSpec, FileSpec, MemorySpec, SharedMemorySpec
 from ..drops.states import (
@@ -43,7 +56,7 @@ from ..drops.states import (
 )
 from ..drops.stores import MemoryStore, Store
 from .bus import RemoteEvent
-from .core import Core
+from .core import Core, InvariantError
 from .eventlog import Event, EventLog
 from .gcpause import bulk_allocation
 from .graph import AppNode, DataNode, Graph, build
@@ -54,10 +67,69 @@ from .workspace import Workspace
 if TYPE_CHECKING:
     from .node import Node
 
-__all__ = ["Failure", "Session", "Summary"]
+__all__ = ["Failure", "Session", "Summary", "WrongState", "live_sessions"]
+
+log = logging.getLogger(__name__)
 
 _S = SessionState
 COMPLETED, RUNNING = DropState.COMPLETED, AppState.RUNNING
+
+#: Every session not yet freed, for leak checks (weak: it keeps nothing alive).
+_live: weakref.WeakSet[Session] = weakref.WeakSet()
+
+
+def live_sessions() -> list[Session]:
+    """Sessions still in memory in this process (for leak checks: a deleted session must not be here)."""
+    return list(_live)
+
+
+class WrongState(RuntimeError):
+    """A command that the session's state does not allow (e.g. adding drops after deploy)."""
+
+
+class _Running:
+    """An app in flight: how to stop it, how to give it up, and the stores a late return must delete."""
+
+    __slots__ = ("abandon", "kill", "stores")
+
+    def __init__(
+        self, kill: Callable[[], object], abandon: Callable[[], object], stores: list[Store]
+    ) -> None:
+        self.kill = kill
+        self.abandon = abandon
+        self.stores = stores
+
+
+def _late(stores: Sequence[Store], top: str) -> None:
+    """An app given up on came back: delete what it may have written, and the folders it made for that under
+    the session's workspace ``top`` if they are empty (the workspace itself may be gone already)."""
+    for store in stores:
+        with contextlib.suppress(Exception):
+            store.delete()
+        path = store.fspath() if store.owned else None
+        while path and (path := os.path.dirname(path)).startswith(top):
+            try:
+                os.rmdir(path)
+            except OSError:
+                break
+
+
+def _thread_returned(me: weakref.ref[Session], app: AppNode, stores: list[Store], fut: Any) -> None:
+    """Pool thread: hand a finished thread app back to its session's owner (if the session still exists)."""
+    session = me()
+    if session is None:
+        _late(stores, "")
+    else:
+        session.post(session._thread_done, app, fut, stores)
+
+
+def _process_returned(me: weakref.ref[Session], app: AppNode, stores: list[Store], outcome: Outcome) -> None:
+    """Owner thread: a worker process answered for an app."""
+    session = me()
+    if session is None:
+        _late(stores, "")
+    else:
+        session._done(app, outcome, stores)
 
 
 class _ProxyContext:
@@ -71,7 +143,8 @@ class _ProxyContext:
 class Session:
     """One graph executing on one node."""
 
-    ABANDON_AFTER = 10.0
+    #: Seconds a cancelled app gets to stop before it is given up on (its slot freed, the session ended).
+    ABANDON_AFTER = 1.0
 
     def __init__(self, node: Node, session_id: str, workspace: Workspace, distributed: bool = False) -> None:
         self.node = node
@@ -90,14 +163,18 @@ class Session:
         self.graph: Graph | None = None
         self.core: Core | None = None
         self._specs: list[DropSpec] = []
-        self._inflight: dict[AppNode, Callable[[], None]] = {}
+        self._inflight: dict[AppNode, _Running] = {}
+        self._pumping = False
         self._finalized = False
+        #: Ended by an internal error: its drop states stopped mid-cascade and are not checked.
+        self.broken = False
         self._ended = threading.Event()
         self._on_end: list[Callable[[Session], None]] = []
         self.times: dict[str, float] = {"created": time.time()}
         self.error: str | None = None
         #: Paths kept at the end because their drops persist.
         self.persisted: list[str] = []
+        _live.add(self)
 
     # -- StoreContext ---------------------------------------------------------------------------------------
 
@@ -118,15 +195,32 @@ class Session:
 
     # -- commands (thread-safe wrappers run on the owner) ----------------------------------------------------
 
+    def _command(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a command on the owner. Refusals go back to the caller; anything else fails the session too."""
+        return self.node.call(self._guarded, fn, args)
+
+    def _guarded(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+        try:
+            return fn(*args)
+        except (GraphError, WrongState):
+            raise
+        except BaseException as exc:
+            self.internal_error(exc)
+            raise
+
+    def post(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run ``fn(*args)`` on the owner as an event of this session (thread-safe)."""
+        self.node.post_to(self, fn, *args)
+
     def add(self, specs: Iterable[DropSpec]) -> None:
         """Append drop specs to a session that has not been deployed (thread-safe)."""
-        self.node.call(self._add, list(specs))
+        self._command(self._add, list(specs))
 
     def _add(self, specs: list[DropSpec]) -> None:
         if self.state is _S.PRISTINE:
             self._set_state(_S.BUILDING)
         elif self.state is not _S.BUILDING:
-            raise RuntimeError(f"session {self.id!r} is {self.state}; graphs can only be added before deploy")
+            raise WrongState(f"session {self.id!r} is {self.state}; graphs can only be added before deploy")
         self._specs.extend(specs)
 
     def deploy(self, source: str | None = None, start: bool = True) -> None:
@@ -135,19 +229,17 @@ class Session:
         Thread-safe; raises GraphError and leaves the session BUILDING when the graph is bad. A distributed
         session is deployed on every node first and started after, so that no event finds a node unready.
         """
-        self.node.call(self._deploy, source, start)
+        self._command(self._deploy, source, start)
 
     def start(self) -> None:
         """Trigger the roots of a session deployed with ``start=False`` (thread-safe)."""
-        self.node.call(self._begin)
+        self._command(self._begin)
 
     def _deploy(self, source: str | None, start: bool) -> None:
         if self.state is _S.PRISTINE:
             self._set_state(_S.BUILDING)
         if self.state is not _S.BUILDING:
-            raise RuntimeError(
-                f"session {self.id!r} is {self.state}; it can be deployed once, while BUILDING"
-            )
+            raise WrongState(f"session {self.id!r} is {self.state}; it can be deployed once, while BUILDING")
         self.times["deploy"] = time.time()
         with bulk_allocation():
             # A GraphError leaves the session BUILDING.
@@ -162,11 +254,11 @@ class Session:
 
     def _begin(self) -> None:
         if self.state is not _S.DEPLOYING:
-            raise RuntimeError(f"session {self.id!r} is {self.state}; only a deployed session can start")
+            raise WrongState(f"session {self.id!r} is {self.state}; only a deployed session can start")
         self._set_state(_S.RUNNING)
         self.times["running"] = time.time()
         # The cascade starts as an event of its own, so deploy returns as soon as the graph is in place.
-        self.node.post(self._start)
+        self.post(self._start)
 
     def _start(self) -> None:
         assert self.core is not None
@@ -181,39 +273,50 @@ class Session:
         self.pump()
 
     def internal_error(self, exc: BaseException) -> None:
-        """Owner thread: an engine bug surfaced while handling this session's event. Fail the session with the
-        reason, stop its apps and clean up, rather than leave it running forever."""
-        self.error = f"internal error: {type(exc).__name__}: {exc}"
+        """Owner thread: something failed while handling this session's event. Fail the session with the
+        cause, stop its apps and clean up, rather than leave it running forever. Never raises."""
         if self._ended.is_set():
             return
-        for kill in list(self._inflight.values()):
+        self.broken = True
+        self.error = self.error or f"internal error: {type(exc).__name__}: {exc}"
+        self._pumping = False  # the failed pump is over
+        for running in list(self._inflight.values()):
             with contextlib.suppress(Exception):
-                kill()
+                running.kill()
+            with contextlib.suppress(Exception):
+                running.abandon()
         self._inflight.clear()
-        self.transfers.abandon()
-        self._finalized = True
         with contextlib.suppress(Exception):
+            self.transfers.abandon()
+        self._finalized = True
+        try:
             self.persisted = self._cleanup()
+        except Exception:  # cleanup is best effort here; the session must still end
+            log.exception("session %s: cleanup after an internal error failed", self.id)
         self.times["end"] = time.time()
-        if (self.state, _S.FAILED) in SESSION_TRANSITIONS:
-            self._set_state(_S.FAILED)
+        end = _S.FAILED if (self.state, _S.FAILED) in SESSION_TRANSITIONS else _S.CANCELLED
+        if (self.state, end) in SESSION_TRANSITIONS:
+            self._set_state(end)
+        else:  # PRISTINE or BUILDING (a command failed): the table allows only CANCELLED there
+            self.state = _S.FAILED
         self._finish()
 
     def cancel(self) -> None:
         """Cancel the session: settle every drop as CANCELLED and kill running apps (thread-safe)."""
-        self.node.post(self._cancel)
+        self.post(self._cancel)
 
     def _cancel(self) -> None:
         if self.state in SESSION_ENDED:
             return
         if self.core is None:
             self._set_state(_S.CANCELLED)
+            self.times["end"] = time.time()
             self._finish()
             return
         self.core.cancel()
         self.pump()
-        if self._inflight or self.transfers.pending:
-            self.node.add_timer(self.ABANDON_AFTER, self._abandon)
+        if not self._finalized and (self._inflight or self.transfers.pending):
+            self.node.add_timer(self.ABANDON_AFTER, self._abandon, session=self)
 
     # -- roots ----------------------------------------------------------------------------------------------
 
@@ -243,46 +346,42 @@ class Session:
     # -- the pump -------------------------------------------------------------------------------------------
 
     def pump(self) -> None:
-        """Carry out the core's instructions until there are none (owner thread)."""
-        if not gc.isenabled():
-            self._pump()
-            return
-        # The cascade makes short-lived tuples by the million and no reference cycles: collections would
-        # only walk them (half a second over a million-drop fan-out). Paused for the pump, on again after.
-        gc.disable()
-        try:
-            self._pump()
-        finally:
-            gc.enable()
+        """Carry out the core's instructions until there are none (owner thread).
 
-    def _pump(self) -> None:
+        Re-entry (an inline app finishing inside ``dispatch``) returns at once: the running pump sees the new
+        instructions in the core's queues, so the stack stays flat however long a chain of inline apps is.
+        """
+        if self._pumping or self._finalized:
+            return
         core = self.core
         assert core is not None
-        ready, to_delete, to_time, to_kill = core.ready, core.to_delete, core.to_time, core.to_kill
-        while ready or to_delete or to_time or to_kill:
-            while ready:
-                self.dispatch(ready.popleft())
-            while to_kill:
-                kill = self._inflight.get(to_kill.popleft())
-                if kill is not None:
-                    kill()
-            while to_delete:
-                data = to_delete.popleft()
-                if data.store is not None:
-                    data.store.delete()
-                core.deleted(data)
-            while to_time:
-                data = to_time.popleft()
-                assert data.spec.lifespan is not None
-                self.node.add_timer(data.spec.lifespan, self._lifespan_over, data)
-        if core.outbox:
-            self._send_events(core)
-        if (
-            core.outcome is not None
-            and not self._inflight
-            and not self.transfers.pending
-            and not self._finalized
-        ):
+        self._pumping = True
+        try:
+            ready, to_delete, to_time, to_kill = core.ready, core.to_delete, core.to_time, core.to_kill
+            while ready or to_delete or to_time or to_kill or core.outbox:
+                while ready:
+                    self.dispatch(ready.popleft())
+                while to_kill:
+                    running = self._inflight.get(to_kill.popleft())
+                    if running is not None:
+                        running.kill()
+                while to_delete:
+                    data = to_delete.popleft()
+                    store = data.store
+                    if store is not None:
+                        store.delete()
+                        if type(data.peer) is str:
+                            data.store = None  # a proxy's local copy; fetched again if ever needed
+                    core.deleted(data)
+                while to_time:
+                    data = to_time.popleft()
+                    assert data.spec.lifespan is not None
+                    self.node.add_timer(data.spec.lifespan, self._lifespan_over, data, session=self)
+                if core.outbox:
+                    self._send_events(core)
+        finally:
+            self._pumping = False
+        if core.outcome is not None and not self._inflight and not self.transfers.pending:
             self._finalize()
 
     def _send_events(self, core: Core) -> None:
@@ -307,24 +406,32 @@ class Session:
             self.pump()
 
     def dispatch(self, app: AppNode) -> None:
+        """Run a ready app on its executor (owner thread); its outcome comes back through :meth:`_done`."""
         spec = app.spec
-        core = self.core
-        assert core is not None
-        # Trivial apps left inline never get here: the core settles them.
-        executor = spec.executor or self._default_executor(spec)
         if self.local is not None and not self.transfers.inputs_here(app):
             return  # dispatched again when the last remote input has arrived
+        executor = spec.executor or self._default_executor(spec)
         task = self._task(app)
         if executor == "inline":
             self._done(app, kinds.execute(task, CancelToken()))
-        elif executor == "thread":
+            return
+        stores = [ref.store for ref in task.outputs]
+        me = weakref.ref(self)
+        node = self.node
+        if executor == "thread":
             token = CancelToken()
-            fut = self.node.submit_thread(kinds.execute, task, token)
-            self._inflight[app] = token.cancel
-            fut.add_done_callback(lambda f: self.node.post(self._thread_done, app, f))
+            fut = node.submit_thread(kinds.execute, task, token)
+            top = self.workspace.dir
+            self._inflight[app] = _Running(
+                token.cancel, lambda: node.abandon_thread(fut, lambda: _late(stores, top)), stores
+            )
+            fut.add_done_callback(lambda f: _thread_returned(me, app, stores, f))
         else:
-            task_id = self.node.submit_process(task, lambda outcome: self._done(app, outcome))
-            self._inflight[app] = lambda: self.node.kill_process(task_id)
+            task_id = node.submit_process(
+                task, lambda outcome: _process_returned(me, app, stores, outcome), self
+            )
+            kill = lambda: node.kill_process(task_id)  # noqa: E731
+            self._inflight[app] = _Running(kill, kill, stores)
 
     def _default_executor(self, spec: AppSpec) -> str:
         """The node's default where the kind allows it, else the kind's own."""
@@ -333,20 +440,25 @@ class Session:
             return spec.DEFAULT_EXECUTOR
         return chosen
 
-    def _thread_done(self, app: AppNode, fut: Any) -> None:
+    def _thread_done(self, app: AppNode, fut: Any, stores: list[Store]) -> None:
         try:
             outcome = fut.result()
+        except concurrent.futures.CancelledError:  # abandoned: its late return, if any, cleans up itself
+            outcome = Outcome.failed("cancelled")
         except BaseException as exc:  # execute() never raises; this is the pool refusing the task
-            outcome = Outcome.failed(f"could not run in a thread: {exc}")
-        self._done(app, outcome)
+            outcome = Outcome.failed(f"could not run in a thread: {type(exc).__name__}: {exc}")
+        self._done(app, outcome, stores)
 
-    def _done(self, app: AppNode, outcome: Outcome) -> None:
-        self._inflight.pop(app, None)
+    def _done(self, app: AppNode, outcome: Outcome, stores: Sequence[Store] | None = None) -> None:
+        """An app's outcome (owner thread). ``stores`` is None for inline apps, else what it was given."""
+        running = self._inflight.pop(app, None)
         core = self.core
         assert core is not None
+        if running is None and stores is not None:
+            # Given up on (abandoned after a cancel, or its session failed): delete what it may have written.
+            _late(stores, self.workspace.dir)
+            return
         if self._finalized:
-            # An abandoned app came back after the session ended: clean what it may have written.
-            self._cleanup()
             return
         if outcome.ok:
             by_id = core.graph.by_id
@@ -362,11 +474,17 @@ class Session:
         self.pump()
 
     def _abandon(self) -> None:
+        """Give up on cancelled apps and transfers that did not stop, so that the session ends and their
+        pool slots are free again."""
         if self._finalized:
             return
         apps, transfers = len(self._inflight), self.transfers.abandon()
         if apps or transfers:
-            self.error = f"abandoned {apps} cancelled app(s) and {transfers} transfer(s) that did not stop"
+            self.error = self.error or (
+                f"abandoned {apps} cancelled app(s) and {transfers} transfer(s) that did not stop"
+            )
+            for running in list(self._inflight.values()):
+                running.abandon()
             self._inflight.clear()
             self.pump()
 
@@ -496,13 +614,53 @@ class Session:
             self._on_end.append(callback)
 
     def release(self) -> None:
-        """Break the graph's reference cycles so that its memory is freed at once."""
+        """Owner thread, once the session has ended: break every reference cycle of the session and its
+        graph, so that reference counting alone frees them as soon as the last outside reference goes."""
         if self.graph is not None:
             for data in self.graph.data:
                 data.consumers = None
                 data.store = None if not data.spec.persist else data.store
             for app in self.graph.apps:
                 app.inputs = app.outputs = ()
+        self._on_end.clear()
+        self._inflight.clear()
+        self._early_events.clear()
+        if self.core is not None:
+            self.core.release()
+        self.node.drop_timers(self)
+
+    def validate(self) -> None:
+        """Owner thread: the core's invariants, and no app RUNNING here without something that will end it.
+
+        A session that an internal error ended only has to be ended: its cascade stopped half way."""
+        core = self.core
+        if self.broken:
+            if not self._ended.is_set():
+                raise InvariantError("an internal error failed the session but it has not ended")
+            return
+        if core is None:
+            return
+        core.validate()
+        if self._pumping:
+            return
+        waiting = self.transfers.waiting_apps()
+        queued = set(map(id, core.ready))
+        for app in core.graph.apps:
+            if (
+                app.state is RUNNING
+                and type(app.peer) is not str
+                and app not in self._inflight
+                and id(app) not in waiting
+                and id(app) not in queued
+            ):
+                raise InvariantError(f"app {app.spec.id!r} is RUNNING with no task in flight")
+        if (
+            core.outcome is not None
+            and not self._inflight
+            and not self.transfers.pending
+            and not self._finalized
+        ):
+            raise InvariantError("the session's outcome is decided but it has not ended")
 
     # -- queries (thread-safe snapshots) ---------------------------------------------------------------------
 
@@ -541,7 +699,8 @@ class Session:
         core, graph = self.core, self.graph
         if core is None or graph is None:
             return []
-        return [Failure(uid, graph.by_id[uid].spec.kind, msg) for uid, msg in core.failures.items()]
+        # The list is append-only: a slice is a consistent snapshot while the owner appends.
+        return [Failure(uid, graph.by_id[uid].spec.kind, msg) for uid, msg in core.failures[:]]
 
     def value(self, uid: str) -> Any:
         """The decoded content of a (persisted, or not yet deleted) data drop."""

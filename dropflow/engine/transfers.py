@@ -9,11 +9,13 @@ its bytes for remote drops are pushed to their owners, and only then does the ap
 event that says "this drop is complete" never overtakes the data. Transfers run on the bus's threads; their
 completions come back to the owner loop as events. A failed transfer fails the app that needed it, with
 the node and the reason. Files outside the workspace are on a shared filesystem by assumption, so they are
-read in place rather than fetched.
+read in place rather than fetched. A transfer's callback holds the session weakly: a deleted session is
+freed at once, and a fetch that returns after it deletes the bytes it brought.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +37,7 @@ class Transfers:
     """The cross-node transfers of one session (owner thread only)."""
 
     def __init__(self, session: Session) -> None:
-        self.session = session
+        self._session = weakref.ref(session)
         #: Remote data being fetched: its future local store and the apps waiting for it.
         self._fetching: dict[DataNode, tuple[Store, list[AppNode]]] = {}
         #: Apps waiting for fetches: how many of their inputs are still on the way.
@@ -47,15 +49,38 @@ class Transfers:
         #: Transfers under way: the session ends only when none is.
         self.pending = 0
 
+    @property
+    def session(self) -> Session:
+        session = self._session()
+        if session is None:
+            raise RuntimeError("the session of these transfers has been freed")
+        return session
+
     def _bus(self) -> Bus:
         bus = self.session.node.bus
         if bus is None:
             raise RuntimeError(f"node {self.session.node.name!r} has no bus to reach other nodes")
         return bus
 
-    def _poster(self, method: Callable[..., None], *args: Any) -> Callable[[str | None], None]:
-        """A transfer callback (any thread) that runs ``method(*args, error)`` on the owner thread."""
-        return lambda error: self.session.node.post(method, *args, error)
+    def _poster(
+        self, method: Callable[..., None], *args: Any, store: Store | None = None
+    ) -> Callable[[str | None], None]:
+        """A transfer callback (any thread): runs ``method(*args, error)`` on the owner thread as an event of
+        the session; if the session is gone by then, ``store`` (bytes fetched for it) is deleted."""
+        me = self._session
+
+        def done(error: str | None) -> None:
+            session = me()
+            if session is not None:
+                session.post(method, *args, error)
+            elif store is not None:
+                store.delete()
+
+        return done
+
+    def waiting_apps(self) -> set[int]:
+        """Identities of the apps held back by transfers: inputs on the way, or outputs being pushed."""
+        return {id(app) for app in self._blocked} | {id(app) for app in self._pushing}
 
     def inputs_here(self, app: AppNode) -> bool:
         """Start fetching the remote inputs an app still lacks; True if it has them all."""
@@ -77,7 +102,9 @@ class Transfers:
             self._fetching[data] = (store, [app])
             self.pending += 1
             assert isinstance(data.peer, str)
-            self._bus().fetch(data.peer, session.id, data.spec.id, store, self._poster(self._fetched, data))
+            self._bus().fetch(
+                data.peer, session.id, data.spec.id, store, self._poster(self._fetched, data, store=store)
+            )
         if pending:
             self._blocked[app] = pending
         return pending == 0

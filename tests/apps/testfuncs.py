@@ -117,3 +117,25 @@ def same(a, b, total=None) -> bool:
     if total is not None and int(total) != 500500:
         raise AssertionError(f"the sum is {total!r}, not 500500")
     return True
+
+
+def inc(x):
+    return x + 1
+
+
+def forever(*args, **kwargs):
+    """Never returns (until the test process ends): Python code that no cancel can interrupt."""
+    threading.Event().wait()
+
+
+_gates: dict[str, threading.Event] = {}
+
+
+def gate(name: str) -> threading.Event:
+    """A named gate that tests open; apps calling ``wait_gate`` block on it (in this process)."""
+    with _lock:
+        return _gates.setdefault(name, threading.Event())
+
+
+def wait_gate(name: str, timeout: float = 60.0) -> bool:
+    return gate(name).wait(timeout)
