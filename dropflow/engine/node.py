@@ -32,6 +32,7 @@ from ..drops.stores import Store
 from .bus import Bus, RemoteEvent, copy_store
 from .procpool import ProcessPool
 from .session import Session
+from .sweep import sweep
 from .workspace import Workspace, default_root
 
 __all__ = ["Node"]
@@ -79,6 +80,7 @@ class Node:
     def start(self) -> Node:
         """Start the owner thread; returns once it is taking events."""
         if self._thread is None:
+            sweep(self.workspace_root)  # what dead processes left on this root
             running = threading.Event()
             self._thread = threading.Thread(
                 target=self._loop, args=(running,), name=f"dropflow-owner-{self.name}"
