@@ -34,6 +34,7 @@ import os
 import re
 import shutil
 import socket
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -57,8 +58,8 @@ def _under(path: str, top: str) -> bool:
 def prune(top: str, keep: Iterable[str] = ()) -> None:
     """Remove the directory ``top`` but the ``keep`` paths under it (and the directories leading to them)."""
     kept = {os.path.normpath(p) for p in keep if _under(os.path.normpath(p), top)}
-    if not os.path.isdir(top):
-        return
+    if os.path.islink(top) or not os.path.isdir(top):
+        return  # never follow a link planted in place of a session directory
     if not kept:
         shutil.rmtree(top, ignore_errors=True)
     else:
@@ -139,6 +140,8 @@ class SessionLock:
         self.path = os.path.join(root, LOCK_DIR, session_id + _SUFFIX)
         self._fd = -1
         self._kept: set[str] = set()
+        # resolve() -- hence keep() -- also runs on bus threads: the fd must not be closed under a write.
+        self._mutex = threading.Lock()
 
     @property
     def held(self) -> bool:
@@ -146,6 +149,10 @@ class SessionLock:
 
     def acquire(self, keep: Iterable[str] = ()) -> None:
         """Take the lock and record this session (and ``keep``, its persisted paths so far)."""
+        with self._mutex:
+            self._acquire(keep)
+
+    def _acquire(self, keep: Iterable[str]) -> None:
         if self._fd >= 0:
             return
         for _attempt in range(1000):  # each retry means a sweep or a release just unlinked the file
@@ -210,37 +217,41 @@ class SessionLock:
                 },
                 fd,
             )
-            for path in keep:
-                self.keep(path, fd)
             # Shared from now on: a sweep must fail to take it, and nothing else needs to wait.
             fcntl.flock(fd, fcntl.LOCK_SH)
             if not _same_file(fd, self.path):
                 return False
+        for path in keep:
+            self.keep(path, fd)
         return True
 
     @staticmethod
     def _write(entry: dict[str, Any], fd: int) -> None:
-        os.write(
-            fd, json.dumps(entry).encode() + b"\n"
-        )  # one O_APPEND write per line: lines never interleave
+        # One O_APPEND write per line: lines of several writers never interleave.
+        os.write(fd, json.dumps(entry).encode() + b"\n")
 
     def keep(self, path: str, fd: int | None = None) -> None:
         """Record a persisted path, which a sweep must not remove."""
-        fd = self._fd if fd is None else fd
-        if fd >= 0 and path not in self._kept:
+        if fd is not None:  # while acquiring, under the mutex
             self._kept.add(path)
             self._write({"keep": path}, fd)
+            return
+        with self._mutex:
+            if self._fd >= 0 and path not in self._kept:
+                self._kept.add(path)
+                self._write({"keep": path}, self._fd)
 
     def release(self) -> None:
         """Unlink the lock file and drop the lock (idempotent)."""
-        fd, self._fd = self._fd, -1
-        if fd < 0:
-            return
-        try:
-            if _same_file(fd, self.path):
-                os.unlink(self.path)
-        finally:
-            os.close(fd)
+        with self._mutex:
+            fd, self._fd = self._fd, -1
+            if fd < 0:
+                return
+            try:
+                if _same_file(fd, self.path):
+                    os.unlink(self.path)
+            finally:
+                os.close(fd)
         with contextlib.suppress(OSError):  # only succeeds when no other session of the root is live
             os.rmdir(os.path.dirname(self.path))
 
