@@ -267,3 +267,52 @@ def test_heartbeats_need_the_token(tmp_path):
         assert bad.status_code == 400
     finally:
         nm.close()
+
+
+def test_a_master_loses_a_silent_island_and_stops_its_part_when_it_answers(tmp_path):
+    """
+    island A: n0: a (sleeps) -> da ---> island B: n1: b (sleeps)
+
+    The master heartbeats its islands as an island does its nodes: island B falls silent, the session fails
+    naming it, island A is cancelled, and B cancels its part once it answers again.
+    """
+    from dropflow.managers.master import MasterManager
+
+    leaks = LeakCheck()
+    bus = InProcBus()
+    nms = [
+        NodeManager(f"n{i}", workspace_root=str(tmp_path / f"n{i}"), threads=2, processes=1) for i in (0, 1)
+    ]
+    for nm in nms:
+        nm.start()
+        bus.add(nm.node)
+    islands = [DataIslandManager("A", [nms[0]]), DataIslandManager("B", [nms[1]])]
+    b = Stoppable(islands[1])  # type: ignore[arg-type]
+    mm = MasterManager("master", [islands[0], b], heartbeat=FAST)  # type: ignore[list-item]
+    try:
+        mm.create_session("m")
+        mm.append(
+            "m",
+            [
+                SleepSpec(id="a", seconds=600, outputs={"o": "da"}, node="n0", island="A"),
+                MemorySpec(id="da", node="n0", island="A"),
+                SleepSpec(id="b", seconds=600, inputs={"i": "da"}, node="n1", island="B"),
+            ],
+        )
+        mm.deploy("m")
+        poll_for(lambda: b.beats >= 2, timeout=10)
+        b.running.clear()
+        assert mm.wait("m", 10) == "FAILED"
+        assert mm.summary("m")["error"].startswith("node B lost: stopped answering heartbeats")
+        assert islands[0].wait("m", 10) == "CANCELLED" and nms[0].wait("m", 10) == "CANCELLED"
+        assert islands[1].status("m") == "RUNNING"
+        b.running.set()
+        assert islands[1].wait("m", 10) == "CANCELLED" and nms[1].wait("m", 10) == "CANCELLED"
+    finally:
+        b.running.set()
+        mm.close()
+        for island in islands:
+            island.close()
+        for nm in nms:
+            nm.close()
+    leaks.check()
