@@ -526,7 +526,9 @@ class DataIslandManager:
         if s.state not in SESSION_ENDED:
             self.cancel(session_id)
             s.ended.wait(30)
-        self._fan([n for n in s.nodes if n not in s.lost], lambda c: c.delete_session(s.id))
+        # Lost nodes too: one that came back still holds its (cancelled) part. One still silent is skipped
+        # at once by _fan, and one that is dead refuses the connection; either way nothing is waited for.
+        self._fan(s.nodes, lambda c: c.delete_session(s.id))
         with self._lock:
             self._sessions.pop(session_id, None)
 

@@ -233,6 +233,7 @@ def test_a_silent_node_is_lost_and_told_to_cancel_when_it_answers_again(in_proce
     assert "cancelled by island" in nodes[1].nm.summary("s")["error"]
     poll_for(lambda: not island._monitor.pending_cancels(), timeout=10)
     island.delete_session("s")
+    assert all(n.nm.sessions() == [] for n in nodes)  # the part of the node that came back too
 
 
 def test_a_node_that_forgot_a_running_session_is_lost_at_once(in_process):
