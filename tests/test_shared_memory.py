@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from dropflow.drops import MemorySpec, NoopSpec, PythonSpec, SharedMemorySpec, SleepSpec
-from dropflow.drops.shm import segment_name
+from dropflow.drops.shm import segment_name, session_scope
 
 from conftest import poll_for, run, shm_segments
 
@@ -57,16 +57,19 @@ def test_512_mib_array_crosses_processes_without_a_copy(node):
     assert touched["seen"] == 11 and touched["size"] == SIZE and touched["sum_head"] == 11 + 999
     assert touched["pid"] != os.getpid()
     assert s.value("r") == 99
-    assert segment_name("zero-copy", "seg") not in shm_segments()
+    assert segment_name(s.workspace.shm_scope, "zero-copy", "seg") not in shm_segments()
 
 
 def test_segment_names_hash_long_ids_without_collisions():
     """DALiuGE truncated names to 14 characters, so long ids sharing a prefix collided; ours never do."""
     prefix = "x" * 300
-    names = {segment_name("session-" + prefix, f"{prefix}-{i}") for i in range(1000)}
+    scope = session_scope("/tmp", "session-" + prefix)
+    names = {segment_name(scope, "session-" + prefix, f"{prefix}-{i}") for i in range(1000)}
     assert len(names) == 1000
     assert all(len(n) < 255 for n in names)
-    assert segment_name("a", "bc") != segment_name("ab", "c")
+    assert segment_name(scope, "a", "bc") != segment_name(scope, "ab", "c")
+    # The same session id under two roots: two scopes, so a sweep of one never touches the other.
+    assert session_scope("/a", "s") != session_scope("/b", "s")
 
 
 def test_cancelled_session_leaves_no_segment(node):
@@ -81,7 +84,7 @@ def test_cancelled_session_leaves_no_segment(node):
         ]
     )
     session.deploy()
-    name = segment_name("shm-cancel", "seg")
+    name = segment_name(session.workspace.shm_scope, "shm-cancel", "seg")
     poll_for(lambda: name in shm_segments(), timeout=10)
     poll_for(lambda: session.drop_state("hold") == "RUNNING", timeout=10)
     session.cancel()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from dropflow.drops.codecs import CodecError, decode, encode
-from dropflow.drops.shm import segment_name
+from dropflow.drops.shm import segment_name, session_scope
 from dropflow.drops.stores import DirectoryStore, FileStore, MemoryStore, NullStore, SharedMemoryStore
 
 CHUNKS = [b"alpha-", bytearray(b"beta-"), memoryview(b"gamma")]
@@ -20,7 +20,7 @@ JOINED = b"alpha-beta-gamma"
 def stores(tmp_path):
     return [
         MemoryStore(),
-        SharedMemoryStore(segment_name("test-stores", str(tmp_path))),
+        SharedMemoryStore(segment_name(session_scope(str(tmp_path), "test-stores"), "test-stores", "x")),
         FileStore(str(tmp_path / "sub" / "file.bin")),
     ]
 

@@ -64,6 +64,11 @@ class StoreContext(Protocol):
     @property
     def session_id(self) -> str: ...
 
+    @property
+    def shm_scope(self) -> str:
+        """The scope of the session's shared-memory segment names (see :mod:`dropflow.drops.shm`)."""
+        ...
+
     def resolve(self, spec: DataSpec, path: str | None) -> tuple[str, bool]:
         """Absolute path for a file or directory drop, and whether the session owns it."""
         ...
@@ -235,7 +240,7 @@ def _path_store(cls: type[FileStore]) -> StoreFactory:
 register_data(MemorySpec, lambda spec, ctx: MemoryStore())
 register_data(
     SharedMemorySpec,
-    lambda spec, ctx: SharedMemoryStore(shm.segment_name(ctx.session_id, spec.id)),
+    lambda spec, ctx: SharedMemoryStore(shm.segment_name(ctx.shm_scope, ctx.session_id, spec.id)),
     _check_shm,
 )
 register_data(FileSpec, _path_store(FileStore), _check_path)

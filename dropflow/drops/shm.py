@@ -3,11 +3,14 @@
 Theory of operation
 -------------------
 A segment is a file in ``/dev/shm`` (what ``shm_open`` does on Linux), opened directly so that no resource
-tracker can unlink it behind the engine's back when a worker process exits. Its name is derived from a
-hash of the session id and the drop id -- never a truncation of either, so long ids cannot collide -- and
-is the same in every process, so producers create it, consumers map it, and the lifecycle manager unlinks
-it, each knowing only the two ids. Segments are created ``O_EXCL | O_NOFOLLOW`` with mode 0600: a name
-planted by someone else is an error, not a place to write into.
+tracker can unlink it behind the engine's back when a worker process exits. Its name is
+``dropflow.<scope>.<digest>``: the *scope* is a hash of the session's workspace root and session id, shared
+by every segment of that session on that root, and the digest a hash of the session and drop ids -- never a
+truncation of either, so long ids cannot collide. Names are computed once, by the session's owner, and
+travel with the stores to worker processes; producers create, consumers map, the lifecycle manager
+unlinks. The scope lets a sweep find every segment a dead session left (``unlink_scope``) without touching
+another session's, even one with the same id under another root. Segments are created
+``O_EXCL | O_NOFOLLOW`` with mode 0600: a name planted by someone else is an error, not a place to write into.
 """
 
 from __future__ import annotations
@@ -15,17 +18,38 @@ from __future__ import annotations
 import hashlib
 import mmap
 import os
+import re
 
-__all__ = ["SHM_DIR", "SHM_PREFIX", "create_segment", "map_segment", "segment_name", "unlink_segment"]
+__all__ = [
+    "SHM_DIR",
+    "SHM_PREFIX",
+    "create_segment",
+    "map_segment",
+    "segment_name",
+    "session_scope",
+    "unlink_scope",
+    "unlink_segment",
+]
 
 SHM_DIR = "/dev/shm"
 SHM_PREFIX = "dropflow."
 
 
-def segment_name(session_id: str, drop_id: str) -> str:
-    """Deterministic, collision-resistant segment name for a drop of a session."""
+_SCOPE = re.compile(r"^[0-9a-f]{16}$")
+
+
+def session_scope(root: str, session_id: str) -> str:
+    """The scope of a session's segments: 16 hex digits from its real workspace root and its id."""
+    key = f"{os.path.realpath(root)}\0{session_id}".encode()
+    return hashlib.blake2b(key, digest_size=8).hexdigest()
+
+
+def segment_name(scope: str, session_id: str, drop_id: str) -> str:
+    """Deterministic, collision-resistant segment name for a drop of a session, under the session's scope."""
+    if not _SCOPE.match(scope):
+        raise ValueError(f"segment scope {scope!r} is not 16 hex digits")
     digest = hashlib.blake2b(f"{session_id}\0{drop_id}".encode(), digest_size=20).hexdigest()
-    return SHM_PREFIX + digest
+    return f"{SHM_PREFIX}{scope}.{digest}"
 
 
 def _path(name: str) -> str:
@@ -69,3 +93,15 @@ def unlink_segment(name: str) -> bool:
     except FileNotFoundError:
         return False
     return True
+
+
+def unlink_scope(scope: str) -> list[str]:
+    """Remove every segment of a scope (what a session, or a dead one, left); the names removed."""
+    if not _SCOPE.match(scope):
+        raise ValueError(f"segment scope {scope!r} is not 16 hex digits")
+    prefix = f"{SHM_PREFIX}{scope}."
+    try:
+        names = [n for n in os.listdir(SHM_DIR) if n.startswith(prefix)]
+    except FileNotFoundError:
+        return []
+    return [n for n in names if unlink_segment(n)]

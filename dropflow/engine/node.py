@@ -41,6 +41,7 @@ from . import reaper
 from .bus import Bus, RemoteEvent, copy_store
 from .procpool import ProcessPool
 from .session import Session
+from .sweep import sweep
 from .threadpool import ThreadPool
 from .workspace import Workspace, default_root
 
@@ -89,6 +90,7 @@ class Node:
     def start(self) -> Node:
         """Start the owner thread; returns once it is taking events."""
         if self._thread is None:
+            sweep(self.workspace_root)  # what dead processes left on this root
             self._reaper = reaper.acquire()
             if self.default_executor == "process":
                 self._procs.start()  # warm workers: no run waits for an interpreter to start

@@ -138,6 +138,7 @@ class _ProxyContext:
     def __init__(self, session_id: str, workspace: Workspace) -> None:
         self.session_id = session_id
         self.resolve = workspace.resolve
+        self.shm_scope = workspace.shm_scope
 
 
 class Session:
@@ -150,6 +151,7 @@ class Session:
         self.node = node
         self.id = session_id
         self.workspace = workspace
+        self.shm_scope = workspace.shm_scope  # StoreContext: the scope of its segment names
         #: This node's name in a distributed session (drops placed elsewhere are proxies); None when alone.
         self.local: str | None = node.name if distributed else None
         # Local copies of other nodes' drops get names of their own: two nodes may share a host.

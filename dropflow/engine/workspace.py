@@ -6,7 +6,12 @@ Each session owns ``<root>/<session id>/``. A file or directory drop with a rela
 id, made filesystem-safe, is used) lives there and belongs to the session, so the lifecycle manager may
 delete it. A path outside the workspace is refused unless it lies under one of the *allowed* directories
 the operator granted (``--allow-path``); such external data is never deleted by dropflow. At the end of a
-session the workspace is removed, except the paths of persisted drops.
+session the workspace is removed, except the paths of persisted drops, and so is every shared-memory segment
+of the session's scope.
+
+From ``create`` (at deploy) to the end of ``cleanup``, the workspace holds its session's liveness lock
+(:class:`~dropflow.engine.sweep.SessionLock`), which records the persisted paths that ``resolve`` met, so
+that if the process dies, the next one to start on the root sweeps the rest away (:mod:`.sweep`).
 """
 
 from __future__ import annotations
@@ -15,10 +20,11 @@ import contextlib
 import hashlib
 import os
 import re
-import shutil
 from collections.abc import Iterable, Sequence
 
+from ..drops import shm
 from ..drops.spec import DataSpec
+from .sweep import SessionLock, prune
 
 __all__ = ["PathNotAllowed", "Workspace", "check_session_id", "default_root"]
 
@@ -56,14 +62,18 @@ def _under(path: str, top: str) -> bool:
 
 
 class Workspace:
-    """The directory of one session and its path policy."""
+    """The directory of one session, its path policy, and its liveness lock."""
 
     def __init__(self, root: str, session_id: str, allowed: Sequence[str] = ()) -> None:
         self.session_id = check_session_id(session_id)
         self.root = os.path.abspath(root)
         self.dir = os.path.join(self.root, session_id)
         self.allowed = tuple(os.path.realpath(a) for a in allowed)
+        #: Every shared-memory segment of the session is named under this scope (see drops.shm).
+        self.shm_scope = shm.session_scope(self.root, session_id)
         self._made_root = False
+        self._lock = SessionLock(self.root, session_id, self.shm_scope)
+        self._persisted: set[str] = set()
 
     def resolve(self, spec: DataSpec, path: str | None) -> tuple[str, bool]:
         """Absolute path of a file/directory drop and whether the session owns (may delete) it."""
@@ -71,6 +81,9 @@ class Workspace:
             path = _safe_name(spec.id)
         full = os.path.normpath(path if os.path.isabs(path) else os.path.join(self.dir, path))
         if _under(full, self.dir) and full != self.dir:
+            if spec.persist and full not in self._persisted:
+                self._persisted.add(full)  # a sweep after a crash must keep it, as cleanup does
+                self._lock.keep(full)
             return full, True
         if any(_under(full, top) for top in self.allowed):
             return full, False
@@ -80,37 +93,21 @@ class Workspace:
         )
 
     def create(self) -> None:
+        """Take the session's liveness lock and make its directory (at deploy)."""
         self._made_root = not os.path.isdir(self.root)
+        self._lock.acquire(self._persisted)
         os.makedirs(self.dir, mode=0o700, exist_ok=True)
 
     def cleanup(self, keep: Iterable[str] = ()) -> None:
-        """Remove the workspace except the ``keep`` paths (and the directories leading to them)."""
-        kept = {os.path.normpath(p) for p in keep if _under(os.path.normpath(p), self.dir)}
-        if not os.path.isdir(self.dir):
-            return
-        if not kept:
-            shutil.rmtree(self.dir, ignore_errors=True)
-        else:
-            self._prune(self.dir, kept)
+        """Remove the workspace except the ``keep`` paths (and the directories leading to them), and every
+        segment of the session's scope; then release the lock. Safe to call again."""
+        prune(self.dir, keep)
+        shm.unlink_scope(self.shm_scope)
+        self.release()
         if self._made_root:
             with contextlib.suppress(OSError):  # only succeeds if no other session lives there
                 os.rmdir(self.root)
 
-    def _prune(self, top: str, kept: set[str]) -> bool:
-        """Delete what is under ``top`` and not kept; True if ``top`` is left empty."""
-        empty = True
-        with os.scandir(top) as entries:
-            for entry in entries:
-                path = entry.path
-                if path in kept:
-                    empty = False
-                elif entry.is_dir(follow_symlinks=False):
-                    if any(_under(k, path) for k in kept) and not self._prune(path, kept):
-                        empty = False
-                        continue
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    os.unlink(path)
-        if empty and top != self.dir:
-            os.rmdir(top)
-        return empty
+    def release(self) -> None:
+        """Drop the liveness lock without cleaning (idempotent): what is left is then the next sweep's."""
+        self._lock.release()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import gzip
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
@@ -25,6 +25,7 @@ import msgspec
 from ..drops.graph import encode_physical
 from ..drops.spec import DropSpec
 from .errors import ApiError, BadGraph, BadRequest, Conflict, NodeFailure, NotFound
+from .heartbeat import LEASE
 
 __all__ = ["RestClient"]
 
@@ -90,6 +91,19 @@ class RestClient:
 
     def info(self) -> dict[str, Any]:
         return self._call("GET", "/api/health")  # type: ignore[no-any-return]
+
+    def heartbeat(
+        self,
+        sender: str,
+        renew: Sequence[str],
+        cancel: Sequence[str] = (),
+        lease: float = LEASE,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """One heartbeat (see :mod:`~dropflow.managers.heartbeat`), with its own, short, timeout."""
+        body = {"from": sender, "renew": list(renew), "cancel": list(cancel), "lease": lease}
+        kw: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        return self._call("POST", "/api/heartbeat", json=body, **kw)  # type: ignore[no-any-return]
 
     def sessions(self) -> list[dict[str, Any]]:
         return self._call("GET", "/api/sessions")  # type: ignore[no-any-return]

@@ -14,9 +14,13 @@ It keeps the specs appended to a session until deploy, then:
 3. starts every node only when all are deployed, so no event reaches a node that is not ready.
 
 A watcher per node reports when the node's part ends. The island session ends when every part has: FAILED
-if any part failed or a node was lost, CANCELLED if it was cancelled, FINISHED otherwise. A lost node (its
-daemon died) fails the session at once, naming the node, and the other nodes are cancelled so that they stop
-and clean their parts; no session stays RUNNING forever.
+if any part failed or a node was lost, CANCELLED if it was cancelled, FINISHED otherwise. A lost node fails
+the session at once, naming the node, and the other nodes are cancelled so that they stop and clean their
+parts; no session stays RUNNING forever. A node is lost when its daemon dies (its watcher's connection
+breaks), or when it stops answering heartbeats (:mod:`.heartbeat`): from deploy to the end, a monitor
+thread checks every node holding a part every second, renewing the leases of distributed parts; a node
+silent for a few seconds is lost, and is then sent the order to cancel with every heartbeat until it
+answers, so that a node that was only stopped (SIGSTOP, a hung host) stops its part when it comes back.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from ..drops.spec import DropSpec
 from ..drops.states import SESSION_ENDED, SESSION_TRANSITIONS, SessionState, check_transition
 from ..engine.workspace import check_session_id
 from .errors import ApiError, BadGraph, BadRequest, Conflict, NodeFailure, NotFound, WrongState
+from .heartbeat import LEASE, HeartbeatPolicy, Monitor
 from .node_manager import _batch_job
 from .split import check_whole, split_by_node
 
@@ -52,6 +57,14 @@ class NodeClient(Protocol):
     def name(self) -> str: ...
 
     def info(self) -> dict[str, Any]: ...
+    def heartbeat(
+        self,
+        sender: str,
+        renew: Sequence[str],
+        cancel: Sequence[str] = (),
+        lease: float = LEASE,
+        timeout: float | None = None,
+    ) -> dict[str, Any]: ...
     def create_session(self, session_id: str) -> dict[str, Any]: ...
     def append(self, session_id: str, drops: list[DropSpec]) -> int: ...
     def set_peers(self, session_id: str, peers: dict[str, str]) -> None: ...
@@ -100,7 +113,13 @@ class DataIslandManager:
     #: The placement field that says which member runs a drop.
     member_key = "node"
 
-    def __init__(self, name: str = "island", nodes: Iterable[NodeClient] = (), fanout: int = 16) -> None:
+    def __init__(
+        self,
+        name: str = "island",
+        nodes: Iterable[NodeClient] = (),
+        fanout: int = 16,
+        heartbeat: HeartbeatPolicy | None = None,
+    ) -> None:
         self.name = name
         self.started = time.time()
         self._nodes: dict[str, NodeClient] = {n.name: n for n in nodes}
@@ -108,8 +127,12 @@ class DataIslandManager:
         self._sessions: dict[str, _IslandSession] = {}
         self._pool = concurrent.futures.ThreadPoolExecutor(fanout, thread_name_prefix="dropflow-island")
         self._lock = threading.Lock()
+        self._monitor = Monitor(
+            name, self._heartbeat_targets, self._client, self._heartbeat_lost, heartbeat or HeartbeatPolicy()
+        )
 
     def close(self) -> None:
+        self._monitor.close()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def info(self) -> dict[str, Any]:
@@ -242,18 +265,40 @@ class DataIslandManager:
             s.external_peers.update(peers)
 
     def _fan(self, nodes: Sequence[str], call: Callable[[NodeClient], Any]) -> dict[str, Any]:
-        """Call every node in parallel; node -> result, or the exception it raised."""
+        """Call every node in parallel; node -> result, or the exception it raised.
+
+        A node that stops answering heartbeats meanwhile is given up on (its call is left to time out on
+        its own): a hung node must not hang the island's REST answers with it.
+        """
 
         def on(name: str) -> Any:
             return call(self._client(name))
 
-        futures = {name: self._pool.submit(on, name) for name in nodes}
         results: dict[str, Any] = {}
-        for name, fut in futures.items():
-            try:
-                results[name] = fut.result()
-            except Exception as exc:  # collected: the caller decides what a node's failure means
-                results[name] = exc
+        policy = self._monitor.policy
+        pending = {}
+        for name in nodes:
+            silent = self._monitor.silent_for(name)
+            if silent is not None and silent > policy.lost_after:
+                results[name] = NodeFailure(f"node {name!r} stopped answering heartbeats for {silent:.1f} s")
+            else:
+                pending[name] = self._pool.submit(on, name)
+        while pending:
+            concurrent.futures.wait(
+                pending.values(), timeout=policy.interval, return_when=concurrent.futures.FIRST_COMPLETED
+            )
+            for name, fut in list(pending.items()):
+                if fut.done():
+                    del pending[name]
+                    try:
+                        results[name] = fut.result()
+                    except Exception as exc:  # collected: the caller decides what a node's failure means
+                        results[name] = exc
+                elif (silent := self._monitor.silent_for(name)) is not None and silent > policy.lost_after:
+                    del pending[name]
+                    results[name] = NodeFailure(
+                        f"node {name!r} stopped answering heartbeats for {silent:.1f} s"
+                    )
         return results
 
     def deploy(self, session_id: str, start: bool = True) -> dict[str, Any]:
@@ -280,6 +325,7 @@ class DataIslandManager:
                 spec.id: member for spec in s.specs if (member := getattr(spec, self.member_key)) in parts
             }
             s.specs = []
+        self._monitor.wake()  # heartbeats renew the parts' leases while the other parts deploy
         try:
             self._deploy_parts(s, parts)
         except ApiError:
@@ -371,8 +417,48 @@ class DataIslandManager:
             s.error = s.error or f"node {name} lost: {error}"
             others = [n for n in s.nodes if n not in s.reports]
             self._maybe_end(s)
-        # The other nodes would wait forever for the lost node's events: stop them and let them clean up.
-        self._fan(others, lambda c: c.cancel(s.id))
+        # The other nodes would wait forever for the lost node's events: stop them and let them clean up. If
+        # the lost node comes back (it was stopped, not dead), it must not go on with its part either. The
+        # orders go with the heartbeats, repeated until each node answers: none of them can hang this thread.
+        for node in (name, *others):
+            self._monitor.cancel_until_answered(node, s.id)
+
+    # -- heartbeats -----------------------------------------------------------------------------------------
+
+    def _heartbeat_targets(self) -> dict[str, dict[str, bool]]:
+        """Every node holding a part of a deploying or running session: {node: {session: started}}."""
+        targets: dict[str, dict[str, bool]] = {}
+        for s in list(self._sessions.values()):
+            state = s.state
+            if state is _S.DEPLOYING or state is _S.RUNNING:
+                for name in s.nodes:
+                    if name not in s.reports:
+                        targets.setdefault(name, {})[s.id] = state is _S.RUNNING
+        return targets
+
+    def _heartbeat_lost(self, name: str, session_id: str, reason: str) -> None:
+        s = self._sessions.get(session_id)
+        if s is not None:
+            self._node_lost(s, name, reason)
+
+    def heartbeat(
+        self,
+        sender: str,
+        renew: Sequence[str],
+        cancel: Sequence[str] = (),
+        lease: float = LEASE,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """A master's heartbeat: the state of each session (None: unknown here); ``cancel`` ones are
+        cancelled (in the background: the answer must stay quick). An island holds no lease: its node
+        managers do, renewed by this island's own heartbeats."""
+        states: dict[str, str | None] = {}
+        for sid in [*cancel, *renew]:
+            s = self._sessions.get(sid)
+            states[sid] = None if s is None else str(s.state)
+            if s is not None and sid in cancel:
+                self._pool.submit(self.cancel, sid)
+        return {"name": self.name, "sessions": states}
 
     def _maybe_end(self, s: _IslandSession) -> None:
         """Called with the session's lock held."""
@@ -440,7 +526,9 @@ class DataIslandManager:
         if s.state not in SESSION_ENDED:
             self.cancel(session_id)
             s.ended.wait(30)
-        self._fan([n for n in s.nodes if n not in s.lost], lambda c: c.delete_session(s.id))
+        # Lost nodes too: one that came back still holds its (cancelled) part. One still silent is skipped
+        # at once by _fan, and one that is dead refuses the connection; either way nothing is waited for.
+        self._fan(s.nodes, lambda c: c.delete_session(s.id))
         with self._lock:
             self._sessions.pop(session_id, None)
 

@@ -12,6 +12,11 @@ RUNNING), ended (FINISHED, FAILED, CANCELLED).
 A session becomes *distributed* when an island manager registers the addresses of the other nodes that
 hold parts of it (``set_peers``): drops placed elsewhere are then proxies, and their state changes arrive
 over the bus. ``watch`` lets an island manager hear when a session ends here, with its summary.
+
+A distributed session holds a lease (:class:`~dropflow.managers.heartbeat.Leases`) that the island's
+heartbeats renew; if they stop -- the island lost this node, or died -- the session is cancelled here and
+cleans up by itself. A heartbeat may also order sessions cancelled: an island that gave this node up tells it
+so as soon as it answers again. Sessions submitted directly to a node manager hold no lease.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from ..engine import Node, Session
 from ..engine.bus import Bus
 from ..engine.workspace import check_session_id
 from .errors import BadGraph, BadRequest, Conflict, NotFound, WrongState
+from .heartbeat import LEASE, Leases
 
 __all__ = ["NodeManager", "summary_dict"]
 
@@ -90,6 +96,7 @@ class NodeManager:
         self.started = time.time()
         self._watchers: dict[str, list[Watcher]] = {}
         self._lock = threading.Lock()
+        self._leases = Leases(self._lease_expired)
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
@@ -98,6 +105,7 @@ class NodeManager:
         return self
 
     def close(self) -> None:
+        self._leases.close()
         self.node.close()
 
     @property
@@ -166,6 +174,7 @@ class NodeManager:
 
     def delete_session(self, session_id: str) -> None:
         self._session(session_id)
+        self._leases.drop(session_id)
         self.node.delete_session(session_id)
         with self._lock:
             self._watchers.pop(session_id, None)
@@ -191,6 +200,8 @@ class NodeManager:
                 if name != self.name:
                     connect(name, address)
         self.node.call(self._make_distributed, session)
+        # Until the island's first heartbeat: it stops here by itself if the island never sends one.
+        self._leases.grant(session_id, LEASE)
 
     def _make_distributed(self, session: Session) -> None:
         if session.state not in (SessionState.PRISTINE, SessionState.BUILDING):
@@ -264,6 +275,47 @@ class NodeManager:
             ],
         }
 
+    # -- heartbeats -----------------------------------------------------------------------------------------
+
+    def heartbeat(
+        self,
+        sender: str,
+        renew: Sequence[str],
+        cancel: Sequence[str] = (),
+        lease: float = LEASE,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """An island's heartbeat: renew the leases of ``renew``, stop ``cancel``; the state of each (None:
+        no such session here). Answered on the caller's thread, never through the owner, so that a busy owner
+        does not look like a dead node."""
+        states: dict[str, str | None] = {}
+        for sid in cancel:
+            session = self.node.sessions.get(sid)
+            states[sid] = None if session is None else str(session.state)
+            if session is not None:
+                self._leases.drop(sid)
+                self._stop(session, f"cancelled by {sender}, which had lost this node")
+        for sid in renew:
+            session = self.node.sessions.get(sid)
+            states[sid] = None if session is None else str(session.state)
+            if session is not None and not session.ended:
+                self._leases.renew(sid, lease, sender)
+        return {"name": self.name, "sessions": states}
+
+    def _lease_expired(self, session_id: str, holder: str) -> None:
+        session = self.node.sessions.get(session_id)
+        if session is not None:
+            log.error("session %s: %s stopped renewing its lease; cancelling it", session_id, holder)
+            self._stop(session, f"{holder} stopped renewing the session's lease (it lost this node, or died)")
+
+    def _stop(self, session: Session, reason: str) -> None:
+        def stop() -> None:
+            if not session.ended:
+                session.error = session.error or reason
+                session.cancel()
+
+        self.node.post(stop)
+
     # -- watching -------------------------------------------------------------------------------------------
 
     def watch(self, session_id: str, watcher: Watcher) -> None:
@@ -275,6 +327,7 @@ class NodeManager:
             self._ended(session)
 
     def _ended(self, session: Session) -> None:
+        self._leases.drop(session.id)
         with self._lock:
             watchers = self._watchers.pop(session.id, [])
         if not watchers:

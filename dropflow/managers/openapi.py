@@ -181,6 +181,33 @@ SCHEMAS: dict[str, Any] = {
     },
 }
 
+SCHEMAS["Heartbeat"] = {
+    "type": "object",
+    "required": ["from"],
+    "properties": {
+        "from": {"type": "string", "description": "the sender's name"},
+        "renew": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "sessions whose lease to renew",
+        },
+        "cancel": {"type": "array", "items": {"type": "string"}, "description": "sessions to cancel"},
+        "lease": {"type": "number", "minimum": 0.1, "maximum": 3600, "description": "seconds a lease lasts"},
+    },
+}
+SCHEMAS["HeartbeatAnswer"] = {
+    "type": "object",
+    "required": ["name", "sessions"],
+    "properties": {
+        "name": {"type": "string"},
+        "sessions": {
+            "type": "object",
+            "description": "the state of each session named (null: unknown here)",
+            "additionalProperties": {"type": ["string", "null"]},
+        },
+    },
+}
+
 GRAPH_BODY = {
     "required": True,
     "description": "A native physical graph (docs/physical-graph.md) or a DALiuGE physical graph (a list). "
@@ -339,6 +366,16 @@ def openapi(role: str) -> dict[str, Any]:
             "get": {"summary": "This document", "responses": {**_ok({"type": "object"}), **_errors(401)}}
         },
         **_session_paths(),
+    }
+    paths["/api/heartbeat"] = {
+        "post": {
+            "summary": "Heartbeat from an island (or master): renew session leases, order cancels",
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _ref("Heartbeat")}},
+            },
+            "responses": {**_ok(_ref("HeartbeatAnswer")), **_errors(400, 401, 413)},
+        }
     }
     paths["/api/sessions/{sid}/peers"] = {
         "parameters": [SID],

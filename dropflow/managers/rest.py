@@ -26,6 +26,7 @@ import msgspec
 from ..drops.errors import GraphError
 from ..loading import decode_graph_bytes
 from .errors import ApiError, BadGraph, BadRequest
+from .heartbeat import LEASE
 from .openapi import openapi
 
 __all__ = ["MAX_BODY", "make_app"]
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 MAX_BODY = 2 << 30  # 2 GiB of (decompressed) graph
 WAIT_MAX = 60.0
+LEASE_MAX = 3600.0
 
 
 def _json(resp: falcon.Response, body: Any, status: str = falcon.HTTP_200) -> None:
@@ -178,6 +180,30 @@ class _Peers:
             raise BadRequest("the body must be a JSON object mapping node names to bus addresses")
         self.m.set_peers(sid, body)
         _json(resp, {"sessionId": sid, "peers": sorted(body)})
+
+
+class _Heartbeat:
+    """An island's (or master's) heartbeat: renew leases, order cancels, answer the sessions' states."""
+
+    def __init__(self, manager: Any) -> None:
+        self.m = manager
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = _json_body(req)
+        if not isinstance(body, dict) or not isinstance(body.get("from"), str):
+            raise BadRequest('the body must be a JSON object with the sender\'s name in "from"', field="from")
+        lists = {}
+        for key in ("renew", "cancel"):
+            value = body.get(key, [])
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise BadRequest(f"{key!r} must be a list of session ids", field=key)
+            lists[key] = value
+        lease = body.get("lease", LEASE)
+        if isinstance(lease, bool) or not isinstance(lease, int | float) or not 0.1 <= lease <= LEASE_MAX:
+            raise BadRequest(
+                f"'lease' must be a number of seconds between 0.1 and {LEASE_MAX:g}", field="lease"
+            )
+        _json(resp, self.m.heartbeat(body["from"], lists["renew"], lists["cancel"], float(lease)))
 
 
 class _Cancel:
@@ -330,6 +356,7 @@ def make_app(manager: Any, token: str | None = None) -> falcon.App[Any, Any]:
     app.add_error_handler(ApiError, _render_api_error)
     app.add_route("/api/health", _Health(manager))
     app.add_route("/api/openapi.json", _OpenAPI(manager))
+    app.add_route("/api/heartbeat", _Heartbeat(manager))
     app.add_route("/api/sessions", _Sessions(manager))
     app.add_route("/api/sessions/{sid}", _Session(manager))
     app.add_route("/api/sessions/{sid}/status", _Status(manager))
