@@ -473,3 +473,65 @@ def test_an_engine_bug_fails_the_session_instead_of_hanging(node, monkeypatch):
     assert not os.path.exists(s.workspace.dir)
     ok = run(node, [ShellSpec(id="fine", command="true")], session_id="after-bug")
     assert ok.state == "FINISHED"
+
+
+@pytest.mark.parametrize("executor", ["inline", "thread", "process"])
+def test_a_no_op_behaves_the_same_on_every_executor(node, executor):
+    """A no-op prepares its outputs like any app (its directory output exists for its consumer), and the
+    drops' histories do not depend on where it ran: there is no shortcut that settles it differently."""
+    s = run(
+        node,
+        [
+            NoopSpec(id="n", executor=executor, outputs={"o": "d"}),
+            DirectorySpec(id="d"),
+            PythonSpec(id="check", func="testfuncs:exists", inputs={"path": "d"}, outputs={"out": "ok"}),
+            MemorySpec(id="ok", persist=True),
+        ],
+        session_id=f"noop-{executor}",
+    )
+    assert s.state == "FINISHED", s.failures()
+    assert s.value("ok") is True
+    assert [e.end for e in s.story("n")] == ["RUNNING", "FINISHED"]
+    assert [e.end for e in s.story("d")] == ["WRITING", "COMPLETED"]
+
+
+def test_status_reads_from_other_threads_while_the_owner_writes(node):
+    """Readers on other threads (REST) take snapshots: failures, summaries and stories while 20,000 apps
+    fail on the owner never raise 'changed size during iteration'."""
+    import threading
+
+    n = 20_000
+    drops = []
+    for i in range(n):
+        drops += [
+            PythonSpec(id=f"b{i}", func="testfuncs:boom", outputs={"out": f"o{i}"}),
+            MemorySpec(id=f"o{i}"),
+        ]
+    s = node.create_session("reads")
+    s.add(drops)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                s.failures()
+                s.summary()
+                s.story("b1")
+                s.graph_status()
+            except BaseException as exc:  # the test's point: any exception here is a failure
+                errors.append(exc)
+                return
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    for t in readers:
+        t.start()
+    try:
+        s.deploy()
+        s.wait(120)
+    finally:
+        stop.set()
+        for t in readers:
+            t.join()
+    assert s.state == "FAILED" and len(s.failures()) == n
+    assert not errors, errors[:3]

@@ -72,6 +72,13 @@ def _nm_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--app-threads", type=integer(1), default=32, help="app threads (default 32)")
     p.add_argument("--processes", type=integer(1), help="worker processes (default: CPU count)")
+    p.add_argument(
+        "--executor",
+        choices=("process", "thread"),
+        default="process",
+        help="where Python functions that name no executor run (default: process -- warm worker processes, "
+        "so that a crashing app fails its own drop only; thread: faster, but a crash takes the daemon down)",
+    )
     p.add_argument("--bus-port", type=_port, default=0, help="ZeroMQ port between nodes (default: any free)")
     p.add_argument(
         "--advertise", metavar="HOST", help="address other nodes use to reach this one (default: --host)"
@@ -105,6 +112,7 @@ def cmd_nm(args: argparse.Namespace) -> int:
             allowed_paths=args.allow_path,
             threads=args.app_threads,
             processes=args.processes,
+            executor=args.executor,
         )
         bus = ZmqBus(
             nm.node, host=args.host, port=args.bus_port, advertise=args.advertise, token=token

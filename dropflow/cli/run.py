@@ -56,7 +56,7 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--executor",
         choices=("thread", "process"),
-        help="where apps that name no executor run (default: each kind's own; trivial apps stay inline)",
+        help="where Python functions that name no executor run (default: a thread; other kinds: their own)",
     )
     p.add_argument(
         "--pythonpath",

@@ -26,6 +26,7 @@ from .errors import Problem
 from .spec import (
     AppSpec,
     DataSpec,
+    DataTraits,
     DirectorySpec,
     DropSpec,
     FileSpec,
@@ -54,8 +55,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Runner = Callable[[Task, CancelToken], Outcome]
-#: (spec, {linked drop id: its kind}) -> problems
-Checker = Callable[[AppSpec, Mapping[str, str]], list[Problem]]
+#: (spec, {linked drop id: its kind's traits}) -> problems
+Checker = Callable[[AppSpec, Mapping[str, DataTraits]], list[Problem]]
 
 
 class StoreContext(Protocol):
@@ -175,10 +176,11 @@ def app_kind(spec: AppSpec) -> AppKind:
 def _prepare_outputs(task: Task) -> None:
     """Directories that outputs with paths need, so that apps can simply open their output paths."""
     for ref in task.outputs:
+        if not ref.traits.mountable:
+            continue  # no path, or one on a filesystem of its own (/dev/shm)
         path = ref.store.fspath()
-        if path is None or ref.kind == "shm":
-            continue
-        os.makedirs(path if ref.kind == "directory" else os.path.dirname(path), exist_ok=True)
+        if path is not None:
+            os.makedirs(path if ref.traits.directory else os.path.dirname(path), exist_ok=True)
 
 
 def execute(task: Task, token: CancelToken) -> Outcome:
@@ -193,17 +195,17 @@ def execute(task: Task, token: CancelToken) -> Outcome:
         return Outcome.failed(f"{kind.name} app raised {format_exception(exc)}")
 
 
-def _check_python(spec: AppSpec, kinds: Mapping[str, str]) -> list[Problem]:
+def _check_python(spec: AppSpec, kinds: Mapping[str, DataTraits]) -> list[Problem]:
     assert isinstance(spec, pyfunc.PythonSpec | builtin.BranchSpec)
     return pyfunc.check_callable(spec, spec.func, dict(spec.kwargs))
 
 
-def _check_shell(spec: AppSpec, kinds: Mapping[str, str]) -> list[Problem]:
+def _check_shell(spec: AppSpec, kinds: Mapping[str, DataTraits]) -> list[Problem]:
     assert isinstance(spec, shell.ShellSpec)
     return shell.check_command(spec, dict(kinds))
 
 
-def _check_branch(spec: AppSpec, kinds: Mapping[str, str]) -> list[Problem]:
+def _check_branch(spec: AppSpec, kinds: Mapping[str, DataTraits]) -> list[Problem]:
     problems = [
         Problem(spec.label(), "outputs", f"a branch has output ports 'true' and 'false', not {port!r}")
         for port in spec.outputs
@@ -267,7 +269,7 @@ register_app(daliuge.NpyGatherSpec, daliuge.run_npy_gather)
 from .apps import docker as docker_app  # noqa: E402
 
 
-def _check_docker(spec: AppSpec, kinds: Mapping[str, str]) -> list[Problem]:
+def _check_docker(spec: AppSpec, kinds: Mapping[str, DataTraits]) -> list[Problem]:
     assert isinstance(spec, docker_app.DockerSpec)
     return docker_app.check_docker(spec, dict(kinds))
 
@@ -277,7 +279,7 @@ register_app(docker_app.DockerSpec, docker_app.run, _check_docker)
 from .apps import mpi  # noqa: E402
 
 
-def _check_mpi(spec: AppSpec, kinds: Mapping[str, str]) -> list[Problem]:
+def _check_mpi(spec: AppSpec, kinds: Mapping[str, DataTraits]) -> list[Problem]:
     assert isinstance(spec, mpi.MpiSpec)
     return mpi.check_mpi(spec, kinds)
 

@@ -20,6 +20,7 @@ registry (:mod:`dropflow.drops.kinds`) collects them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
@@ -30,6 +31,7 @@ __all__ = [
     "AppSpec",
     "Codec",
     "DataSpec",
+    "DataTraits",
     "DirectorySpec",
     "DropSpec",
     "Executor",
@@ -86,11 +88,35 @@ class DropSpec(
         return f"{self.kind} drop {self.id!r}"
 
 
+@dataclass(frozen=True, slots=True)
+class DataTraits:
+    """What a data kind is, as the engine and the apps need to know it -- so that nothing outside a kind's
+    own definition tests a kind by its name. One instance per kind, shared."""
+
+    #: The kind's name (for messages).
+    kind: str
+    #: The bytes live at a filesystem path that programs on the node can open (``{port}`` in commands).
+    path: bool = False
+    #: That path is a directory, which the producer fills (made before the producer runs).
+    directory: bool = False
+    #: The path is on the node's host filesystem, so it can be bind-mounted into a container.
+    mountable: bool = False
+    #: Writes vanish and reads are empty (programs get /dev/null).
+    discards: bool = False
+    #: Readers see the bytes in place, without a copy (a mapping).
+    zero_copy: bool = False
+    #: A drop of this kind with no producer must already exist when the session starts.
+    must_exist: bool = False
+    #: Its value is small enough, and held by the engine, to be shown in summaries and returned.
+    value: bool = False
+
+
 class DataSpec(DropSpec, frozen=True, gc=False, kw_only=True):
     """A data drop: holds bytes written by its producers and read by its consumers."""
 
     CATEGORY: ClassVar[str] = "data"
     DEFAULT_CODEC: ClassVar[str] = "pickle"
+    TRAITS: ClassVar[DataTraits] = DataTraits("data")
 
     #: Keep the drop after the session ends (files stay on disk, memory values stay with the session).
     persist: bool = False
@@ -104,24 +130,37 @@ class DataSpec(DropSpec, frozen=True, gc=False, kw_only=True):
     def effective_codec(self) -> str:
         return self.codec or self.DEFAULT_CODEC
 
+    def initial(self) -> Any:
+        """The value a drop of this kind holds before anything writes it (a root's content), or None."""
+        return None
+
 
 class MemorySpec(DataSpec, tag="memory", frozen=True, gc=False, kw_only=True):
     """Bytes held in the node manager's memory."""
 
+    TRAITS: ClassVar[DataTraits] = DataTraits("memory", value=True)
+
     #: Initial content of a root drop (no producer), encoded with the drop's codec when the session starts.
     data: Any = None
+
+    def initial(self) -> Any:
+        return self.data
 
 
 class SharedMemorySpec(DataSpec, tag="shm", frozen=True, gc=False, kw_only=True):
     """Bytes in a POSIX shared-memory segment that other processes map without copying."""
 
     DEFAULT_CODEC: ClassVar[str] = "npy"
+    TRAITS: ClassVar[DataTraits] = DataTraits("shm", path=True, zero_copy=True)
 
 
 class FileSpec(DataSpec, tag="file", frozen=True, gc=False, kw_only=True):
     """A file. Relative paths live in the session workspace; absolute ones must be allowed explicitly."""
 
     DEFAULT_CODEC: ClassVar[str] = "bytes"
+    TRAITS: ClassVar[DataTraits] = DataTraits(
+        "file", path=True, mountable=True, zero_copy=True, must_exist=True
+    )
 
     path: str | None = None
 
@@ -130,12 +169,17 @@ class DirectorySpec(DataSpec, tag="directory", frozen=True, gc=False, kw_only=Tr
     """A directory that its producer fills; consumers get its path."""
 
     DEFAULT_CODEC: ClassVar[str] = "path"
+    TRAITS: ClassVar[DataTraits] = DataTraits(
+        "directory", path=True, directory=True, mountable=True, must_exist=True
+    )
 
     path: str | None = None
 
 
 class NullSpec(DataSpec, tag="null", frozen=True, gc=False, kw_only=True):
     """Discards what is written; reads as empty. Used for pure ordering edges."""
+
+    TRAITS: ClassVar[DataTraits] = DataTraits("null", discards=True)
 
 
 class AppSpec(DropSpec, frozen=True, gc=False, kw_only=True):
@@ -146,6 +190,10 @@ class AppSpec(DropSpec, frozen=True, gc=False, kw_only=True):
     DEFAULT_EXECUTOR: ClassVar[str] = "thread"
     #: Executors this kind can run on.
     EXECUTORS: ClassVar[tuple[str, ...]] = EXECUTORS
+    #: Runs code that the graph's author supplies in the engine's own interpreter (a Python function), as
+    #: opposed to dropflow's own code or a separate program. A node's default executor (``--executor``;
+    #: the daemons isolate user code in worker processes) applies to these kinds only.
+    USER_CODE: ClassVar[bool] = False
 
     inputs: Ports = {}
     outputs: Ports = {}

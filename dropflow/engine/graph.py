@@ -86,7 +86,7 @@ Node = DataNode | AppNode
 class Graph:
     """The linked runtime nodes of one session."""
 
-    __slots__ = ("apps", "by_id", "data", "root_apps", "root_data")
+    __slots__ = ("__weakref__", "apps", "by_id", "data", "root_apps", "root_data")
 
     def __init__(self) -> None:
         self.by_id: dict[str, Node] = {}
@@ -289,7 +289,7 @@ def build(
             _check_app(spec, problems)
         check = checks.get(type(spec))
         if check is not None:
-            linked = {d.spec.id: d.spec.kind for d in (*inputs, *outputs)}
+            linked = {d.spec.id: d.spec.TRAITS for d in (*inputs, *outputs)}
             problems += check(spec, linked)
     if problems:
         raise GraphError(problems, source)

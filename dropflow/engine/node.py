@@ -70,7 +70,7 @@ class Node:
         self.workspace_root = workspace_root or default_root()
         self.allowed_paths = tuple(allowed_paths)
         self.log_size = log_size
-        #: Executor for apps whose spec names none and whose kind can use it ("thread" or "process").
+        #: Executor for user code (Python functions) whose spec names none ("thread" or "process").
         self.default_executor = executor
         self.sessions: dict[str, Session] = {}
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()

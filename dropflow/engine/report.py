@@ -69,7 +69,7 @@ def previews(session: Session, limit: int = 10, width: int = 200) -> dict[str, s
         return {}
     out: dict[str, str] = {}
     for data in graph.data:
-        if data.spec.persist and data.store is not None and data.spec.kind == "memory":
+        if data.spec.persist and data.store is not None and data.spec.TRAITS.value:
             try:
                 text = repr(session.value(data.spec.id))
             except Exception as exc:  # a preview must never break a summary

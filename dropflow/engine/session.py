@@ -45,7 +45,7 @@ from ..drops.apps.base import CancelToken, InputRef, Outcome, OutputRef, Task
 from ..drops.codecs import decode, encode
 from ..drops.errors import GraphError
 from ..drops.kinds import StoreContext
-from ..drops.spec import AppSpec, DataSpec, DropSpec, FileSpec, MemorySpec, SharedMemorySpec
+from ..drops.spec import AppSpec, DataSpec, DropSpec
 from ..drops.states import (
     SESSION_ENDED,
     SESSION_TRANSITIONS,
@@ -327,18 +327,19 @@ class Session:
         failed: dict[str, str] = {}
         for data in roots:
             spec = data.spec
-            if isinstance(spec, MemorySpec):
-                if spec.data is not None:
-                    memory = data.store = MemoryStore()
-                    w = memory.writer()
-                    try:
-                        for chunk in encode(spec.effective_codec(), spec.data):
-                            w.write(chunk)
-                    except ValueError as exc:
-                        failed[spec.id] = f"cannot encode 'data' with codec {spec.effective_codec()}: {exc}"
+            value = spec.initial()
+            if value is not None:
+                store = data.store = self._store(data)
+                w = store.writer()
+                try:
+                    for chunk in encode(spec.effective_codec(), value):
+                        w.write(chunk)
+                except ValueError as exc:
+                    failed[spec.id] = f"cannot encode 'data' with codec {spec.effective_codec()}: {exc}"
+                finally:
                     w.close()
-            elif isinstance(spec, FileSpec) or spec.kind == "directory":
-                store = data.store = kinds.data_kind(spec).store(spec, self)
+            elif spec.TRAITS.must_exist:
+                store = self._store(data)
                 if not store.exists():
                     failed[spec.id] = (
                         f"input {spec.kind} {store.fspath()} does not exist and nothing produces it"
@@ -436,9 +437,9 @@ class Session:
             self._inflight[app] = _Running(kill, kill, stores)
 
     def _default_executor(self, spec: AppSpec) -> str:
-        """The node's default where the kind allows it, else the kind's own."""
+        """For user code, the node's default where the kind allows it; else the kind's own."""
         chosen = self.node.default_executor
-        if chosen is None or chosen not in spec.EXECUTORS:
+        if chosen is None or not spec.USER_CODE or chosen not in spec.EXECUTORS:
             return spec.DEFAULT_EXECUTOR
         return chosen
 
@@ -560,7 +561,7 @@ class Session:
                 data = next(it)
                 store = self._store(data) if data.state is COMPLETED else None
                 codec = codecs.get(port) or data.spec.effective_codec()
-                inputs.append(InputRef(port, data.spec.id, data.spec.kind, codec, store, many))
+                inputs.append(InputRef(port, data.spec.id, data.spec.TRAITS, codec, store, many))
         outputs: list[OutputRef] = []
         it = iter(app.outputs)
         for port, value in spec.outputs.items():
@@ -570,7 +571,9 @@ class Session:
                 if app.attempt and data.store is not None:
                     data.store.delete()  # a retry starts from empty outputs
                 codec = codecs.get(port) or data.spec.effective_codec()
-                outputs.append(OutputRef(port, data.spec.id, data.spec.kind, codec, self._store(data), many))
+                outputs.append(
+                    OutputRef(port, data.spec.id, data.spec.TRAITS, codec, self._store(data), many)
+                )
         return Task(self.id, self.workspace.dir, spec, inputs, outputs, app.attempt)
 
     # -- the end --------------------------------------------------------------------------------------------
@@ -580,10 +583,11 @@ class Session:
         keep: list[str] = []
         graph = self.graph
         for data in graph.data if graph is not None else ():
+            # (A store never made leaves nothing: files are under the workspace, which goes below, and
+            # segments a dying producer made carry the session's scope, which the workspace's cleanup
+            # unlinks.)
             store = data.store
             if store is None:
-                if type(data.spec) is SharedMemorySpec:
-                    self._store(data).delete()  # its producer may have created the segment before dying
                 continue
             if data.spec.persist and type(data.peer) is not str:
                 path = store.fspath()

@@ -83,6 +83,7 @@ class NodeManager:
         threads: int = 32,
         processes: int | None = None,
         bus: Bus | None = None,
+        executor: str | None = None,
     ) -> None:
         self.name = name or socket.gethostname()
         self.node = Node(
@@ -91,6 +92,7 @@ class NodeManager:
             allowed_paths=allowed_paths,
             threads=threads,
             processes=processes,
+            executor=executor,
         )
         self.node.bus = bus
         self.started = time.time()

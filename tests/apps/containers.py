@@ -81,5 +81,8 @@ def busybox_image(client: Any) -> str:
 
 
 def session_containers(client: Any, session_id: str) -> list[Any]:
-    """Containers (running or not) that dropflow started for a session."""
-    return list(client.containers.list(all=True, filters={"label": f"{LABEL_SESSION}={session_id}"}))
+    """Containers (running or not) that dropflow started for a session. Sparse: the list alone, with no
+    inspection of each container, which could race with its removal (404)."""
+    return list(
+        client.containers.list(all=True, sparse=True, filters={"label": f"{LABEL_SESSION}={session_id}"})
+    )

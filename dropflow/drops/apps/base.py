@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
-from ..spec import AppSpec
+from ..spec import AppSpec, DataTraits
 from ..stores import Store
 
 __all__ = [
@@ -52,21 +52,29 @@ class AppError(Exception):
 class InputRef(NamedTuple):
     port: str
     drop_id: str
-    kind: str
+    traits: DataTraits
     codec: str
     #: ``None`` when the input is in ERROR or SKIPPED and the app runs anyway.
     store: Store | None
     #: The port takes a list of values.
     many: bool
 
+    @property
+    def kind(self) -> str:
+        return self.traits.kind
+
 
 class OutputRef(NamedTuple):
     port: str
     drop_id: str
-    kind: str
+    traits: DataTraits
     codec: str
     store: Store
     many: bool
+
+    @property
+    def kind(self) -> str:
+        return self.traits.kind
 
 
 @dataclass(slots=True)

@@ -49,6 +49,8 @@ class CopySpec(AppSpec, tag="copy", frozen=True, gc=False, kw_only=True):
 class BranchSpec(AppSpec, tag="branch", frozen=True, gc=False, kw_only=True):
     """Takes output port ``true`` or ``false`` by a predicate; the other side is SKIPPED."""
 
+    USER_CODE: ClassVar[bool] = True
+
     #: ``module:function`` called with the inputs (as for Python apps); its truth picks the side.
     func: str
     kwargs: dict[str, Any] = {}

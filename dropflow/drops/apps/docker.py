@@ -32,20 +32,18 @@ import contextlib
 import os
 import shlex
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Annotated, Any, ClassVar, Literal, NamedTuple
 
 import msgspec
 
 from ..errors import Problem
-from ..spec import AppSpec, Seconds
+from ..spec import AppSpec, DataTraits, Seconds
 from .base import CancelToken, Outcome, Task
 from .shell import template_problems
 
 __all__ = ["DockerSpec", "EngineUnreachable", "check_docker", "run"]
 
-#: Data kinds a container can reach: by a bind-mounted path (or /dev/null, which every container has).
-PATH_KINDS = frozenset({"file", "directory", "null"})
 #: Seconds a stopped container gets between SIGTERM and SIGKILL.
 STOP_GRACE = 5
 LOG_TAIL_LINES = 50
@@ -86,15 +84,17 @@ class EngineUnreachable(Exception):
     """No Docker engine answers at the address the app would use."""
 
 
-def check_docker(spec: DockerSpec, kinds: dict[str, str]) -> list[Problem]:
+def check_docker(spec: DockerSpec, kinds: Mapping[str, DataTraits]) -> list[Problem]:
     """Problems with a Docker app's template, given the kind of each linked drop (by drop id)."""
     where = spec.label()
     problems = template_problems(spec, spec.command, kinds, None)
     for field, port_map in (("inputs", spec.inputs), ("outputs", spec.outputs)):
         for port, value in port_map.items():
             for drop_id in [value] if isinstance(value, str) else value:
-                kind = kinds.get(drop_id)
-                if kind is not None and kind not in PATH_KINDS:
+                # A container reaches data by a bind-mounted path, or /dev/null, which every container has.
+                traits = kinds.get(drop_id)
+                if traits is not None and not (traits.mountable or traits.discards):
+                    kind = traits.kind
                     problems.append(
                         Problem(
                             where,
@@ -146,18 +146,18 @@ def client(docker_host: str | None = None) -> Any:
 class _Link(NamedTuple):
     port: str
     path: str
-    kind: str
+    directory: bool
     output: bool
 
 
 def _links(task: Task) -> Iterator[_Link]:
     """Every linked drop with its path; null drops, and failed or skipped inputs, read as /dev/null."""
     for ref in task.inputs:
-        path = None if ref.store is None or ref.kind == "null" else ref.store.fspath()
-        yield _Link(ref.port, path or "/dev/null", ref.kind, False)
+        path = None if ref.store is None or ref.traits.discards else ref.store.fspath()
+        yield _Link(ref.port, path or "/dev/null", ref.traits.directory, False)
     for out in task.outputs:
-        path = None if out.kind == "null" else out.store.fspath()
-        yield _Link(out.port, path or "/dev/null", out.kind, True)
+        path = None if out.traits.discards else out.store.fspath()
+        yield _Link(out.port, path or "/dev/null", out.traits.directory, True)
 
 
 def render(task: Task, spec: DockerSpec) -> str:
@@ -190,7 +190,7 @@ def bind_mounts(task: Task) -> dict[str, bool]:
         if path == "/dev/null" or _under(path, workdir):
             continue
         if link.output:
-            mounts[path if link.kind == "directory" else os.path.dirname(path)] = False
+            mounts[path if link.directory else os.path.dirname(path)] = False
         else:
             mounts.setdefault(path, True)
     # A mount inside another one is redundant (and its mode would be ambiguous): keep the outer one.

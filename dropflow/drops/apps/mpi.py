@@ -36,7 +36,7 @@ from typing import Annotated, ClassVar, Literal
 import msgspec
 
 from ..errors import Problem
-from ..spec import AppSpec, Seconds
+from ..spec import AppSpec, DataTraits, Seconds
 from ..stores import CHUNK
 from .base import CancelToken, Outcome, OutputRef, Task
 from .shell import render, template_problems
@@ -73,7 +73,7 @@ class MpiSpec(AppSpec, tag="mpi", frozen=True, gc=False, kw_only=True):
     timeout: Seconds | None = None
 
 
-def check_mpi(spec: MpiSpec, kinds: Mapping[str, str]) -> list[Problem]:
+def check_mpi(spec: MpiSpec, kinds: Mapping[str, DataTraits]) -> list[Problem]:
     """Problems with an MPI app, given the kind of each linked drop (by drop id)."""
     where = spec.label()
     problems = template_problems(

@@ -20,7 +20,7 @@ import functools
 import importlib
 import inspect
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -35,6 +35,8 @@ __all__ = ["Output", "PythonSpec", "call_function", "check_callable", "resolve_c
 
 class PythonSpec(AppSpec, tag="python", frozen=True, gc=False, kw_only=True):
     """Calls a Python function."""
+
+    USER_CODE: ClassVar[bool] = True
 
     #: ``package.module:function`` (the function part may be dotted, e.g. ``mod:Class.method``).
     func: str

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from ..errors import Problem
-from ..spec import AppSpec, Seconds
+from ..spec import AppSpec, DataTraits, Seconds
 from ..stores import CHUNK
 from .base import CancelToken, InputRef, Outcome, OutputRef, Task
 
@@ -33,7 +33,6 @@ __all__ = ["ShellSpec", "check_command", "render", "run", "template_problems"]
 
 BUILTIN_FIELDS = frozenset({"session_id", "drop_id", "workdir"})
 #: Data kinds that can stand in a placeholder (they have a path).
-PATH_KINDS = frozenset({"file", "directory", "shm", "null"})
 STDERR_TAIL = 2048
 
 
@@ -60,7 +59,10 @@ def placeholders(command: str) -> list[str]:
 
 
 def template_problems(
-    spec: AppSpec, command: str, kinds: Mapping[str, str], pathless: Callable[[str, str, str], str] | None
+    spec: AppSpec,
+    command: str,
+    kinds: Mapping[str, DataTraits],
+    pathless: Callable[[str, str, str], str] | None,
 ) -> list[Problem]:
     """Problems with a command template of shell, MPI and container apps.
 
@@ -82,13 +84,13 @@ def template_problems(
             continue
         value = ports[name]
         for drop_id in [value] if isinstance(value, str) else value:
-            kind = kinds.get(drop_id)
-            if pathless is not None and kind is not None and kind not in PATH_KINDS:
-                problems.append(Problem(where, "command", pathless(name, drop_id, kind)))
+            traits = kinds.get(drop_id)
+            if pathless is not None and traits is not None and not (traits.path or traits.discards):
+                problems.append(Problem(where, "command", pathless(name, drop_id, traits.kind)))
     return problems
 
 
-def check_command(spec: ShellSpec, kinds: dict[str, str]) -> list[Problem]:
+def check_command(spec: ShellSpec, kinds: Mapping[str, DataTraits]) -> list[Problem]:
     """Problems with a shell app's template, given the kind of each linked drop (by drop id)."""
     problems = template_problems(
         spec,
@@ -113,7 +115,7 @@ def render(task: Task, command: str) -> str:
     words: dict[str, list[str]] = {}
     refs: list[InputRef | OutputRef] = [*task.inputs, *task.outputs]
     for ref in refs:
-        path = "/dev/null" if ref.store is None or ref.kind == "null" else ref.store.fspath()
+        path = "/dev/null" if ref.store is None or ref.traits.discards else ref.store.fspath()
         words.setdefault(ref.port, []).append(shlex.quote(path or ""))
     fields: dict[str, Any] = {port: " ".join(w) for port, w in words.items()}
     fields.update(
