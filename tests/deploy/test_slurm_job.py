@@ -189,3 +189,26 @@ def test_two_islands_under_a_master_manager(slurm, tmp_path):
     assert [i["manager"]["node"] for i in plan["islands"]] == ["node1", "node3"]
     assert set(report["placement"]) == {"node1", "node2", "node3"}
     poll_for(lambda: not job_processes(os.path.join(results, job_id)), timeout=30)
+
+
+def test_the_readme_example_finishes_five_times_as_a_three_node_job(slurm, tmp_path):
+    """The README's first example (numpy bands through shared memory, calibrated in worker processes) as
+    a 3-node job, five times in a row. It used to hang until its walltime: a node's proxy expired on its
+    own, the owner's COMPLETED then hit DELETED, and the error was swallowed."""
+    results = str(tmp_path / "results")
+    example = os.path.join(REPO, "examples", "numpy_shm_pipeline.json")
+    env = {**os.environ, "PYTHONPATH": os.path.join(REPO, "examples")}
+    for attempt in range(5):
+        done = subprocess.run(
+            [*CLI, "slurm", "submit", example, "--nodes", "3", "--results", results, "--time", "5", "--wait"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
+        assert done.returncode == 0, f"attempt {attempt}: " + done.stdout + done.stderr
+        job_id = done.stdout.splitlines()[0]
+        report = json.loads(_read(os.path.join(results, job_id, "report.json")))
+        assert report["state"] == "FINISHED", report
+        assert len([n for n, count in report["placement"].items() if count]) >= 2, report["placement"]
+        poll_for(lambda job_id=job_id: not job_processes(os.path.join(results, job_id)), timeout=30)

@@ -10,6 +10,11 @@ node c:                             add(y, z) -> s(persist)
 
 from __future__ import annotations
 
+import json
+import os
+import random
+import sys
+
 import numpy as np
 import pytest
 
@@ -262,3 +267,36 @@ def test_events_before_a_node_starts_wait_for_its_start(island):
     nms["b"].start_session("early")
     assert nms["b"].wait("early", 10) == "FINISHED"
     assert nms["a"].wait("early", 10) == "FINISHED"
+
+
+def test_the_readme_example_under_random_placements(island):
+    """``examples/numpy_shm_pipeline.json`` with every drop placed at random on the three nodes, 20 times
+    (seeded): boundary drops that expire after use, pushed outputs, fetched inputs and proxies of every
+    kind. Proxies must replay their owners' states only -- a proxy that expired on its own used to meet
+    its owner's COMPLETED in DELETED and hang the session."""
+    from dropflow.drops.graph import decode_physical
+
+    examples = os.path.join(
+        os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "examples"
+    )
+    sys.path.insert(0, examples)
+    try:
+        with open(os.path.join(examples, "numpy_shm_pipeline.json"), "rb") as f:
+            doc = json.load(f)
+        dim, nms = island
+        rng = random.Random(9)
+        for attempt in range(20):
+            for d in doc["drops"]:
+                d["node"] = rng.choice(sorted(nms))
+            sid = f"readme-{attempt}"
+            dim.create_session(sid)
+            dim.append(sid, list(decode_physical(json.dumps(doc).encode()).drops))
+            dim.deploy(sid)
+            state = dim.wait(sid, 60)
+            assert state == "FINISHED", (attempt, dim.summary(sid))
+            for nm in nms.values():
+                if sid in nm.node.sessions:
+                    nm.node.call(nm.node.sessions[sid].validate)
+            dim.delete_session(sid)
+    finally:
+        sys.path.remove(examples)

@@ -82,3 +82,36 @@ def test_client_commands_refuse_bad_input_clearly(tmp_path):
     assert r.returncode == 2 and "not a port number" in r.stderr
     r = dropflow("cluster", "down", "--dir", str(tmp_path / "none"))
     assert r.returncode == 2 and "no cluster" in r.stderr
+
+
+def test_the_readme_example_finishes_five_times_on_a_three_node_cluster(tmp_path):
+    """``examples/numpy_shm_pipeline.json`` submitted five times to a 3-node ``dropflow cluster up``: each
+    run FINISHES with its drops spread over the nodes (a cross-node expiry race used to hang it)."""
+    state = tmp_path / "cluster"
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "examples")}
+    up = dropflow("cluster", "up", "--nodes", "3", "--dir", str(state), "--port", str(port), env=env)
+    pids = (
+        json.loads((state / "cluster.json").read_text())["pids"] if (state / "cluster.json").exists() else []
+    )
+    try:
+        assert up.returncode == 0, up.stderr
+        for attempt in range(5):
+            report = tmp_path / f"report{attempt}.json"
+            sub = dropflow(
+                "submit",
+                os.path.join(ROOT, "examples", "numpy_shm_pipeline.json"),
+                "--to",
+                f"http://127.0.0.1:{port}",
+                "--wait",
+                "--report",
+                str(report),
+            )
+            assert sub.returncode == 0, f"attempt {attempt}: " + sub.stdout + sub.stderr
+            outcome = json.loads(report.read_text())
+            assert outcome["state"] == "FINISHED" and len(outcome["placement"]) == 3, outcome
+    finally:
+        down = dropflow("cluster", "down", "--dir", str(state))
+    assert down.returncode == 0, down.stderr
+    _gone, alive = psutil.wait_procs([psutil.Process(p) for p in pids if psutil.pid_exists(p)], timeout=30)
+    assert not alive
