@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from dropflow.drops import encode_physical
-from dropflow.drops.shm import SHM_DIR, SHM_PREFIX
+from dropflow.drops.shm import SHM_DIR, SHM_PREFIX, root_scope
 from dropflow.drops.spec import DropSpec
 from dropflow.engine import Node, Session
 from dropflow.engine.session import live_sessions
@@ -51,8 +51,11 @@ def require(component: str, available: bool, how: str) -> None:
     pytest.skip(f"{component} is not available here: {how}")
 
 
-def shm_segments() -> set[str]:
-    return {name for name in os.listdir(SHM_DIR) if name.startswith(SHM_PREFIX)}
+def shm_segments(root: str | None = None) -> set[str]:
+    """dropflow's segments in /dev/shm; with ``root``, only those of sessions under that workspace root
+    (immune to other processes' sessions on the machine)."""
+    prefix = SHM_PREFIX + (root_scope(root) if root is not None else "")
+    return {name for name in os.listdir(SHM_DIR) if name.startswith(prefix)}
 
 
 def children() -> set[int]:
@@ -113,7 +116,7 @@ def workspace_root(tmp_path: Any) -> str:
 
 @pytest.fixture
 def node(workspace_root: str) -> Iterator[Node]:
-    shm_before, kids_before = shm_segments(), children()
+    kids_before = children()
     sessions_before = set(map(id, live_sessions()))
     n = Node(workspace_root=workspace_root, threads=8, processes=2).start()
     try:
@@ -126,7 +129,8 @@ def node(workspace_root: str) -> Iterator[Node]:
             timeout=10,
         )
         poll_for(lambda: children() <= kids_before, timeout=10)
-        assert shm_segments() <= shm_before, f"shared memory leaked: {shm_segments() - shm_before}"
+        leaked = shm_segments(workspace_root)
+        assert not leaked, f"shared memory leaked: {leaked}"
         # (The node itself stays referenced by pytest's fixture cache until teardown ends.)
         check_freed([weakref.ref(s) for s in live_sessions() if id(s) not in sessions_before], "sessions")
 

@@ -25,6 +25,7 @@ __all__ = [
     "SHM_PREFIX",
     "create_segment",
     "map_segment",
+    "root_scope",
     "segment_name",
     "session_scope",
     "unlink_scope",
@@ -38,10 +39,16 @@ SHM_PREFIX = "dropflow."
 _SCOPE = re.compile(r"^[0-9a-f]{16}$")
 
 
+def root_scope(root: str) -> str:
+    """The first 8 hex digits of every scope under a workspace root: what a root's segments start with."""
+    return hashlib.blake2b(os.path.realpath(root).encode(), digest_size=4).hexdigest()
+
+
 def session_scope(root: str, session_id: str) -> str:
-    """The scope of a session's segments: 16 hex digits from its real workspace root and its id."""
+    """The scope of a session's segments: 16 hex digits, 8 from its real workspace root (so that all of a
+    root's segments can be found) and 8 from the root and its id."""
     key = f"{os.path.realpath(root)}\0{session_id}".encode()
-    return hashlib.blake2b(key, digest_size=8).hexdigest()
+    return root_scope(root) + hashlib.blake2b(key, digest_size=4).hexdigest()
 
 
 def segment_name(scope: str, session_id: str, drop_id: str) -> str:

@@ -42,7 +42,8 @@ from .bus import Bus, RemoteEvent, copy_store
 from .procpool import ProcessPool
 from .session import Session
 from .sweep import sweep
-from .threadpool import ThreadPool
+from .threadpool import Job, Then, ThreadPool
+from .timings import Timings
 from .workspace import Workspace, default_root
 
 __all__ = ["Node"]
@@ -78,6 +79,8 @@ class Node:
         self._seq = itertools.count()
         self._thread: threading.Thread | None = None
         self._threads = ThreadPool(threads, "dropflow-app")
+        #: Measured run times of apps' code, which let trivially short thread apps run inline.
+        self.timings = Timings()
         self._procs = ProcessPool(processes or os.cpu_count() or 1, self._proc_done)
         self._reaper: reaper.Reaper | None = None
         self._proc_callbacks: dict[int, tuple[Session, Callable[[Outcome], None]]] = {}
@@ -295,14 +298,23 @@ class Node:
     def submit_thread(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
         return self._threads.submit(fn, *args)
 
+    def run_thread(self, fn: Callable[..., Any], args: tuple[Any, ...], then: Then) -> Job:
+        """Run ``fn(*args)`` in the app thread pool; ``then(result, error)`` is called on that thread."""
+        return self._threads.run(fn, args, then)
+
+    @property
+    def thread_slots(self) -> int:
+        """How many thread apps a session keeps in flight at once (the pool's size)."""
+        return self._threads.size
+
     def abandon_thread(
-        self, fut: concurrent.futures.Future[Any], on_return: Callable[[], None] | None = None
+        self, job: Job | concurrent.futures.Future[Any], on_return: Callable[[], None] | None = None
     ) -> bool:
-        """Give up the pool thread of a submitted task (its code may never return): the thread no longer
-        counts against the pool, ``fut`` resolves at once with ``threadpool.Abandoned`` (or is cancelled if
-        it had not started), and whatever the code returns later is discarded; ``on_return()`` is called
-        on that thread if it ever does. False if the task had finished."""
-        return self._threads.abandon(fut, on_return)
+        """Give up the pool thread of a job or submitted task (its code may never return): the thread no
+        longer counts against the pool, its result is discarded (a future resolves at once with
+        ``threadpool.Abandoned``, or is cancelled if it had not started); ``on_return()`` is called on that
+        thread if the code ever returns. False if the task had finished."""
+        return self._threads.abandon(job, on_return)
 
     def submit_process(self, task: Any, done: Callable[[Outcome], None], session: Session) -> int:
         """Run a task in a worker process; ``done(outcome)`` is called on the owner thread, as an event of

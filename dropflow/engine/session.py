@@ -30,13 +30,13 @@ session through snapshots: single attributes, and the core's append-only failure
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import logging
 import os
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +61,7 @@ from .eventlog import Event, EventLog
 from .gcpause import bulk_allocation
 from .graph import AppNode, DataNode, Graph, build
 from .report import Failure, Summary, summarize
+from .threadpool import Job
 from .transfers import Transfers
 from .workspace import Workspace
 
@@ -88,16 +89,18 @@ class WrongState(RuntimeError):
 
 
 class _Running:
-    """An app in flight: how to stop it, how to give it up, and the stores a late return must delete."""
+    """An app in flight: in a thread (its pool job and cancel token) or in a worker process (its task id),
+    and the stores a late return must delete."""
 
-    __slots__ = ("abandon", "kill", "stores")
+    __slots__ = ("job", "stores", "task_id", "token")
 
     def __init__(
-        self, kill: Callable[[], object], abandon: Callable[[], object], stores: list[Store]
+        self, stores: list[Store], token: CancelToken | None = None, job: Job | None = None, task_id: int = 0
     ) -> None:
-        self.kill = kill
-        self.abandon = abandon
         self.stores = stores
+        self.token = token
+        self.job = job
+        self.task_id = task_id
 
 
 def _late(stores: Sequence[Store], top: str) -> None:
@@ -114,13 +117,15 @@ def _late(stores: Sequence[Store], top: str) -> None:
                 break
 
 
-def _thread_returned(me: weakref.ref[Session], app: AppNode, stores: list[Store], fut: Any) -> None:
+def _thread_returned(
+    me: weakref.ref[Session], app: AppNode, stores: list[Store], result: Any, error: BaseException | None
+) -> None:
     """Pool thread: hand a finished thread app back to its session's owner (if the session still exists)."""
     session = me()
     if session is None:
         _late(stores, "")
     else:
-        session.post(session._thread_done, app, fut, stores)
+        session.post(session._thread_done, app, result, error, stores)
 
 
 def _process_returned(me: weakref.ref[Session], app: AppNode, stores: list[Store], outcome: Outcome) -> None:
@@ -166,6 +171,11 @@ class Session:
         self.core: Core | None = None
         self._specs: list[DropSpec] = []
         self._inflight: dict[AppNode, _Running] = {}
+        #: Thread apps in flight, and ready ones waiting for a slot (at most the pool's size in flight, so
+        #: that a fan of 100,000 apps is not queued at once, and measured timings can still change the
+        #: executor of those that wait).
+        self._in_threads = 0
+        self._held: deque[AppNode] = deque()
         self._pumping = False
         self._finalized = False
         #: Ended by an internal error: its drop states stopped mid-cascade and are not checked.
@@ -284,10 +294,11 @@ class Session:
         self._pumping = False  # the failed pump is over
         for running in list(self._inflight.values()):
             with contextlib.suppress(Exception):
-                running.kill()
+                self._kill(running)
             with contextlib.suppress(Exception):
-                running.abandon()
+                self._give_up(running)
         self._inflight.clear()
+        self._held.clear()
         with contextlib.suppress(Exception):
             self.transfers.abandon()
         self._finalized = True
@@ -361,13 +372,20 @@ class Session:
         self._pumping = True
         try:
             ready, to_delete, to_time, to_kill = core.ready, core.to_delete, core.to_time, core.to_kill
-            while ready or to_delete or to_time or to_kill or core.outbox:
+            held, slots = self._held, self.node.thread_slots
+            while (
+                ready or to_delete or to_time or to_kill or core.outbox or (held and self._in_threads < slots)
+            ):
                 while ready:
                     self.dispatch(ready.popleft())
+                while held and self._in_threads < slots:
+                    app = held.popleft()
+                    if app.state is RUNNING:  # (not cancelled while it waited)
+                        self.dispatch(app)
                 while to_kill:
                     running = self._inflight.get(to_kill.popleft())
                     if running is not None:
-                        running.kill()
+                        self._kill(running)
                 while to_delete:
                     data = to_delete.popleft()
                     store = data.store
@@ -414,27 +432,52 @@ class Session:
         if self.local is not None and not self.transfers.inputs_here(app):
             return  # dispatched again when the last remote input has arrived
         executor = spec.executor or self._default_executor(spec)
+        adaptive = False
+        node = self.node
+        if executor == "thread":
+            if spec.executor is None and node.timings.short(spec):
+                executor, adaptive = "inline", True  # measured trivially short: cheaper than a round trip
+            elif self._in_threads >= node.thread_slots:
+                self._held.append(app)  # the pool is busy with this session's apps: wait for a slot
+                return
         task = self._task(app)
         if executor == "inline":
-            self._done(app, kinds.execute(task, CancelToken()))
+            outcome = kinds.execute(task, CancelToken())
+            if adaptive:
+                node.timings.record(spec, outcome.seconds, inline=True)
+            self._done(app, outcome)
             return
         stores = [ref.store for ref in task.outputs]
         me = weakref.ref(self)
-        node = self.node
         if executor == "thread":
             token = CancelToken()
-            fut = node.submit_thread(kinds.execute, task, token)
-            top = self.workspace.dir
-            self._inflight[app] = _Running(
-                token.cancel, lambda: node.abandon_thread(fut, lambda: _late(stores, top)), stores
+            job = node.run_thread(
+                kinds.execute, (task, token), lambda r, e: _thread_returned(me, app, stores, r, e)
             )
-            fut.add_done_callback(lambda f: _thread_returned(me, app, stores, f))
+            self._inflight[app] = _Running(stores, token=token, job=job)
+            self._in_threads += 1
         else:
             task_id = node.submit_process(
                 task, lambda outcome: _process_returned(me, app, stores, outcome), self
             )
-            kill = lambda: node.kill_process(task_id)  # noqa: E731
-            self._inflight[app] = _Running(kill, kill, stores)
+            self._inflight[app] = _Running(stores, task_id=task_id)
+
+    def _kill(self, running: _Running) -> None:
+        """Stop an app in flight: cancel its token (its processes are signalled), or kill its worker."""
+        if running.token is not None:
+            running.token.cancel()
+        else:
+            self.node.kill_process(running.task_id)
+
+    def _give_up(self, running: _Running) -> None:
+        """Stop waiting for an app: its pool thread is abandoned (what it writes if it ever returns is
+        deleted then), or its worker killed."""
+        if running.job is not None:
+            stores, top = running.stores, self.workspace.dir
+            self.node.abandon_thread(running.job, lambda: _late(stores, top))
+            self._in_threads -= 1
+        else:
+            self.node.kill_process(running.task_id)
 
     def _default_executor(self, spec: AppSpec) -> str:
         """For user code, the node's default where the kind allows it; else the kind's own."""
@@ -443,13 +486,17 @@ class Session:
             return spec.DEFAULT_EXECUTOR
         return chosen
 
-    def _thread_done(self, app: AppNode, fut: Any, stores: list[Store]) -> None:
-        try:
-            outcome = fut.result()
-        except concurrent.futures.CancelledError:  # abandoned: its late return, if any, cleans up itself
-            outcome = Outcome.failed("cancelled")
-        except BaseException as exc:  # execute() never raises; this is the pool refusing the task
-            outcome = Outcome.failed(f"could not run in a thread: {type(exc).__name__}: {exc}")
+    def _thread_done(
+        self, app: AppNode, result: Any, error: BaseException | None, stores: list[Store]
+    ) -> None:
+        if isinstance(result, Outcome):
+            outcome = result
+            if self._inflight.get(app) is not None:
+                self.node.timings.record(app.spec, outcome.seconds)
+        else:  # execute() never raises; this would be a bug in the pool
+            outcome = Outcome.failed(f"could not run in a thread: {type(error).__name__}: {error}")
+        if app in self._inflight:
+            self._in_threads -= 1
         self._done(app, outcome, stores)
 
     def _done(self, app: AppNode, outcome: Outcome, stores: Sequence[Store] | None = None) -> None:
@@ -487,7 +534,7 @@ class Session:
                 f"abandoned {apps} cancelled app(s) and {transfers} transfer(s) that did not stop"
             )
             for running in list(self._inflight.values()):
-                running.abandon()
+                self._give_up(running)
             self._inflight.clear()
             self.pump()
 
@@ -602,6 +649,7 @@ class Session:
         core = self.core
         assert core is not None and core.outcome is not None
         self._finalized = True
+        self._held.clear()
         self.persisted = self._cleanup()
         self.times["end"] = time.time()
         self._set_state(core.outcome)
@@ -650,7 +698,7 @@ class Session:
         if self._pumping:
             return
         waiting = self.transfers.waiting_apps()
-        queued = set(map(id, core.ready))
+        queued = set(map(id, core.ready)) | set(map(id, self._held))
         for app in core.graph.apps:
             if (
                 app.state is RUNNING

@@ -7,17 +7,22 @@ and on ``shutdown``, and a thread stuck in user code holds its place in the pool
 code, and a cancelled app may never return (a Python loop cannot be interrupted from outside). So:
 
 - Workers are *daemon* threads named ``dropflow-app-N``: a stuck app never keeps the process alive.
-- At most ``size`` workers count against the pool. They start on demand, when a task is queued and no
-  worker is idle, and wait on one queue for work.
-- :meth:`ThreadPool.abandon` gives up a running task's thread: the thread stops counting (it is renamed
-  ``dropflow-app-abandoned-N``), a replacement starts at once if work is waiting, and the task's future is
-  resolved at once with :class:`Abandoned`, so whoever waits on it carries on. If the code ever returns,
-  its result is discarded (an optional ``on_return`` callback hears of it, e.g. to clean what it wrote)
-  and the thread ends instead of taking more work. A task still queued is simply cancelled.
-- :meth:`ThreadPool.close` cancels queued tasks, asks idle workers to stop and waits for the busy ones only
-  until its timeout: abandoned threads are never waited for.
+- At most ``size`` workers count against the pool. They start on demand, when a job is queued while fewer
+  than ``size`` exist, and wait on one queue for work.
+- :meth:`ThreadPool.run` queues a :class:`Job`: ``fn(*args)``, then ``then(result, error)`` on the worker's
+  thread. No ``Future`` (and its condition variable) is made per job, and the submitting thread takes no lock:
+  queueing is one ``SimpleQueue.put``. :meth:`submit` wraps a job in a ``concurrent.futures.Future`` for
+  callers that want one.
+- :meth:`ThreadPool.abandon` gives up a job's thread: the thread stops counting (it is renamed
+  ``dropflow-app-abandoned-N``), a replacement starts at once, and the job's ``then`` is never called -- the
+  caller has moved on. If the code ever returns, its result is discarded (an optional ``on_return`` callback
+  hears of it, e.g. to clean what it wrote) and the thread ends instead of taking more work. A job still
+  queued is simply dropped.
+- :meth:`ThreadPool.close` drops queued jobs, asks idle workers to stop and waits for the busy ones only until
+  its timeout: abandoned threads are never waited for.
 
-Counting is done under one lock; the queue hand-off itself is ``queue.SimpleQueue`` (no lock per task).
+A job's state (queued, running, done, abandoned) changes under the pool's lock, taken by the worker when it
+picks a job and when it finishes one, and by ``abandon``; the submitting thread never takes it.
 """
 
 from __future__ import annotations
@@ -31,90 +36,141 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Abandoned", "ThreadPool"]
+__all__ = ["Abandoned", "Job", "Then", "ThreadPool"]
 
 log = logging.getLogger(__name__)
 
-_Item = tuple["concurrent.futures.Future[Any]", Callable[..., Any], tuple[Any, ...]]
+Then = Callable[[Any, BaseException | None], None]
+
+_QUEUED, _RUNNING, _DONE, _ABANDONED = 0, 1, 2, 3
 
 
 class Abandoned(concurrent.futures.CancelledError):
     """The result of a task whose thread the pool gave up (see :meth:`ThreadPool.abandon`)."""
 
 
+class Job:
+    """One call queued on the pool."""
+
+    __slots__ = ("args", "fn", "future", "on_return", "state", "then", "worker")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], then: Then) -> None:
+        self.fn = fn
+        self.args = args
+        self.then = then
+        self.state = _QUEUED
+        self.worker: _Worker | None = None
+        self.on_return: Callable[[], None] | None = None
+        #: Set by :meth:`ThreadPool.submit`: marked running when a worker takes the job.
+        self.future: concurrent.futures.Future[Any] | None = None
+
+
 class _Worker:
-    __slots__ = ("abandoned", "future", "on_return", "thread")
+    __slots__ = ("abandoned", "thread")
 
     def __init__(self) -> None:
         self.thread: threading.Thread | None = None
-        self.future: concurrent.futures.Future[Any] | None = None
         self.abandoned = False
-        self.on_return: Callable[[], None] | None = None
 
 
 class ThreadPool:
-    """At most ``size`` daemon threads running ``submit``-ted callables; see the module's docstring."""
+    """At most ``size`` daemon threads running queued jobs; see the module's docstring."""
 
     def __init__(self, size: int, name: str = "dropflow-app") -> None:
         self.size = max(1, size)
         self.name = name
-        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._workers: set[_Worker] = set()  # those that count against the size
-        self._running: dict[concurrent.futures.Future[Any], _Worker] = {}
-        self._idle = 0
-        self._pending = 0  # queued items no worker has taken yet
+        self._count = 0  # len(self._workers), readable without the lock
         self._closed = False
         self._ids = itertools.count(1)
+        self._futures: dict[concurrent.futures.Future[Any], Job] = {}
 
     # -- public ---------------------------------------------------------------------------------------------
 
+    def run(self, fn: Callable[..., Any], args: tuple[Any, ...], then: Then) -> Job:
+        """Queue ``fn(*args)``; ``then(result, error)`` is called on the worker's thread when it returns."""
+        if self._closed:
+            raise RuntimeError("thread pool is closed")
+        job = Job(fn, args, then)
+        self._queue.put(job)
+        if self._count < self.size:
+            self._grow()
+        return job
+
     def submit(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
-        """Run ``fn(*args)`` in a worker; never blocks."""
+        """Run ``fn(*args)`` in a worker and return a future of its result."""
         fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def then(result: Any, error: BaseException | None) -> None:
+            with self._lock:
+                self._futures.pop(fut, None)
+            if error is None:
+                fut.set_result(result)
+            else:
+                fut.set_exception(error)
+
+        job = Job(fn, args, then)
+        job.future = fut
         with self._lock:
-            if self._closed:
-                raise RuntimeError("thread pool is closed")
-            self._pending += 1
-            self._queue.put((fut, fn, args))
-            self._adjust()
+            self._futures[fut] = job
+        if self._closed:
+            raise RuntimeError("thread pool is closed")
+        self._queue.put(job)
+        if self._count < self.size:
+            self._grow()
         return fut
 
     def abandon(
-        self, future: concurrent.futures.Future[Any], on_return: Callable[[], None] | None = None
+        self, job: Job | concurrent.futures.Future[Any], on_return: Callable[[], None] | None = None
     ) -> bool:
-        """Give up ``future``'s task: its thread stops counting and its result is discarded.
+        """Give up a job (or a future from :meth:`submit`): its thread stops counting, its ``then`` is never
+        called, its result is discarded.
 
-        The future is resolved at once (cancelled if it was still queued, else with :class:`Abandoned`).
-        If the code returns some day, ``on_return()`` is called on its thread. Returns False if the task
-        had already finished (``on_return`` is then never called).
+        A future is resolved at once (cancelled if it was still queued, else with :class:`Abandoned`). If the
+        code returns some day, ``on_return()`` is called on its thread. Returns False if the job had already
+        finished (``on_return`` is then never called).
         """
-        if future.cancel():
-            return True  # still queued: the worker that takes it skips it
+        fut = job if isinstance(job, concurrent.futures.Future) else None
+        if fut is not None:
+            with self._lock:
+                found = self._futures.pop(fut, None)
+            if found is None:
+                return False
+            job = found
+        assert isinstance(job, Job)
         with self._lock:
-            worker = self._running.pop(future, None)
-            if worker is None:
-                return False  # finished meanwhile
-            worker.abandoned = True
-            worker.on_return = on_return
-            self._workers.discard(worker)
-            if worker.thread is not None:
-                worker.thread.name = worker.thread.name.replace(self.name, self.name + "-abandoned", 1)
-            if not self._closed:
-                self._adjust()
-        try:
-            future.set_exception(Abandoned("the pool gave up this task's thread"))
-        except concurrent.futures.InvalidStateError:
-            return False  # the worker resolved it first
+            state = job.state
+            if state in (_DONE, _ABANDONED):
+                return False
+            job.state = _ABANDONED
+            worker = job.worker
+            if state == _RUNNING and worker is not None:
+                worker.abandoned = True
+                job.on_return = on_return
+                self._workers.discard(worker)
+                self._count = len(self._workers)
+                if worker.thread is not None:
+                    worker.thread.name = worker.thread.name.replace(self.name, self.name + "-abandoned", 1)
+        if state == _RUNNING and not self._closed:
+            self._grow()
+        if fut is not None:
+            if state == _QUEUED:
+                fut.cancel()
+            else:
+                try:
+                    fut.set_exception(Abandoned("the pool gave up this task's thread"))
+                except concurrent.futures.InvalidStateError:
+                    return False
         return True
 
     def threads(self) -> int:
         """Workers that count against the size (busy or idle)."""
-        with self._lock:
-            return len(self._workers)
+        return self._count
 
     def close(self, timeout: float | None = None) -> bool:
-        """Cancel queued tasks and stop the workers; True if all stopped within ``timeout`` seconds.
+        """Drop queued jobs and stop the workers; True if all stopped within ``timeout`` seconds.
 
         Busy workers are waited for until the timeout; abandoned ones never. Workers are daemon threads,
         so one that is still busy at the timeout does not keep the process alive.
@@ -123,15 +179,17 @@ class ThreadPool:
         with self._lock:
             self._closed = True
             workers = list(self._workers)
-        while True:  # cancel what no worker took yet
+            futures, self._futures = self._futures, {}
+        while True:  # drop what no worker took yet
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 break
             if item is not None:
-                item[0].cancel()
-                with self._lock:
-                    self._pending -= 1
+                item.state = _ABANDONED
+        for fut, job in futures.items():
+            if job.state == _ABANDONED:
+                fut.cancel()
         for _ in workers:
             self._queue.put(None)
         stopped = True
@@ -146,51 +204,50 @@ class ThreadPool:
 
     # -- workers --------------------------------------------------------------------------------------------
 
-    def _adjust(self) -> None:
-        """Under the lock: start a worker if work is waiting, none is idle and there is room."""
-        if self._pending > self._idle and len(self._workers) < self.size:
+    def _grow(self) -> None:
+        """Start a worker if there is room (workers then wait for work; an idle one costs nothing)."""
+        with self._lock:
+            if self._closed or len(self._workers) >= self.size:
+                return
             worker = _Worker()
             worker.thread = threading.Thread(
                 target=self._work, args=(worker,), name=f"{self.name}-{next(self._ids)}", daemon=True
             )
             self._workers.add(worker)
-            self._idle += 1  # counts as idle until it takes its first item
-            worker.thread.start()
+            self._count = len(self._workers)
+        worker.thread.start()
 
     def _work(self, worker: _Worker) -> None:
-        get = self._queue.get
-        while (item := get()) is not None:
-            fut, fn, args = item
-            with self._lock:
-                self._idle -= 1
-                self._pending -= 1
-                if not fut.set_running_or_notify_cancel():  # cancelled while queued
-                    self._idle += 1
+        get, lock = self._queue.get, self._lock
+        while (job := get()) is not None:
+            with lock:
+                if job.state != _QUEUED:  # abandoned while queued
                     continue
-                worker.future = fut
-                self._running[fut] = worker
+                job.state = _RUNNING
+                job.worker = worker
+            if job.future is not None and not job.future.set_running_or_notify_cancel():
+                with lock:
+                    job.state = _DONE
+                continue
             try:
-                result = fn(*args)
+                result = job.fn(*job.args)
                 error: BaseException | None = None
-            except BaseException as exc:  # handed to the future's owner
+            except BaseException as exc:  # handed to the job's owner
                 result, error = None, exc
-            with self._lock:
-                worker.future = None
-                abandoned = worker.abandoned
-                if not abandoned:
-                    del self._running[fut]
-                    self._idle += 1
+            with lock:
+                abandoned = job.state == _ABANDONED
+                job.state = _DONE
             if abandoned:  # given up: discard the result, leave the pool
-                if worker.on_return is not None:
+                if job.on_return is not None:
                     try:
-                        worker.on_return()
+                        job.on_return()
                     except Exception:
                         log.exception("on_return of an abandoned task failed")
                 return
-            if error is None:
-                fut.set_result(result)
-            else:
-                fut.set_exception(error)
-        with self._lock:
-            self._idle -= 1
+            try:
+                job.then(result, error)
+            except Exception:  # a broken callback must not kill the worker
+                log.exception("the completion callback of a pool job failed")
+        with lock:
             self._workers.discard(worker)
+            self._count = len(self._workers)

@@ -139,3 +139,15 @@ def gate(name: str) -> threading.Event:
 
 def wait_gate(name: str, timeout: float = 60.0) -> bool:
     return gate(name).wait(timeout)
+
+
+def thread_name(x=None):
+    """The name of the thread the app runs in (the owner's when it runs inline)."""
+    return threading.current_thread().name
+
+
+def nap(x=None, seconds: float = 0.005):
+    import time
+
+    time.sleep(seconds)
+    return threading.current_thread().name

@@ -103,6 +103,8 @@ class Outcome:
     stores: dict[str, Store] = field(default_factory=dict)
     #: Output ports whose drops are SKIPPED (a branch's untaken side).
     skip_ports: tuple[str, ...] = ()
+    #: Seconds the runner took (measured by ``execute`` where it ran).
+    seconds: float = 0.0
 
     @classmethod
     def failed(cls, error: str) -> Outcome:
