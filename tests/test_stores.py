@@ -34,7 +34,7 @@ def test_streaming_write_then_read(tmp_path, index):
         w.write(c)
     w.close()
     try:
-        assert (w.size, w.checksum) == (len(JOINED), zlib.crc32(JOINED))
+        assert w.size == len(JOINED)
         assert bytes(store.buffer()) == JOINED
         assert b"".join(bytes(c) for c in store.chunks(4)) == JOINED
         assert store.size() == len(JOINED) and store.checksum() == zlib.crc32(JOINED)
@@ -135,7 +135,7 @@ def test_a_writer_may_reuse_its_buffer(tmp_path, index):
     w.close()
     try:
         assert bytes(store.buffer()) == b"aaaabbbb"
-        assert store.checksum() == w.checksum == zlib.crc32(b"aaaabbbb")
+        assert store.checksum() == zlib.crc32(b"aaaabbbb")
     finally:
         store.delete()
 

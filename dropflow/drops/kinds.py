@@ -24,6 +24,7 @@ from . import shm
 from .apps import builtin, pyfunc, shell
 from .apps.base import CancelToken, Outcome, Task, format_exception
 from .errors import Problem
+from .gcclock import gc_seconds
 from .spec import (
     AppSpec,
     DataSpec,
@@ -187,7 +188,7 @@ def _prepare_outputs(task: Task) -> None:
 def execute(task: Task, token: CancelToken) -> Outcome:
     """Run a task with its kind's runner; a runner that raises yields a failed outcome, never an exception."""
     kind = app_kind(task.spec)
-    start = perf_counter()
+    start, collected = perf_counter(), gc_seconds()
     try:
         _prepare_outputs(task)
         outcome = kind.run(task, token)
@@ -195,7 +196,8 @@ def execute(task: Task, token: CancelToken) -> Outcome:
         outcome = Outcome.failed(f"{kind.name} runner failed: {format_exception(exc)}")
     except BaseException as exc:  # sys.exit() in user code ends that app, not the engine's thread
         outcome = Outcome.failed(f"{kind.name} app raised {format_exception(exc)}")
-    outcome.seconds = perf_counter() - start
+    # (Time in the garbage collector is the process's, not the app's.)
+    outcome.seconds = max(0.0, perf_counter() - start - (gc_seconds() - collected))
     return outcome
 
 

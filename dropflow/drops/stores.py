@@ -6,9 +6,11 @@ A store is a small picklable handle. The owner loop creates one when a drop's pr
 it to the app runner (a thread, or a worker process that gets a pickled copy), and later asks it for size,
 checksum or deletion. File, directory and shared-memory stores name storage that every process on the node
 sees, so a worker writes it in place; a memory store carries its bytes, so a worker process sends them back
-in its result. Writes stream through a :class:`Writer` that counts the size and a CRC-32 as chunks pass;
-reads stream in chunks, or return the whole content as a buffer that is a view of the storage where the
-storage allows (memory, a mapped segment, a mapped file). ``array`` allocates an .npy-encoded array *inside*
+in its result. Writes stream through a :class:`Writer` that counts the size as chunks pass (``put`` writes a
+value encoded in a few chunks at once; a memory store then keeps an immutable chunk as it is); checksums
+are computed when asked for (``checksum()``), not on every write. Reads stream in chunks, or return the
+whole content as a buffer that is a view of the storage where the storage allows (memory, a mapped segment,
+a mapped file). ``array`` allocates an .npy-encoded array *inside*
 the store so that a producer can fill it in place and consumers see it without a copy.
 """
 
@@ -41,19 +43,17 @@ CHUNK = 1 << 20
 
 
 class Writer:
-    """Streams chunks into a store, counting size and CRC-32."""
+    """Streams chunks into a store, counting their size."""
 
-    __slots__ = ("_sink", "checksum", "size")
+    __slots__ = ("_sink", "size")
 
     def __init__(self, sink: Any) -> None:
         self._sink = sink
         self.size = 0
-        self.checksum = 0
 
     def write(self, chunk: BytesLike) -> None:
         view = memoryview(chunk).cast("B")
         self.size += len(view)
-        self.checksum = zlib.crc32(view, self.checksum)
         self._sink(view)
 
     def close(self) -> None:
@@ -70,6 +70,15 @@ class Store:
 
     def writer(self) -> Writer:
         raise NotImplementedError
+
+    def put(self, chunks: list[BytesLike]) -> None:
+        """Write a whole value, already encoded in ``chunks``."""
+        w = self.writer()
+        try:
+            for chunk in chunks:
+                w.write(chunk)
+        finally:
+            w.close()
 
     def buffer(self) -> BytesLike:
         """The whole content, as a view of the storage where possible."""
@@ -158,6 +167,12 @@ class MemoryStore(Store):
 
     def writer(self) -> Writer:
         return _MemoryWriter(self)
+
+    def put(self, chunks: list[BytesLike]) -> None:
+        if len(chunks) == 1 and type(chunks[0]) is bytes:
+            self.data = chunks[0]  # immutable: kept as it is, no copy
+        else:
+            super().put(chunks)
 
     def buffer(self) -> BytesLike:
         return b"" if self.data is None else self.data

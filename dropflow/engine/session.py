@@ -341,14 +341,10 @@ class Session:
             value = spec.initial()
             if value is not None:
                 store = data.store = self._store(data)
-                w = store.writer()
                 try:
-                    for chunk in encode(spec.effective_codec(), value):
-                        w.write(chunk)
+                    store.put(encode(spec.effective_codec(), value))
                 except ValueError as exc:
                     failed[spec.id] = f"cannot encode 'data' with codec {spec.effective_codec()}: {exc}"
-                finally:
-                    w.close()
             elif spec.TRAITS.must_exist:
                 store = self._store(data)
                 if not store.exists():
@@ -598,30 +594,34 @@ class Session:
         return data.store
 
     def _task(self, app: AppNode) -> Task:
+        """The task of a ready app: its spec and a ref per linked drop, in port order (hot: once per app)."""
         spec = app.spec
-        codecs = spec.codecs or {}
+        codecs = spec.codecs
         inputs: list[InputRef] = []
         it = iter(app.inputs)
         for port, value in spec.inputs.items():
-            many = not isinstance(value, str)
+            many = type(value) is not str
             for _ in value if many else (value,):
                 data = next(it)
-                store = self._store(data) if data.state is COMPLETED else None
-                codec = codecs.get(port) or data.spec.effective_codec()
-                inputs.append(InputRef(port, data.spec.id, data.spec.TRAITS, codec, store, many))
+                dspec = data.spec
+                store = (data.store or self._store(data)) if data.state is COMPLETED else None
+                codec = (codecs and codecs.get(port)) or dspec.codec or dspec.DEFAULT_CODEC
+                inputs.append(InputRef(port, dspec.id, dspec.TRAITS, codec, store, many))
         outputs: list[OutputRef] = []
         it = iter(app.outputs)
+        retry = app.attempt
         for port, value in spec.outputs.items():
-            many = not isinstance(value, str)
+            many = type(value) is not str
             for _ in value if many else (value,):
                 data = next(it)
-                if app.attempt and data.store is not None:
+                dspec = data.spec
+                if retry and data.store is not None:
                     data.store.delete()  # a retry starts from empty outputs
-                codec = codecs.get(port) or data.spec.effective_codec()
+                codec = (codecs and codecs.get(port)) or dspec.codec or dspec.DEFAULT_CODEC
                 outputs.append(
-                    OutputRef(port, data.spec.id, data.spec.TRAITS, codec, self._store(data), many)
+                    OutputRef(port, dspec.id, dspec.TRAITS, codec, data.store or self._store(data), many)
                 )
-        return Task(self.id, self.workspace.dir, spec, inputs, outputs, app.attempt)
+        return Task(self.id, self.workspace.dir, spec, inputs, outputs, retry)
 
     # -- the end --------------------------------------------------------------------------------------------
 

@@ -9,11 +9,10 @@ of code (a Python function's ``module:function``, else the app's kind), how long
 ``PROBES`` times whose average is under ``SHORT`` seconds is *trivially short*: apps of it that name no
 executor then run inline in the owner, through the same ``Task`` and ``execute`` as in a thread, with the
 same states. A slower run lifts the average and sends the code back to threads until runs there bring it
-down. An inline run over ``LONG`` also sends it back to be probed again; after ``STRIKES`` such runs it
-stays in threads for good. (One slow inline run may be the machine's doing -- a collection, the owner
-descheduled by a busy neighbour -- so a single one does not condemn the code; a really slow function costs
-the owner at most ``STRIKES`` slow calls.) An app's own ``"executor"`` always wins: this applies only to
-the default.
+down; an inline run over ``LONG`` also restarts the probing, so a function that turns slow costs the owner
+one slow call, then runs in threads for as long as it stays slow. (Run times exclude the garbage
+collector's pauses, see ``drops.gcclock``: a collection is the process's, not the app's.) An app's own
+``"executor"`` always wins: this applies only to the default.
 
 Owner thread only: no lock.
 """
@@ -34,20 +33,17 @@ class Timings:
     SHORT = 100e-6
     #: Weight of the newest run in the moving average.
     WEIGHT = 0.2
-    #: An inline run over this many seconds sends its code back to threads...
+    #: An inline run over this many seconds sends its code back to threads to be probed again.
     LONG = 20e-3
-    #: ... and after this many such runs, for good.
-    STRIKES = 3
 
     def __init__(self) -> None:
         self._runs: dict[str, list[float]] = {}  # key -> [runs measured, moving average]
-        self._strikes: dict[str, int] = {}
-        self._never: set[str] = set()
 
     @staticmethod
     def key(spec: AppSpec) -> str:
+        """A Python function's ``module:function`` (a kind name never contains a colon), else the kind."""
         func = getattr(spec, "func", None)
-        return f"{spec.kind}:{func}" if isinstance(func, str) else spec.kind
+        return func if type(func) is str else spec.kind
 
     def record(self, spec: AppSpec, seconds: float, inline: bool = False) -> None:
         key = self.key(spec)
@@ -57,14 +53,10 @@ class Timings:
         else:
             runs[0] += 1
             runs[1] += self.WEIGHT * (seconds - runs[1])
-        if inline and seconds > self.LONG:
-            strikes = self._strikes[key] = self._strikes.get(key, 0) + 1
-            if strikes >= self.STRIKES:
-                self._never.add(key)
-            elif runs is not None:
-                runs[0] = 0  # probe again in threads
+        if inline and seconds > self.LONG and runs is not None:
+            runs[0] = 0  # probe again in threads
 
     def short(self, spec: AppSpec) -> bool:
         key = self.key(spec)
         runs = self._runs.get(key)
-        return runs is not None and runs[0] >= self.PROBES and runs[1] < self.SHORT and key not in self._never
+        return runs is not None and runs[0] >= self.PROBES and runs[1] < self.SHORT

@@ -84,37 +84,41 @@ def _parameters(func: Callable[..., Any]) -> tuple[frozenset[str], frozenset[str
 
 def check_callable(spec: AppSpec, func_path: str, kwargs: dict[str, Any]) -> list[Problem]:
     """Problems with the callable of an app: unresolvable, or arguments that ports do not match."""
+    found = _signature_problems(func_path, tuple(spec.inputs), tuple(spec.outputs), tuple(kwargs))
+    if not found:
+        return []
     where = spec.label()
+    return [Problem(where, field, message) for field, message in found]
+
+
+@functools.lru_cache(maxsize=4096)
+def _signature_problems(
+    func_path: str, inputs: tuple[str, ...], outputs: tuple[str, ...], kwargs: tuple[str, ...]
+) -> tuple[tuple[str, str], ...]:
+    """(field, message) of each problem; cached, since large graphs repeat one function with one set of
+    port names many thousands of times."""
     try:
         func = resolve_callable(func_path)
     except AppError as exc:
-        return [Problem(where, "func", str(exc))]
+        return (("func", str(exc)),)
     named, required, var_kw = _parameters(func)
-    provided = set(spec.inputs) | set(kwargs)
+    provided = set(inputs) | set(kwargs)
     problems = [
-        Problem(where, "kwargs", f"argument {k!r} is also an input port")
-        for k in set(kwargs) & set(spec.inputs)
+        ("kwargs", f"argument {k!r} is also an input port") for k in sorted(set(kwargs) & set(inputs))
     ]
     if not var_kw:
         problems += [
-            Problem(where, "inputs", f"{func_path} has no parameter for input port {p!r}")
-            for p in sorted(set(spec.inputs) - named)
+            ("inputs", f"{func_path} has no parameter for input port {p!r}")
+            for p in sorted(set(inputs) - named)
         ]
-        problems += [
-            Problem(where, "kwargs", f"{func_path} has no parameter {k!r}")
-            for k in sorted(set(kwargs) - named)
-        ]
-    output_params = named & set(spec.outputs)
+        problems += [("kwargs", f"{func_path} has no parameter {k!r}") for k in sorted(set(kwargs) - named)]
+    output_params = named & set(outputs)
     missing = sorted(required - provided - output_params)
     if missing:
         problems.append(
-            Problem(
-                where,
-                "func",
-                f"{func_path} needs argument(s) {', '.join(missing)} that no port or kwarg gives",
-            )
+            ("func", f"{func_path} needs argument(s) {', '.join(missing)} that no port or kwarg gives")
         )
-    return problems
+    return tuple(problems)
 
 
 class Output:
@@ -212,12 +216,7 @@ def _write_value(refs: list[OutputRef], value: Any) -> None:
             chunks = encode(ref.codec, item)
         except CodecError as exc:
             raise AppError(f"output {ref.drop_id!r} (port {ref.port!r}, codec {ref.codec}): {exc}") from None
-        w = ref.store.writer()
-        try:
-            for c in chunks:
-                w.write(c)
-        finally:
-            w.close()
+        ref.store.put(chunks)
 
 
 def _group(refs: list[OutputRef]) -> dict[str, list[OutputRef]]:
@@ -233,9 +232,12 @@ def call_function(
     """Call the function; return its value and the output ports it did not write itself."""
     func = resolve_callable(func_path)
     named = _parameters(func)[0]
-    args = dict(kwargs)
-    args.update(input_arguments(task.inputs))
+    args = input_arguments(task.inputs)
+    if kwargs:
+        args = {**kwargs, **args}
     ports = _group(task.outputs)
+    if named.isdisjoint(ports):  # the common case: the function returns its outputs
+        return func(**args), ports
     handles = {port: Output(refs) for port, refs in ports.items() if port in named}
     args.update(handles)
     try:
