@@ -265,6 +265,12 @@ register_app(daliuge.PickOneSpec, daliuge.run_pick_one)
 register_app(daliuge.ScatterArraySpec, daliuge.run_scatter_array)
 register_app(daliuge.NpyGatherSpec, daliuge.run_npy_gather)
 
+# Components of imported graphs that dropflow cannot run: translated, refused when a session builds them.
+from . import foreign  # noqa: E402
+
+register_app(foreign.ForeignAppSpec, foreign.run_foreign, foreign.check_foreign)
+register_data(foreign.ForeignDataSpec, foreign.foreign_store, foreign.check_foreign_data)
+
 # Containers and MPI programs (dropflow.drops.apps.docker, .mpi).
 from .apps import docker as docker_app  # noqa: E402
 

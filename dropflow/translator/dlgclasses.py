@@ -8,9 +8,11 @@ survives DALiuGE's module moves between versions; the category decides where the
 ``PyFuncApp`` is a Python function whatever its category says). Each match turns the component's flat
 parameters (field name -> value, values often strings in EAGLE files) into the fields of a dropflow spec.
 
-What has no dropflow equivalent -- containers, MPI, dynamic libraries, services, NGAS or S3 storage, or an
-app class of the user's own that dropflow cannot import as a function -- raises :class:`GraphError` naming
-the component, its category and what is missing.
+What has no dropflow equivalent -- dynamic libraries, services, NGAS or S3 storage, an app class of the
+user's own that dropflow cannot import as a function, a component left incomplete -- still translates,
+since translation needs only the graph's structure: it becomes a ``foreign_app`` or ``foreign_data`` drop
+(:mod:`dropflow.drops.foreign`) that records the component and the reason, naming its category and what is
+missing, and that a session refuses when it is deployed.
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ from typing import Any
 
 from ..drops.errors import GraphError
 
-__all__ = ["Mapped", "map_app", "map_data", "split_function"]
+__all__ = ["FOREIGN_KINDS", "Mapped", "foreign", "map_app", "map_data", "split_function"]
+
+#: The kinds of components that translate but cannot run (see :mod:`dropflow.drops.foreign`).
+FOREIGN_KINDS = frozenset({"foreign_app", "foreign_data"})
 
 _DATA_CLASSES = {
     "InMemoryDROP": "memory",
@@ -31,6 +36,7 @@ _DATA_CLASSES = {
     "FileDROP": "file",
     "NullDROP": "null",
     "DirectoryContainer": "directory",
+    "DirectoryDROP": "directory",
 }
 _DATA_CATEGORIES = {
     "Memory": "memory",
@@ -120,8 +126,30 @@ def _present(value: Any) -> bool:
     return value is not None and value != "" and value != "None"
 
 
+def foreign(role: str, category: str, dropclass: str, where: str, error: GraphError) -> Mapped:
+    """A component that translates but cannot run: what it was, and why (the first problem found)."""
+    first = error.problems[0]
+    return Mapped(
+        "foreign_app" if role == "app" else "foreign_data",
+        {
+            "category": category,
+            "dropclass": dropclass,
+            "origin": where,
+            "field": first.field,
+            "reason": "; ".join(p.message for p in error.problems),
+        },
+    )
+
+
 def map_data(category: str, dropclass: str, values: Mapping[str, Any], where: str) -> Mapped:
-    """The dropflow data kind and fields of a DALiuGE data component."""
+    """The dropflow data kind and fields of a DALiuGE data component (``foreign_data`` if none fits)."""
+    try:
+        return _map_data(category, dropclass, values, where)
+    except GraphError as exc:
+        return foreign("data", category, dropclass, where, exc)
+
+
+def _map_data(category: str, dropclass: str, values: Mapping[str, Any], where: str) -> Mapped:
     kind = _DATA_CLASSES.get(_class_name(dropclass)) or _DATA_CATEGORIES.get(category)
     if kind is None:
         what = _UNSUPPORTED_DATA.get(category)
@@ -244,11 +272,25 @@ def map_app(
     outputs: Sequence[str],
     where: str,
 ) -> Mapped:
-    """The dropflow app kind and fields of a DALiuGE application component.
+    """The dropflow app kind and fields of a DALiuGE application component (``foreign_app`` if none fits).
 
     ``values`` are all parameters by name, ``args`` the application arguments that are not ports (name,
     value, positional), ``outputs`` the output port names in declaration order.
     """
+    try:
+        return _map_app(category, dropclass, values, args, outputs, where)
+    except GraphError as exc:
+        return foreign("app", category, dropclass, where, exc)
+
+
+def _map_app(
+    category: str,
+    dropclass: str,
+    values: Mapping[str, Any],
+    args: Sequence[tuple[str, Any, bool]],
+    outputs: Sequence[str],
+    where: str,
+) -> Mapped:
     cls = _class_name(dropclass)
     args = [a for a in args if a[0] not in _META]
     kwargs = {name: value for name, value, _ in args}
