@@ -55,12 +55,13 @@ def _oids(value: Any) -> Iterable[str]:
             yield from (str(k) for k in item)
 
 
-def from_daliuge(pgt: list[Any]) -> Structure:
-    """The structure of a DALiuGE physical graph (template), as ``dlg unroll`` writes it."""
+def from_daliuge(pgt: list[Any], by_oid: bool = False) -> Structure:
+    """The structure of a DALiuGE physical graph (template), as ``dlg unroll`` writes it; ``by_oid`` groups
+    by drop instead of logical node (to compare a physical graph with its import, drop by drop)."""
     s = Structure()
     drops = [d for d in pgt if isinstance(d, dict) and "oid" in d]
     for d in drops:
-        node = str(d.get("lg_key") or d["oid"])
+        node = str(d["oid"] if by_oid else (d.get("lg_key") or d["oid"]))
         s.node_of[d["oid"]] = node
         s.drops[node] += 1
     for d in drops:
