@@ -13,7 +13,8 @@ Two rewrites follow. A link from an app straight to an app gets a null data node
 edge), so that every link joins an app port and a data node: dropflow's engine links apps through data
 drops only. DALiuGE links such apps directly; the null drop is an implementation detail of the physical
 graph, belongs to no logical node (its id joins the two apps' ids and port) and moves no data. Ports that
-a carried link enters are marked ``loop_ports``: a link from outside the loop into such a port reaches only the first iteration.
+a carried link enters are marked ``loop_ports``: a link from outside the loop into such a port reaches only
+the first iteration.
 """
 
 from __future__ import annotations
