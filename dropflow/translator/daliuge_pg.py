@@ -147,10 +147,10 @@ def _spec(
     values, args = _params(d)
     ins, outs = ports
     if _is_app(d):
-        mapped = dlgclasses.map_app(category, dropclass, values, args, list(outs), where)
+        mapped = dlgclasses.map_app(category, dropclass, values, args, list(outs), where, list(ins))
         role = "app"
     else:
-        mapped = dlgclasses.map_data(category, dropclass, values, where)
+        mapped = dlgclasses.map_data(category, dropclass, values, where, args)
         role = "data"
     cls = spec_class(mapped.kind, role, where, "category")
     check_fields(cls, mapped.fields, where)

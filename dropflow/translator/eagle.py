@@ -392,9 +392,14 @@ def _build(
     problems: list[Problem] = []
     nodes: dict[str, Node] = {}
     renames: dict[str, dict[str, str]] = {}
+    # DALiuGE's PickOne writes the rest of its sequence to outputs whose data is named rest_array.
+    rest: dict[str, list[str]] = defaultdict(list)
+    for link in links:
+        if link.sport is not None and _is_data(link.dst) and link.dst.name == "rest_array":
+            rest[link.src.id].append(link.sport)
     for comp in comps.values():
         try:
-            node, rename = _node(reader, comp, used_in[comp.id], used_out[comp.id])
+            node, rename = _node(reader, comp, used_in[comp.id], used_out[comp.id], rest[comp.id])
         except GraphError as exc:
             problems += exc.problems
             continue
@@ -419,23 +424,27 @@ def _build(
     )
 
 
-def _node(reader: _Reader, comp: _Comp, inputs: set[str], outputs: list[str]) -> tuple[Node, dict[str, str]]:
+def _node(
+    reader: _Reader, comp: _Comp, inputs: set[str], outputs: list[str], rest: list[str]
+) -> tuple[Node, dict[str, str]]:
     values = reader.values(comp)
     dropclass = str(values.get("dropclass") or "")
     role: Role
+    args = [
+        (str(f["name"]), reader.value(f), bool(f.get("positional")))
+        for f in comp.fields
+        if f.get("parameterType") == "ApplicationArgument"
+        and f.get("usage") in (None, "NoPort")
+        and reader.value(f) not in (None, "")
+    ]
     if _is_data(comp):
-        mapped = dlgclasses.map_data(comp.category, dropclass, values, comp.where)
+        mapped = dlgclasses.map_data(comp.category, dropclass, values, comp.where, args)
         role = "data"
         weight = _weight(values, "data_volume")
     elif comp.category_type in ("Application", "Control", "Service") or comp.category == "Branch":
-        args = [
-            (str(f["name"]), reader.value(f), bool(f.get("positional")))
-            for f in comp.fields
-            if f.get("parameterType") == "ApplicationArgument"
-            and f.get("usage") in (None, "NoPort")
-            and reader.value(f) not in (None, "")
-        ]
-        mapped = dlgclasses.map_app(comp.category, dropclass, values, args, outputs, comp.where)
+        mapped = dlgclasses.map_app(
+            comp.category, dropclass, values, args, outputs, comp.where, sorted(inputs)
+        )
         role = "app"
         weight = _weight(values, "execution_time")
     else:
@@ -464,6 +473,9 @@ def _node(reader: _Reader, comp: _Comp, inputs: set[str], outputs: list[str]) ->
             new = rename.get(port) or (f"{port}_out" if port in inputs else port)
             rename[port] = new
             ports[new] = "out"
+        if mapped.kind == "pick_one":
+            named = set(mapped.fields.get("rest_ports", ())) | set(rest)
+            mapped.fields["rest_ports"] = sorted({rename.get(p, p) for p in named})
     node = Node(
         comp.id,
         role,
