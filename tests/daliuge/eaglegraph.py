@@ -22,6 +22,7 @@ _TYPES = {
     "Loop": ("Construct", None),
     "GroupBy": ("Construct", None),
     "MKN": ("Construct", None),
+    "ParameterSet": ("Data", "dlg.data.drops.parset_drop.ParameterSetDROP"),
 }
 
 
@@ -55,11 +56,14 @@ class Graph:
         inputs: tuple[str, ...] = (),
         outputs: tuple[str, ...] = (),
         dropclass: str | None = None,
+        args: dict[str, Any] | None = None,
         **params: Any,
     ) -> Graph:
-        """A component; its ports get field ids ``<nid>.<port>``; ``params`` become fields."""
+        """A component; its ports get field ids ``<nid>.<port>``; ``params`` become component parameters and
+        ``args`` application arguments."""
         category_type, default_class = _TYPES.get(category, ("Application", None))
         fields = [field(k, v) for k, v in params.items()]
+        fields += [field(k, v, kind="ApplicationArgument") for k, v in (args or {}).items()]
         if dropclass or default_class:
             fields.append(field("dropclass", dropclass or default_class))
         fields += [field(p, "", f"{nid}.{p}", "InputPort") for p in inputs]
@@ -81,9 +85,16 @@ class Graph:
         self.nodes.append(n)
         return self
 
-    def data(self, nid: str, parent: str | None = None, category: str = "Memory", **params: Any) -> Graph:
+    def data(
+        self,
+        nid: str,
+        parent: str | None = None,
+        category: str = "Memory",
+        args: dict[str, Any] | None = None,
+        **params: Any,
+    ) -> Graph:
         # Data ports: DALiuGE reads links by port ids; a data node has one in and one out port.
-        return self.node(nid, category, parent, ("in",), ("out",), **params)
+        return self.node(nid, category, parent, ("in",), ("out",), args=args, **params)
 
     def link(self, src: str, sport: str, dst: str, dport: str, loop_aware: bool = False) -> Graph:
         self.links.append(
