@@ -67,7 +67,8 @@ def test_unsupported_graph_translates_and_is_refused_at_run(
     """A component dropflow cannot run translates (structure only) and is refused, in one message, at run."""
     graph = os.path.join(LG_DIR, "Plasma_test.graph")
     assert main(["translate", graph, "-o", os.devnull]) == 0
-    capsys.readouterr()
+    assert main(["validate", graph]) == 0
+    assert "cannot run here (refused at deploy)" in capsys.readouterr().out
     code = main(["run", graph, "--workspace", str(tmp_path / "ws")])
     err = capsys.readouterr().err
     assert code == 2
