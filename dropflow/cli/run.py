@@ -203,12 +203,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 @command("validate", _graph_args)
 def cmd_validate(args: argparse.Namespace) -> int:
+    from ..drops.errors import GraphError
+    from ..drops.foreign import ForeignAppSpec, ForeignDataSpec, problem
     from ..engine.graph import build
     from ..engine.workspace import Workspace, default_root
     from ..loading import load_graph
-
-    from ..drops.errors import GraphError
-    from ..drops.foreign import ForeignAppSpec, ForeignDataSpec, problem
 
     graph = load_graph(args.graph, params(args.param))
     ws = Workspace(default_root(), "validate", args.allow_path)
