@@ -45,7 +45,10 @@ _CONSTRUCTS: dict[str, tuple[ConstructKind, str | None]] = {
     "SubGraph": ("subgraph", None),
     "ExclusiveForceNode": ("subgraph", None),
 }
-_UNSUPPORTED_CONSTRUCTS = {"MKN": "the MKN construct"}
+_UNSUPPORTED_CONSTRUCTS = {
+    "MKN": "unsupported: dropflow has no MKN construct (DALiuGE 6.6 does not translate it either); "
+    "draw it as a Gather of M inputs feeding a Scatter of K copies"
+}
 _IGNORED = frozenset({"Comment", "Description"})
 _GLOBALS = frozenset({"GlobalVariable", "GlobalVariables"})
 _PORT_USAGE: dict[str, Direction] = {"InputPort": "in", "OutputPort": "out", "InputOutput": "inout"}
@@ -250,11 +253,7 @@ def parse_eagle(doc: Mapping[str, Any], overrides: Mapping[str, str]) -> Logical
             where,
         )
         if category in _UNSUPPORTED_CONSTRUCTS:
-            problems.append(
-                Problem(
-                    where, "category", f"unsupported: dropflow has no {_UNSUPPORTED_CONSTRUCTS[category]}"
-                )
-            )
+            problems.append(Problem(where, "category", _UNSUPPORTED_CONSTRUCTS[category]))
             continue
         if category in _CONSTRUCTS:
             kind, size_key = _CONSTRUCTS[category]
