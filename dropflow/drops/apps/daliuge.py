@@ -19,6 +19,7 @@ import threading
 import urllib.request
 from typing import Any, ClassVar, Literal
 
+import msgspec
 import numpy as np
 
 from ..codecs import decode, encode
@@ -72,7 +73,7 @@ class PickOneSpec(AppSpec, tag="pick_one", frozen=True, gc=False, kw_only=True):
     """Splits its input sequence into its first element and the rest (DALiuGE's PickOne, for loops): the
     rest goes to the ``rest_ports``, the first element to every other output."""
 
-    rest_ports: tuple[str, ...] = ("rest",)
+    rest_ports: list[str] = msgspec.field(default_factory=lambda: ["rest"])
 
 
 class SleepCopySpec(AppSpec, tag="sleep_copy", frozen=True, gc=False, kw_only=True):
