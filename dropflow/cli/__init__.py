@@ -64,6 +64,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dim": ("daemons", "run a data island manager daemon over node managers"),
     "mm": ("daemons", "run a master manager daemon over island managers"),
     "cluster": ("daemons", "start or stop a local cluster: an island manager and N node managers"),
+    "translator": ("translator", "run DALiuGE's translator REST API (for EAGLE) over dropflow"),
     "submit": ("client", "submit a graph to a running manager (and with --wait, follow it)"),
     "status": ("client", "show a session's state, drops by state and failures"),
     "cancel": ("client", "cancel a session"),

@@ -203,16 +203,25 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 @command("validate", _graph_args)
 def cmd_validate(args: argparse.Namespace) -> int:
+    from ..drops.errors import GraphError
+    from ..drops.foreign import ForeignAppSpec, ForeignDataSpec, problem
     from ..engine.graph import build
     from ..engine.workspace import Workspace, default_root
     from ..loading import load_graph
 
     graph = load_graph(args.graph, params(args.param))
     ws = Workspace(default_root(), "validate", args.allow_path)
-    runtime = build(graph.drops, ws, args.graph)
-    apps = len(runtime.apps)
-    print(
-        f"{args.graph}: valid {graph.kind} graph, {len(runtime)} drops "
-        f"({apps} apps, {len(runtime) - apps} data)"
-    )
+    # Components that translate but cannot run here are reported, not refused: they are refused at deploy.
+    foreign = [s for s in graph.drops if isinstance(s, ForeignAppSpec | ForeignDataSpec)]
+    refusals = {str(problem(s)) for s in foreign}
+    try:
+        runtime = build(graph.drops, ws, args.graph)
+        size, apps = len(runtime), len(runtime.apps)
+    except GraphError as exc:
+        if not foreign or any(str(p) not in refusals for p in exc.problems):
+            raise
+        size, apps = len(graph.drops), sum(1 for s in graph.drops if s.CATEGORY == "app")
+    print(f"{args.graph}: valid {graph.kind} graph, {size} drops ({apps} apps, {size - apps} data)")
+    for line in sorted(refusals)[:20]:
+        print(f"  cannot run here (refused at deploy): {line}")
     return EXIT_OK

@@ -34,6 +34,7 @@ from .spec import (
     FileSpec,
     MemorySpec,
     NullSpec,
+    ParameterSetSpec,
     SharedMemorySpec,
 )
 from .stores import DirectoryStore, FileStore, MemoryStore, NullStore, SharedMemoryStore, Store
@@ -221,9 +222,9 @@ def _check_branch(spec: AppSpec, kinds: Mapping[str, DataTraits]) -> list[Proble
 
 
 def _check_path(spec: DataSpec, ctx: StoreContext) -> list[Problem]:
-    assert isinstance(spec, FileSpec | DirectorySpec)
+    assert isinstance(spec, FileSpec | DirectorySpec | ParameterSetSpec)
     try:
-        ctx.resolve(spec, spec.path)
+        ctx.resolve(spec, getattr(spec, "path", None))
     except ValueError as exc:
         return [Problem(spec.label(), "path", str(exc))]
     return []
@@ -254,6 +255,8 @@ register_data(
 register_data(FileSpec, _path_store(FileStore), _check_path)
 register_data(DirectorySpec, _path_store(DirectoryStore), _check_path)
 register_data(NullSpec, lambda spec, ctx: NullStore())
+# A parameter set is a file in the session workspace, written from its spec when the session starts.
+register_data(ParameterSetSpec, lambda spec, ctx: FileStore(*ctx.resolve(spec, None)), _check_path)
 
 register_app(builtin.NoopSpec, builtin.run_noop)
 register_app(builtin.SleepSpec, builtin.run_sleep)
@@ -270,6 +273,16 @@ register_app(daliuge.RandomArraySpec, daliuge.run_random_array)
 register_app(daliuge.PickOneSpec, daliuge.run_pick_one)
 register_app(daliuge.ScatterArraySpec, daliuge.run_scatter_array)
 register_app(daliuge.NpyGatherSpec, daliuge.run_npy_gather)
+register_app(daliuge.SleepCopySpec, daliuge.run_sleep_copy)
+register_app(daliuge.ArrayGatherSpec, daliuge.run_array_gather)
+register_app(daliuge.AverageArraysSpec, daliuge.run_average_arrays)
+register_app(daliuge.UrlRetrieveSpec, daliuge.run_url_retrieve)
+
+# Components of imported graphs that dropflow cannot run: translated, refused when a session builds them.
+from . import foreign  # noqa: E402
+
+register_app(foreign.ForeignAppSpec, foreign.run_foreign, foreign.check_foreign)
+register_data(foreign.ForeignDataSpec, foreign.foreign_store, foreign.check_foreign_data)
 
 # Containers and MPI programs (dropflow.drops.apps.docker, .mpi).
 from .apps import docker as docker_app  # noqa: E402

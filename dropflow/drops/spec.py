@@ -9,10 +9,10 @@ cost under 100 bytes each. Every kind-specific parameter is a typed field of its
 reads a raw dict of parameters.
 
 There are two families. :class:`DataSpec` subclasses describe data drops (memory, shared memory, file,
-directory, null). :class:`AppSpec` subclasses describe application drops; an app declares its links as
-*named ports*: ``inputs`` and ``outputs`` map a port name to one data drop id, or to a list of ids for a port
-that gathers or fans out. Data drops declare no links; the engine derives producers and consumers from the
-apps.
+directory, null, and DALiuGE's parameter sets). :class:`AppSpec` subclasses describe application drops;
+an app declares its links as *named ports*: ``inputs`` and ``outputs`` map a port name to one data drop id,
+or to a list of ids for a port that gathers or fans out. Data drops declare no links; the engine derives
+producers and consumers from the apps.
 
 The spec classes of application kinds live beside their implementation (``dropflow.drops.apps``); the kind
 registry (:mod:`dropflow.drops.kinds`) collects them.
@@ -20,6 +20,7 @@ registry (:mod:`dropflow.drops.kinds`) collects them.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -38,6 +39,7 @@ __all__ = [
     "FileSpec",
     "MemorySpec",
     "NullSpec",
+    "ParameterSetSpec",
     "Ports",
     "SharedMemorySpec",
     "port_drops",
@@ -180,6 +182,23 @@ class NullSpec(DataSpec, tag="null", frozen=True, gc=False, kw_only=True):
     """Discards what is written; reads as empty. Used for pure ordering edges."""
 
     TRAITS: ClassVar[DataTraits] = DataTraits("null", discards=True)
+
+
+class ParameterSetSpec(DataSpec, tag="parameter_set", frozen=True, gc=False, kw_only=True):
+    """A small text file of parameters, written from the spec when the session starts (DALiuGE's
+    ParameterSet): ``key=value`` lines (``YANDA``), ``key: value`` lines (``yaml``), or a JSON object."""
+
+    DEFAULT_CODEC: ClassVar[str] = "utf-8"
+    TRAITS: ClassVar[DataTraits] = DataTraits("parameter_set", path=True, mountable=True, zero_copy=True)
+
+    parameters: dict[str, Any] = {}
+    mode: Literal["YANDA", "yaml", "ini", "json"] = "yaml"
+
+    def initial(self) -> Any:
+        if self.mode == "json":
+            return json.dumps(self.parameters)
+        sep = ": " if self.mode == "yaml" else "="
+        return "".join(f"{k}{sep}{v}\n" for k, v in self.parameters.items())
 
 
 class AppSpec(DropSpec, frozen=True, gc=False, kw_only=True):

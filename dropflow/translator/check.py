@@ -6,11 +6,15 @@ Everything that can be wrong with a logical graph regardless of sizes is found h
 made: parents that are not constructs (or nest in a circle), links to nodes that do not exist, links that
 join two data nodes, ports used against their declared direction, loop-carried links outside a loop, and
 cycles. A cycle is only legal through a loop-carried link, so the check is Kahn's algorithm over the links
-that are not carried; what it cannot order is reported as the list of nodes around one cycle.
+that are not carried; what it cannot order is reported as the list of nodes around one cycle. (EAGLE graphs
+are DALiuGE's, which translates their cycles: for them the engine refuses a cycle at deploy instead.)
 
 Two rewrites follow. A link from an app straight to an app gets a null data node between them (an ordering
-edge), so that every link joins an app port and a data node. Ports that a carried link enters are marked
-``loop_ports``: a link from outside the loop into such a port reaches only the first iteration.
+edge), so that every link joins an app port and a data node: dropflow's engine links apps through data
+drops only. DALiuGE links such apps directly; the null drop is an implementation detail of the physical
+graph, belongs to no logical node (its id joins the two apps' ids and port) and moves no data. Ports that
+a carried link enters are marked ``loop_ports``: a link from outside the loop into such a port reaches only
+the first iteration.
 """
 
 from __future__ import annotations
@@ -156,15 +160,20 @@ def _check_acyclic(graph: LogicalGraph, problems: list[Problem]) -> None:
                 ready.append(s)
     if ordered == len(graph.nodes):
         return
-    # Walk forward through nodes left with predecessors until one repeats: that closes a cycle.
+    # Walk backwards through nodes left unordered until one repeats: that closes a cycle. (Every unordered
+    # node has an unordered predecessor; walking forwards could end at an unordered sink.)
+    pred: dict[str, list[str]] = defaultdict(list)
+    for src, targets in succ.items():
+        for t in targets:
+            pred[t].append(src)
     node = next(n for n, d in indeg.items() if d > 0)
     seen: dict[str, int] = {}
     path: list[str] = []
     while node not in seen:
         seen[node] = len(path)
         path.append(node)
-        node = next(s for s in succ[node] if indeg[s] > 0)
-    cycle = [*path[seen[node] :], node]
+        node = next(p for p in pred[node] if indeg[p] > 0)
+    cycle = [*path[seen[node] :], node][::-1]
     problems.append(
         Problem(
             graph.nodes[cycle[0]].where,
@@ -207,7 +216,8 @@ def check_graph(graph: LogicalGraph) -> None:
     _check_links(graph, problems)
     if problems:
         raise GraphError(problems)
-    _check_acyclic(graph, problems)
+    if not graph.cycles_at_deploy:
+        _check_acyclic(graph, problems)
     if problems:
         raise GraphError(problems)
     _insert_events(graph)

@@ -5,7 +5,8 @@ Theory of operation
 Each element with an ``oid`` is a drop: ``categoryType`` (or the older ``type``: ``plain`` / ``app``) says
 data or application, ``category`` and ``dropclass`` say which kind (mapped by :mod:`.dlgclasses`), and
 parameters are flattened keys, ``applicationArgs`` and/or ``fields``. Elements without an oid (the trailing
-``{}`` or ``{"rmode": ...}`` reproducibility record) are skipped. Links may be given from either side --
+``{}`` or ``{"rmode": ...}`` reproducibility record) are skipped; a graph may also come named, as DALiuGE's
+translator hands it on: ``["name.graph", [drops...]]``. Links may be given from either side --
 ``inputs`` / ``outputs`` of an app, ``producers`` / ``consumers`` of a data drop, plus their streaming
 variants -- each entry an oid or ``{oid: port}`` (an app listed among an app's links is an ordering edge,
 which gets a null data drop); both sides are merged in one dict keyed by the edge, so
@@ -23,7 +24,7 @@ from ..drops.spec import DropSpec, NullSpec
 from . import dlgclasses
 from .specs import check_fields, spec_class
 
-__all__ = ["parse_daliuge_pg"]
+__all__ = ["parse_daliuge_pg", "unwrap"]
 
 _IN = ("inputs", "streamingInputs")
 _OUT = ("outputs",)
@@ -60,8 +61,16 @@ def _is_app(d: Mapping[str, Any]) -> bool:
     return d.get("categoryType") == "Application" or d.get("type") == "app"
 
 
+def unwrap(doc: list[Any]) -> list[Any]:
+    """The drop list of a physical graph, also when it comes named, as ``["name.graph", [drops...]]``."""
+    if len(doc) == 2 and isinstance(doc[0], str) and isinstance(doc[1], list):
+        return doc[1]
+    return doc
+
+
 def parse_daliuge_pg(doc: list[Any]) -> list[DropSpec]:
     """Drop specs of a DALiuGE physical graph (decoded JSON list)."""
+    doc = unwrap(doc)
     drops = [d for d in doc if isinstance(d, dict) and "oid" in d]
     if not drops:
         raise GraphError.one("graph", None, 'the physical graph is empty: no element has an "oid"')
@@ -138,10 +147,10 @@ def _spec(
     values, args = _params(d)
     ins, outs = ports
     if _is_app(d):
-        mapped = dlgclasses.map_app(category, dropclass, values, args, list(outs), where)
+        mapped = dlgclasses.map_app(category, dropclass, values, args, list(outs), where, list(ins))
         role = "app"
     else:
-        mapped = dlgclasses.map_data(category, dropclass, values, where)
+        mapped = dlgclasses.map_data(category, dropclass, values, where, args)
         role = "data"
     cls = spec_class(mapped.kind, role, where, "category")
     check_fields(cls, mapped.fields, where)

@@ -8,9 +8,11 @@ survives DALiuGE's module moves between versions; the category decides where the
 ``PyFuncApp`` is a Python function whatever its category says). Each match turns the component's flat
 parameters (field name -> value, values often strings in EAGLE files) into the fields of a dropflow spec.
 
-What has no dropflow equivalent -- containers, MPI, dynamic libraries, services, NGAS or S3 storage, or an
-app class of the user's own that dropflow cannot import as a function -- raises :class:`GraphError` naming
-the component, its category and what is missing.
+What has no dropflow equivalent -- dynamic libraries, services, NGAS or S3 storage, an app class of the
+user's own that dropflow cannot import as a function, a component left incomplete -- still translates,
+since translation needs only the graph's structure: it becomes a ``foreign_app`` or ``foreign_data`` drop
+(:mod:`dropflow.drops.foreign`) that records the component and the reason, naming its category and what is
+missing, and that a session refuses when it is deployed.
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ from typing import Any
 
 from ..drops.errors import GraphError
 
-__all__ = ["Mapped", "map_app", "map_data", "split_function"]
+__all__ = ["FOREIGN_KINDS", "Mapped", "foreign", "map_app", "map_data", "split_function"]
+
+#: The kinds of components that translate but cannot run (see :mod:`dropflow.drops.foreign`).
+FOREIGN_KINDS = frozenset({"foreign_app", "foreign_data"})
 
 _DATA_CLASSES = {
     "InMemoryDROP": "memory",
@@ -31,6 +36,7 @@ _DATA_CLASSES = {
     "FileDROP": "file",
     "NullDROP": "null",
     "DirectoryContainer": "directory",
+    "DirectoryDROP": "directory",
 }
 _DATA_CATEGORIES = {
     "Memory": "memory",
@@ -49,7 +55,6 @@ _UNSUPPORTED_DATA = {
     "Plasma": "a Plasma object store",
     "PlasmaFlight": "a Plasma Flight store",
     "RDBMS": "database drops",
-    "ParameterSet": "parameter-set files",
     "json": "JSON drops",
     "EnvironmentVariables": "environment-variable drops",
 }
@@ -120,8 +125,41 @@ def _present(value: Any) -> bool:
     return value is not None and value != "" and value != "None"
 
 
-def map_data(category: str, dropclass: str, values: Mapping[str, Any], where: str) -> Mapped:
-    """The dropflow data kind and fields of a DALiuGE data component."""
+def foreign(role: str, category: str, dropclass: str, where: str, error: GraphError) -> Mapped:
+    """A component that translates but cannot run: what it was, and why (the first problem found)."""
+    first = error.problems[0]
+    return Mapped(
+        "foreign_app" if role == "app" else "foreign_data",
+        {
+            "category": category,
+            "dropclass": dropclass,
+            "origin": where,
+            "field": first.field,
+            "reason": "; ".join(p.message for p in error.problems),
+        },
+    )
+
+
+def map_data(
+    category: str,
+    dropclass: str,
+    values: Mapping[str, Any],
+    where: str,
+    args: Sequence[tuple[str, Any, bool]] = (),
+) -> Mapped:
+    """The dropflow data kind and fields of a DALiuGE data component (``foreign_data`` if none fits).
+
+    ``args`` are the component's application arguments that are not ports: a parameter set's content.
+    """
+    try:
+        if category == "ParameterSet" or _class_name(dropclass) == "ParameterSetDROP":
+            return _parameter_set(values, args)
+        return _map_data(category, dropclass, values, where)
+    except GraphError as exc:
+        return foreign("data", category, dropclass, where, exc)
+
+
+def _map_data(category: str, dropclass: str, values: Mapping[str, Any], where: str) -> Mapped:
     kind = _DATA_CLASSES.get(_class_name(dropclass)) or _DATA_CATEGORIES.get(category)
     if kind is None:
         what = _UNSUPPORTED_DATA.get(category)
@@ -142,8 +180,23 @@ def map_data(category: str, dropclass: str, values: Mapping[str, Any], where: st
     if kind in ("file", "directory"):
         path = values.get("filepath") or values.get("dirname")
         if isinstance(path, str) and path.strip():
-            fields["path"] = path.strip()
+            fields["path"] = dlg_root_path(path.strip())
     return Mapped(kind, fields)
+
+
+_DLG_ROOT = re.compile(r"^(\$DLG_ROOT|\$\{DLG_ROOT\})(/+|$)")
+
+
+def dlg_root_path(path: str) -> str:
+    """A path under DALiuGE's ``$DLG_ROOT`` (its working tree) is a path in the session workspace here."""
+    return _DLG_ROOT.sub("", path) or "."
+
+
+def _parameter_set(values: Mapping[str, Any], args: Sequence[tuple[str, Any, bool]]) -> Mapped:
+    mode = str(values.get("mode") or "yaml")
+    mode = mode if mode in ("YANDA", "yaml", "ini", "json") else "yaml"
+    parameters = {name: value for name, value, _ in args if name not in _META and name != "mode"}
+    return Mapped("parameter_set", {"parameters": parameters, "mode": mode})
 
 
 def split_function(dotted: str) -> str:
@@ -158,23 +211,67 @@ def split_function(dotted: str) -> str:
 
 
 _PLACEHOLDER = re.compile(r"%[io]\[([^\]]+)\]")
+_SHELL_FIELD = re.compile(r"%[io]\[([^\]]+)\]|\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def _shell(values: Mapping[str, Any], args: Sequence[tuple[str, Any, bool]], where: str) -> Mapped:
+def _escape(text: str) -> str:
+    """Literal text in a dropflow command template (braces doubled)."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def _text(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def shell_command(
+    command: str, args: Sequence[tuple[str, Any, bool]], ports: Sequence[str], values: Mapping[str, Any]
+) -> str:
+    """A DALiuGE BashShellApp command as a dropflow shell template (``{port}`` is a drop's path).
+
+    DALiuGE fills ``{name}`` from the app's arguments that are not ports, and ``%i[port]`` / ``%o[port]``
+    (and ``{port}``) with the paths of the port's drops; every other brace -- an awk script, a shell
+    ``${var}`` -- stays as written, and ``$DLG_ROOT`` and other variables are the shell's to expand
+    (``$DLG_ROOT`` is the session workspace unless the environment says otherwise). Arguments not used in
+    the command are appended as DALiuGE does: ``--name value``, or the bare value when positional.
+    """
+    named = {name: _text(value) for name, value, _ in args}
+    used: set[str] = set()
+    # %i[port] / %o[port] are dropflow's {port}; a brace is a placeholder only if it names a port (a path)
+    # or an argument (its value, written in); every other brace is literal.
+    source = command.strip()
+    pieces: list[str] = []
+    pos = 0
+    for m in _SHELL_FIELD.finditer(source):
+        port, name = m.group(1), m.group(2)
+        if port is not None or name in ports:
+            replacement = "{" + (port or name) + "}"
+        elif name in named:
+            replacement = _escape(named[name])
+            used.add(name)
+        else:
+            continue
+        pieces += [_escape(source[pos : m.start()]), replacement]
+        pos = m.end()
+    pieces.append(_escape(source[pos:]))
+    text = "".join(pieces)
+    prefix = values.get("argumentPrefix", "--")
+    sep = values.get("paramValueSeparator", " ")
+    words = ['export DLG_ROOT="${{DLG_ROOT:-$DROPFLOW_WORKDIR}}";' if "DLG_ROOT" in text else "", text]
+    for name, value, positional in args:
+        if name not in used:
+            words.append(_text(value) if positional else f"{prefix}{name}{sep}{_text(value)}")
+    return " ".join(w for w in words if w)
+
+
+def _shell(
+    values: Mapping[str, Any], args: Sequence[tuple[str, Any, bool]], ports: Sequence[str], where: str
+) -> Mapped:
     command = values.get("command")
     if not isinstance(command, str) or not command.strip():
         # DALiuGE translates such an app and fails it when it is deployed; so does dropflow, when it runs.
         message = shlex.quote(f"{where}: this BashShellApp has no command")
         return Mapped("shell", {"command": f"echo {message} >&2; exit 1"})
-    # DALiuGE's %i[port] / %o[port] placeholders are dropflow's {port}.
-    command = _PLACEHOLDER.sub(r"{\1}", command.strip())
-    prefix = values.get("argumentPrefix", "--")
-    sep = values.get("paramValueSeparator", " ")
-    words = [command]
-    for name, value, positional in args:
-        text = str(value).lower() if isinstance(value, bool) else str(value)
-        words.append(text if positional else f"{prefix}{name}{sep}{text}")
-    return Mapped("shell", {"command": " ".join(words)})
+    return Mapped("shell", {"command": shell_command(command, args, ports, values)})
 
 
 def _command(values: Mapping[str, Any], where: str, kind: str) -> str:
@@ -219,7 +316,14 @@ def _function(values: Mapping[str, Any], kwargs: dict[str, Any], where: str, kin
         }
     if not _present(name):
         raise GraphError.one(where, "func_name", f"a {kind} needs func_name (module.function) or func_code")
-    return {"func": split_function(str(name)), "kwargs": kwargs}
+    func = str(name).strip()
+    if func.startswith(_DLG_FUNCTIONS):
+        # DALiuGE's built-in functions have equivalents of our own.
+        func = "dropflow.drops.apps.dlgfunctions." + func[len(_DLG_FUNCTIONS) :]
+    return {"func": split_function(func), "kwargs": kwargs}
+
+
+_DLG_FUNCTIONS = "dlg.apps.simple_functions."
 
 
 def _branch_ports(outputs: Sequence[str], where: str) -> dict[str, str]:
@@ -243,12 +347,28 @@ def map_app(
     args: Sequence[tuple[str, Any, bool]],
     outputs: Sequence[str],
     where: str,
+    inputs: Sequence[str] = (),
 ) -> Mapped:
-    """The dropflow app kind and fields of a DALiuGE application component.
+    """The dropflow app kind and fields of a DALiuGE application component (``foreign_app`` if none fits).
 
     ``values`` are all parameters by name, ``args`` the application arguments that are not ports (name,
-    value, positional), ``outputs`` the output port names in declaration order.
+    value, positional), ``outputs`` the output port names in declaration order, ``inputs`` the input ports.
     """
+    try:
+        return _map_app(category, dropclass, values, args, outputs, where, inputs)
+    except GraphError as exc:
+        return foreign("app", category, dropclass, where, exc)
+
+
+def _map_app(
+    category: str,
+    dropclass: str,
+    values: Mapping[str, Any],
+    args: Sequence[tuple[str, Any, bool]],
+    outputs: Sequence[str],
+    where: str,
+    ports: Sequence[str] = (),
+) -> Mapped:
     cls = _class_name(dropclass)
     args = [a for a in args if a[0] not in _META]
     kwargs = {name: value for name, value, _ in args}
@@ -262,10 +382,27 @@ def map_app(
         return _docker(values, where)
     if category == "Mpi" or cls in ("MPIApp", "MpiApp"):
         return _mpi(values, where)
-    if cls == "SleepApp":
-        return Mapped("sleep", {"seconds": _number(values.get("sleep_time"), 5.0)})
+    if cls in ("SleepApp", "SleepAndCopyApp"):
+        # DALiuGE's default is no sleep; older graphs name the field sleepTime.
+        raw = values.get("sleep_time", values.get("sleepTime"))
+        seconds = max(0.0, _number(raw if _present(raw) else values.get("sleepTime"), 0.0))
+        if cls == "SleepAndCopyApp":
+            return Mapped("sleep_copy", {"seconds": seconds})
+        return Mapped("sleep", {"seconds": seconds}) if seconds > 0 else Mapped("noop")
     if cls in ("CopyApp", "GenericGatherApp"):
         return Mapped("copy")
+    if cls == "ArrayGatherApp":
+        return Mapped("array_gather")
+    if cls == "AverageArraysApp":
+        method = str(values.get("method") or "mean")
+        if method not in ("mean", "median"):
+            raise GraphError.one(where, "method", f"{method!r} is not mean or median")
+        return Mapped("average_arrays", {"method": method})
+    if cls == "UrlRetrieveApp":
+        url = values.get("url")
+        if not _present(url):
+            raise GraphError.one(where, "url", "this UrlRetrieveApp names no url")
+        return Mapped("url_retrieve", {"url": str(url)})
     if cls in ("NullBarrierApp", "NoOpApp"):
         return Mapped("noop")
     if cls == "HelloWorldApp":
@@ -282,13 +419,10 @@ def map_app(
                 fields[key] = _number(values[key], 0.0)
         return Mapped("random_array", fields)
     if cls == "PickOne":
-        if len(outputs) != 2:
-            raise GraphError.one(
-                where, "outputs", f"PickOne writes two outputs (value, rest); it has {len(outputs)}"
-            )
-        return Mapped("pick_one", {"value_port": outputs[0], "rest_port": outputs[1]})
+        # The rest goes to the outputs named rest_array, the picked value to every other one.
+        return Mapped("pick_one", {"rest_ports": [p for p in outputs if p == "rest_array"]})
     if cls in ("GenericScatterApp", "GenericNpyScatterApp"):
-        return Mapped("scatter_array")
+        return Mapped("scatter_array", {"element": True} if _bool(values.get("element", False)) else {})
     if cls == "GenericNpyGatherApp":
         fields = {"function": str(values.get("function") or "sum")}
         axes = values.get("reduce_axes")
@@ -312,7 +446,7 @@ def map_app(
     if cls == "PyFuncApp" or category in ("PyFuncApp", "PythonMemberFunction", "PythonFunction"):
         return Mapped("python", _function(values, kwargs, where, "PyFuncApp"))
     if cls == "BashShellApp" or category == "BashShellApp":
-        return _shell(values, args, where)
+        return _shell(values, args, [*ports, *outputs], where)
     if not dropclass:
         raise GraphError.one(
             where,

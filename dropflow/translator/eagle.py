@@ -45,7 +45,10 @@ _CONSTRUCTS: dict[str, tuple[ConstructKind, str | None]] = {
     "SubGraph": ("subgraph", None),
     "ExclusiveForceNode": ("subgraph", None),
 }
-_UNSUPPORTED_CONSTRUCTS = {"MKN": "the MKN construct"}
+_UNSUPPORTED_CONSTRUCTS = {
+    "MKN": "unsupported: dropflow has no MKN construct (DALiuGE 6.6 does not translate it either); "
+    "draw it as a Gather of M inputs feeding a Scatter of K copies"
+}
 _IGNORED = frozenset({"Comment", "Description"})
 _GLOBALS = frozenset({"GlobalVariable", "GlobalVariables"})
 _PORT_USAGE: dict[str, Direction] = {"InputPort": "in", "OutputPort": "out", "InputOutput": "inout"}
@@ -250,11 +253,7 @@ def parse_eagle(doc: Mapping[str, Any], overrides: Mapping[str, str]) -> Logical
             where,
         )
         if category in _UNSUPPORTED_CONSTRUCTS:
-            problems.append(
-                Problem(
-                    where, "category", f"unsupported: dropflow has no {_UNSUPPORTED_CONSTRUCTS[category]}"
-                )
-            )
+            problems.append(Problem(where, "category", _UNSUPPORTED_CONSTRUCTS[category]))
             continue
         if category in _CONSTRUCTS:
             kind, size_key = _CONSTRUCTS[category]
@@ -313,8 +312,7 @@ def _finish(
 ) -> LogicalGraph:
     problems: list[Problem] = []
     raw_links = doc.get("linkDataArray") or []
-    # (src comp, src port, dst comp, dst port, carried, where)
-    links: list[tuple[_Comp, str | None, _Comp, str | None, bool, str]] = []
+    links: list[_RawLink] = []
     for index, raw in enumerate(raw_links):
         where = f"linkDataArray[{index}]"
         if not isinstance(raw, dict):
@@ -350,13 +348,25 @@ def _finish(
                         f"{'out of' if wanted == 'out' else 'into'} it",
                     )
                 )
-        links.append((src, sport, dst, dport, bool(raw.get("closesLoop")), where))
+        aware = str(raw.get("loop_aware", "0")).strip().lower() in ("1", "true")
+        links.append(_RawLink(src, sport, dst, dport, bool(raw.get("closesLoop")), aware, where))
     if problems:
         raise GraphError(problems)
     for emb in embedded.values():
-        if any(emb is link[0] or emb is link[2] for link in links):
+        if any(emb is link.src or emb is link.dst for link in links):
             comps[emb.id] = emb
     return _build(reader, comps, constructs, links)
+
+
+@dataclass(slots=True)
+class _RawLink:
+    src: _Comp
+    sport: str | None
+    dst: _Comp
+    dport: str | None
+    closes: bool
+    loop_aware: bool
+    where: str
 
 
 def _is_data(comp: _Comp) -> bool:
@@ -367,11 +377,13 @@ def _build(
     reader: _Reader,
     comps: dict[str, _Comp],
     constructs: dict[str, Construct],
-    links: list[tuple[_Comp, str | None, _Comp, str | None, bool, str]],
+    links: list[_RawLink],
 ) -> LogicalGraph:
+    _close_loops(reader, comps, constructs, links)
     used_in: dict[str, set[str]] = defaultdict(set)
     used_out: dict[str, list[str]] = defaultdict(list)
-    for src, sport, dst, dport, _carried, _w in links:
+    for link in links:
+        src, sport, dst, dport = link.src, link.sport, link.dst, link.dport
         if not _is_data(dst) and dport is not None:
             used_in[dst.id].add(dport)
         if not _is_data(src) and sport is not None and sport not in used_out[src.id]:
@@ -379,9 +391,14 @@ def _build(
     problems: list[Problem] = []
     nodes: dict[str, Node] = {}
     renames: dict[str, dict[str, str]] = {}
+    # DALiuGE's PickOne writes the rest of its sequence to outputs whose data is named rest_array.
+    rest: dict[str, list[str]] = defaultdict(list)
+    for link in links:
+        if link.sport is not None and _is_data(link.dst) and link.dst.name == "rest_array":
+            rest[link.src.id].append(link.sport)
     for comp in comps.values():
         try:
-            node, rename = _node(reader, comp, used_in[comp.id], used_out[comp.id])
+            node, rename = _node(reader, comp, used_in[comp.id], used_out[comp.id], rest[comp.id])
         except GraphError as exc:
             problems += exc.problems
             continue
@@ -390,41 +407,61 @@ def _build(
     if problems:
         raise GraphError(problems)
     out: list[Link] = []
-    for src, sport, dst, dport, carried, where in links:
-        sp = renames[src.id].get(sport or "", sport) if not _is_data(src) else None
-        dp = dport if not _is_data(dst) else None
-        out.append(Link(src.id, dst.id, sp, dp, where, carried))
-    _close_loops(reader, comps, constructs, nodes, out)
+    for link in links:
+        src, dst = link.src, link.dst
+        sp = renames[src.id].get(link.sport or "", link.sport) if not _is_data(src) else None
+        dp = link.dport if not _is_data(dst) else None
+        out.append(Link(src.id, dst.id, sp, dp, link.where, link.closes, link.loop_aware))
     name = (reader.doc.get("modelData") or {}).get("filePath")
-    return LogicalGraph(str(name).rsplit(".", 1)[0] if name else None, nodes, constructs, out, "eagle")
+    return LogicalGraph(
+        str(name).rsplit(".", 1)[0] if name else None,
+        nodes,
+        constructs,
+        out,
+        "eagle",
+        cycles_at_deploy=True,
+    )
 
 
-def _node(reader: _Reader, comp: _Comp, inputs: set[str], outputs: list[str]) -> tuple[Node, dict[str, str]]:
+def _node(
+    reader: _Reader, comp: _Comp, inputs: set[str], outputs: list[str], rest: list[str]
+) -> tuple[Node, dict[str, str]]:
     values = reader.values(comp)
     dropclass = str(values.get("dropclass") or "")
+    role: Role
+    args = [
+        (str(f["name"]), reader.value(f), bool(f.get("positional")))
+        for f in comp.fields
+        if f.get("parameterType") == "ApplicationArgument"
+        and f.get("usage") in (None, "NoPort")
+        and reader.value(f) not in (None, "")
+    ]
     if _is_data(comp):
-        mapped = dlgclasses.map_data(comp.category, dropclass, values, comp.where)
-        role: Role = "data"
+        mapped = dlgclasses.map_data(comp.category, dropclass, values, comp.where, args)
+        role = "data"
         weight = _weight(values, "data_volume")
     elif comp.category_type in ("Application", "Control", "Service") or comp.category == "Branch":
-        args = [
-            (str(f["name"]), reader.value(f), bool(f.get("positional")))
-            for f in comp.fields
-            if f.get("parameterType") == "ApplicationArgument"
-            and f.get("usage") in (None, "NoPort")
-            and reader.value(f) not in (None, "")
-        ]
-        mapped = dlgclasses.map_app(comp.category, dropclass, values, args, outputs, comp.where)
+        mapped = dlgclasses.map_app(
+            comp.category, dropclass, values, args, outputs, comp.where, sorted(inputs)
+        )
         role = "app"
         weight = _weight(values, "execution_time")
     else:
-        raise GraphError.one(
+        # DALiuGE makes a drop of a component of any category; so does dropflow, which cannot run it.
+        role = "app" if inputs or outputs else "data"
+        problem = GraphError.one(
             comp.where,
             "category",
             f"unknown category {comp.category!r} (category type {comp.category_type or 'not given'!r})",
         )
+        mapped = dlgclasses.foreign(role, comp.category, dropclass, comp.where, problem)
+        weight = 1.0
     cls = spec_class(mapped.kind, role, comp.where, "category")
-    check_fields(cls, mapped.fields, comp.where)
+    try:
+        check_fields(cls, mapped.fields, comp.where)
+    except GraphError as exc:  # a component whose parameters make no valid spec: incomplete, not fatal
+        mapped = dlgclasses.foreign(role, comp.category, dropclass, comp.where, exc)
+        cls = spec_class(mapped.kind, role, comp.where, "category")
     ports: dict[str, Direction] = {}
     rename = dict(mapped.rename)
     if role == "app":
@@ -435,7 +472,9 @@ def _node(reader: _Reader, comp: _Comp, inputs: set[str], outputs: list[str]) ->
             new = rename.get(port) or (f"{port}_out" if port in inputs else port)
             rename[port] = new
             ports[new] = "out"
-    loop_start = role == "app" and str(values.get("group_start", "")).lower() in ("1", "true")
+        if mapped.kind == "pick_one":
+            named = set(mapped.fields.get("rest_ports", ())) | set(rest)
+            mapped.fields["rest_ports"] = sorted({rename.get(p, p) for p in named})
     node = Node(
         comp.id,
         role,
@@ -446,36 +485,45 @@ def _node(reader: _Reader, comp: _Comp, inputs: set[str], outputs: list[str]) ->
         mapped.fields,
         ports,
         weight,
-        loop_start,
     )
     return node, rename
 
 
+def _flag(reader: _Reader, comp: _Comp, name: str) -> bool:
+    return str(reader.values(comp).get(name, "")).strip().lower() in ("1", "true")
+
+
+def _last_port(comp: _Comp, directions: tuple[str, ...]) -> str | None:
+    """The last declared port of ``comp`` in one of ``directions`` (the port DALiuGE gives unnamed links)."""
+    names = [name for name, direction in comp.ports.values() if direction in directions]
+    return names[-1] if names else None
+
+
 def _close_loops(
-    reader: _Reader,
-    comps: dict[str, _Comp],
-    constructs: dict[str, Construct],
-    nodes: dict[str, Node],
-    links: list[Link],
+    reader: _Reader, comps: dict[str, _Comp], constructs: dict[str, Construct], links: list[_RawLink]
 ) -> None:
-    """Close loops that have no ``closesLoop`` link DALiuGE's way: group_end data -> group_start apps."""
-    closed = {nodes[link.dst].parent for link in links if link.carried}
+    """Close every loop DALiuGE's way: its ``group_end`` nodes feed its ``group_start`` nodes' next iteration.
+
+    A link the graph draws from a group_end to a group_start of the same loop is that loop-closing link, not
+    a cycle; the others are added, into the start app's last input port (as DALiuGE does), or a port
+    ``loop`` of its own if it has none. A ``closesLoop`` link is loop-carried too, wherever it goes.
+    """
     for loop in constructs.values():
-        if loop.kind != "loop" or loop.id in closed:
+        if loop.kind != "loop":
             continue
-        members = [n for n in nodes.values() if n.parent == loop.id]
-        ends = [
-            n
-            for n in members
-            if n.role == "data"
-            and str(reader.values(comps[n.id]).get("group_end", "")).lower() in ("1", "true")
-        ]
-        starts = [
-            n for n in members if n.role == "app" and n.loop_start and n.kind not in ("python", "branch")
-        ]
-        for end in ends:
-            for start in starts:
-                start.ports["loop"] = "in"
-                links.append(
-                    Link(end.id, start.id, None, "loop", f"loop {loop.id} (group_end -> group_start)", True)
-                )
+        members = [c for c in comps.values() if c.parent == loop.id]
+        ends = {c.id: c for c in members if _flag(reader, c, "group_end")}
+        starts = {c.id: c for c in members if _flag(reader, c, "group_start")}
+        drawn: set[tuple[str, str]] = set()
+        for link in links:
+            if link.src.id in ends and link.dst.id in starts:
+                link.closes = True
+                drawn.add((link.src.id, link.dst.id))
+        for end in ends.values():
+            for start in starts.values():
+                if (end.id, start.id) in drawn or (_is_data(end) and _is_data(start)):
+                    continue
+                sport = None if _is_data(end) else (_last_port(end, ("out", "inout")) or "loop")
+                dport = None if _is_data(start) else (_last_port(start, ("in", "inout")) or "loop")
+                where = f"{loop.where}: group_end {end.where} -> group_start {start.where}"
+                links.append(_RawLink(end, sport, start, dport, True, False, where))

@@ -6,8 +6,9 @@ A logical graph is three plain collections. *Constructs* (scatter, gather, loop,
 containers: every node and construct names its enclosing construct in ``parent``, so nesting is a tree.
 *Nodes* are the things that become drops: an app or data node carries the dropflow kind it unrolls into and
 the fields of that kind's spec, already resolved (parameters substituted, types checked by the parser).
-*Links* join an app's named port to a data node (or two apps: a null data node is put between them); a link
-marked ``carried`` feeds the next iteration of the innermost loop around both ends.
+*Links* join an app's named port to a data node, or two apps (whose drops the engine joins through an
+implicit null drop, see :mod:`.check`); a link marked ``carried`` feeds the next iteration of the innermost
+loop around both ends, and ``loop_aware`` says which iterations a link across a loop's boundary reaches.
 
 Nothing here knows JSON: parsers turn documents into this model, raising :class:`GraphError` that names the
 node and field, and every later step (checks, unrolling) reports problems through each object's ``where``.
@@ -81,6 +82,11 @@ class Link:
     where: str
     #: Loop-carried: iteration i of the source feeds iteration i + 1 of the destination.
     carried: bool = False
+    #: How the link crosses a loop's boundary. ``None`` (native graphs): out of a loop from the last
+    #: iteration, into a port that a carried link enters in the first iteration only. ``True`` (DALiuGE's
+    #: ``loop_aware``): out of its innermost loop from the last iteration, into it in the first.
+    #: ``False`` (DALiuGE's default): every iteration, both ways.
+    loop_aware: bool | None = None
 
 
 @dataclass(slots=True)
@@ -91,3 +97,6 @@ class LogicalGraph:
     links: list[Link]
     #: Which format it was read from ("logical", "eagle").
     format: str = "logical"
+    #: Cycles that no loop declares are refused by the engine at deploy rather than by translation
+    #: (DALiuGE translates such graphs; dropflow keeps their structure as DALiuGE does).
+    cycles_at_deploy: bool = False

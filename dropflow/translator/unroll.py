@@ -15,6 +15,9 @@ has beyond it (A for the source, B for the destination):
   link also enters gets a link from outside the loop in the first iteration only (the initial value).
 - B empty: every copy of the source feeds the destination (an implicit gather); from a loop, only the last
   iteration does (the loop's result).
+- DALiuGE's rules replace these two loop exceptions for EAGLE graphs: a link reaches every iteration both
+  ways unless it is ``loop_aware``, which restricts it to the first (into) or last (out of) iteration of
+  the innermost loop around its inner end.
 - B starts with a gather of width k: the copies of A, flattened in order, go k at a time to the gather's
   instances; there are ceil(|A| / k) of them.
 - B starts with a group-by: the copies of A are regrouped by their inner indices (a corner turn): one
@@ -141,6 +144,8 @@ class _Sizes:
     def _derived(self, c: Construct) -> int:
         feeds = self.feeds.get(c.id)
         what = "gather" if c.kind == "gather" else "group-by"
+        if not feeds and c.clamp:
+            return 1  # DALiuGE makes one instance of a gather that has nothing to gather
         if not feeds:
             raise GraphError.one(
                 c.where,
@@ -221,16 +226,26 @@ class _Unroller:
         if not dims_a and not dims_b:
             ai, bi, fan = np.zeros(1, dtype=Int), np.zeros(1, dtype=Int), False
         elif not dims_a:
-            first = bd.node.loop_start or (link.dst_port is not None and link.dst_port in bd.node.loop_ports)
-            keep = [(q, 0) for q, k in enumerate(kinds_b) if k == "loop" and first]
+            if link.loop_aware is None:
+                first = bd.node.loop_start or (
+                    link.dst_port is not None and link.dst_port in bd.node.loop_ports
+                )
+                keep = [(q, 0) for q, k in enumerate(kinds_b) if k == "loop" and first]
+            else:
+                keep = [(len(kinds_b) - 1, 0)] if link.loop_aware and kinds_b[-1] == "loop" else []
             bi = _restrict(dims_b, keep)
             ai = np.zeros(len(bi), dtype=Int)
-            fan = not app_is_dst and any(k != "loop" for k in kinds_b)
+            fan = not app_is_dst and len(bi) > 1
         elif not dims_b:
-            keep = [(q, dims_a[q] - 1) for q, k in enumerate(kinds_a) if k == "loop"]
+            if link.loop_aware is None:
+                keep = [(q, dims_a[q] - 1) for q, k in enumerate(kinds_a) if k == "loop"]
+            elif link.loop_aware and kinds_a[-1] == "loop":
+                keep = [(len(kinds_a) - 1, dims_a[-1] - 1)]
+            else:
+                keep = []
             ai = _restrict(dims_a, keep)
             bi = np.zeros(len(ai), dtype=Int)
-            fan = app_is_dst and any(k != "loop" for k in kinds_a)
+            fan = app_is_dst and len(ai) > 1
         elif kinds_b[0] in ("gather", "groupby"):
             ai = np.arange(na, dtype=Int)
             # A gather takes consecutive items; a group-by takes one item per outer index (a corner turn).

@@ -61,10 +61,18 @@ def test_translate_to_standard_output(capsys: pytest.CaptureFixture[str]) -> Non
     assert '"format":"dropflow/physical-graph"' in capsys.readouterr().out
 
 
-def test_unsupported_graph_is_one_message_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["translate", os.path.join(LG_DIR, "Plasma_test.graph"), "-o", os.devnull])
+def test_unsupported_graph_translates_and_is_refused_at_run(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A component dropflow cannot run translates (structure only) and is refused, in one message, at run."""
+    graph = os.path.join(LG_DIR, "Plasma_test.graph")
+    assert main(["translate", graph, "-o", os.devnull]) == 0
+    assert main(["validate", graph]) == 0
+    assert "cannot run here (refused at deploy)" in capsys.readouterr().out
+    code = main(["run", graph, "--workspace", str(tmp_path / "ws")])
     err = capsys.readouterr().err
     assert code == 2
+    assert "invalid graph, nothing was run" in err
     assert (
         "node 'Plasma' (Plasma, id ba7d20ac-9ae2-4ba2-ad13-fb0512dd928c), field 'category': unsupported"
         in err

@@ -1,7 +1,7 @@
 """DALiuGE's own translator test graphs (PyPI package eagle-test-graphs) through ``dropflow translate``.
 
-At least 90% translate; the others are refused with an "unsupported" message naming the component and its
-category, and no traceback. Where the package holds DALiuGE's translation (``drop_spec/*.spec``), every
+Every one translates -- a component dropflow cannot run keeps its place in the physical graph and is refused
+at deploy. Where the package holds DALiuGE's translation (``drop_spec/*.spec``), every
 logical node unrolls to as many drops as DALiuGE made of it. The same .spec files, being DALiuGE physical
 graphs, are read back by the physical-graph importer.
 """
@@ -22,11 +22,12 @@ from dropflow.drops.graph import decode_physical
 
 GRAPHS = sorted(glob.glob(os.path.join(LG_DIR, "*.graph")))
 NAMES = [os.path.basename(g)[: -len(".graph")] for g in GRAPHS]
-#: Graphs refused, and why: each needs something dropflow does not have.
-REFUSED = {
-    "Plasma_test": "unsupported: dropflow cannot run a Plasma object store service (category 'Plasma')",
-    "test_grpby_gather": "unsupported: DALiuGE class 'dlg.apps.simple.PythonApp' (category 'PythonApp') has "
-    "no dropflow equivalent",
+#: Logical nodes whose drops DALiuGE counts differently, and why (see docs/daliuge.md).
+DIFFERENT = {
+    # DALiuGE makes each group-by an app of its own plus a "grp-data" drop, and keeps gathers without
+    # an embedded application out of the physical graph; dropflow's group-by and gather instances are the
+    # constructs' embedded applications.
+    "test_grpby_gather",
 }
 
 
@@ -54,30 +55,22 @@ def test_package_has_the_graphs() -> None:
     assert len(GRAPHS) >= 20
 
 
-def test_at_least_90_percent_translate(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    translated = 0
-    for path in GRAPHS:
-        code, _err = translate_cli(path, str(tmp_path / "pg.json"), capsys)
-        translated += code == 0
-    assert translated / len(GRAPHS) >= 0.9
+def test_every_graph_translates(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    refused = [p for p in GRAPHS if translate_cli(p, str(tmp_path / "pg.json"), capsys)[0] != 0]
+    assert not refused
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_graph(name: str, tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    """Translate one graph; check the refusal message, or the drops per logical node against DALiuGE's."""
+    """Translate one graph; check the drops per logical node against DALiuGE's."""
     path = os.path.join(LG_DIR, f"{name}.graph")
     out = tmp_path / "pg.json"
     code, err = translate_cli(path, str(out), capsys)
-    if name in REFUSED:
-        assert code == 2
-        assert REFUSED[name] in err
-        assert "Traceback" not in err
-        return
     assert code == 0, err
     specs = decode_physical(out.read_bytes()).drops
     assert specs
     expected_path = os.path.join(SPEC_DIR, f"{name}.spec")
-    if not os.path.exists(expected_path):
+    if not os.path.exists(expected_path) or name in DIFFERENT:
         return
     with open(expected_path, "rb") as f:
         expected = collections.Counter(

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from typing import Any
 
 import pytest
 from lgtools import app, construct, data, doc, into, out
 
 from dropflow.drops.errors import GraphError
+from dropflow.engine.graph import build
+from dropflow.engine.workspace import Workspace
 from dropflow.translator import load_logical
+
+
+def refuse_at_deploy(d: dict[str, Any]) -> str:
+    """The graph translates (structure only); building it for a session refuses it: the message."""
+    specs, _format = load_logical(json.dumps(d).encode(), "g.json", {})
+    with pytest.raises(GraphError) as info:
+        build(specs, Workspace(tempfile.gettempdir(), "refused", []), "g.json")
+    return str(info.value)
 
 
 def refuse(d: dict[str, Any] | bytes, params: dict[str, str] | None = None) -> str:
@@ -44,6 +55,7 @@ def test_unknown_kind_in_native_graph() -> None:
 
 
 def test_unknown_category_in_eagle_graph() -> None:
+    """DALiuGE translates a component of any category; dropflow too, and refuses it at deploy."""
     eagle = {
         "modelData": {"schemaVersion": "OJS"},
         "linkDataArray": [],
@@ -51,7 +63,7 @@ def test_unknown_category_in_eagle_graph() -> None:
             {"id": "n1", "name": "Thing", "category": "Teleporter", "categoryType": "Widget", "fields": []}
         ],
     }
-    msg = refuse(eagle)
+    msg = refuse_at_deploy(eagle)
     assert "node 'Thing' (Teleporter, id n1), field 'category': unknown category 'Teleporter'" in msg
 
 
@@ -130,6 +142,7 @@ def test_malformed_json() -> None:
 
 
 def test_unsupported_dalGuge_category_names_node_and_what_is_missing() -> None:
+    """Translated for its structure; deploying it says what is missing, naming the node."""
     eagle = {
         "modelData": {"schemaVersion": "OJS"},
         "linkDataArray": [],
@@ -143,7 +156,7 @@ def test_unsupported_dalGuge_category_names_node_and_what_is_missing() -> None:
             }
         ],
     }
-    msg = refuse(eagle)
+    msg = refuse_at_deploy(eagle)
     where = "node 'Native' (DynlibApp, id d1), field 'category'"
     assert f"{where}: unsupported: dropflow cannot run dynamic-library apps" in msg
 
