@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 
 from ..drops.apps.base import Outcome
 from ..drops.stores import Store
-from . import reaper
+from . import reaper, zygote
 from .bus import Bus, RemoteEvent, copy_store
 from .procpool import ProcessPool
 from .session import Session
@@ -81,7 +81,8 @@ class Node:
         self._threads = ThreadPool(threads, "dropflow-app")
         #: Measured run times of apps' code, which let trivially short thread apps run inline.
         self.timings = Timings()
-        self._procs = ProcessPool(processes or os.cpu_count() or 1, self._proc_done)
+        self._procs = ProcessPool(processes or os.cpu_count() or 1, self._proc_done, self._zygote)
+        self._zygote_ref: zygote.Zygote | None = None
         self._reaper: reaper.Reaper | None = None
         self._proc_callbacks: dict[int, tuple[Session, Callable[[Outcome], None]]] = {}
         self._task_ids = itertools.count(1)
@@ -96,6 +97,7 @@ class Node:
             sweep(self.workspace_root)  # what dead processes left on this root
             self._reaper = reaper.acquire()
             if self.default_executor == "process":
+                self._zygote()
                 self._procs.start()  # warm workers: no run waits for an interpreter to start
             running = threading.Event()
             self._thread = threading.Thread(
@@ -133,6 +135,9 @@ class Node:
         # Code that never returns is not waited for beyond the timeout: pool threads are daemons.
         self._threads.close(max(0.0, deadline - time.monotonic()))
         self._procs.close(max(1.0, deadline - time.monotonic()))
+        if self._zygote_ref is not None:
+            self._zygote_ref = None
+            zygote.release()
         if self._reaper is not None:
             reaper.release()  # kills any app process group still running
             self._reaper = None
@@ -315,6 +320,12 @@ class Node:
         ``threadpool.Abandoned``, or is cancelled if it had not started); ``on_return()`` is called on that
         thread if the code ever returns. False if the task had finished."""
         return self._threads.abandon(job, on_return)
+
+    def _zygote(self) -> zygote.Zygote:
+        """The zygote that forks this node's workers (the process's, acquired on first use)."""
+        if self._zygote_ref is None:
+            self._zygote_ref = zygote.acquire()
+        return self._zygote_ref
 
     def submit_process(self, task: Any, done: Callable[[Outcome], None], session: Session) -> int:
         """Run a task in a worker process; ``done(outcome)`` is called on the owner thread, as an event of

@@ -25,9 +25,10 @@ the node manager dies). The worker also asks the kernel to SIGKILL it when its p
 (``PR_SET_PDEATHSIG``). That signal follows the *thread* that started the process, which is why each slot
 thread starts its own workers and lives as long as the pool. A slot done with a worker (dead, killed, or
 at close) kills its group, then reaps it. Workers ignore SIGINT so that Ctrl-C reaches the parent, which
-cancels cleanly, and exit when their task pipe closes. They are fresh interpreters running
-:mod:`dropflow.engine.worker` rather than ``multiprocessing`` children, so that starting one never re-imports
-the caller's ``__main__``.
+cancels cleanly, and exit when their task pipe closes. They are forks of a warm zygote
+(:mod:`dropflow.engine.zygote`: a worker starts in milliseconds), or fresh interpreters running
+:mod:`dropflow.engine.worker`; never ``multiprocessing`` children, so that starting one never re-imports the
+caller's ``__main__``.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 
 from ..drops.apps.base import Outcome, Task, group_ended, group_started
+from .zygote import Worker, Zygote
 
 __all__ = ["ProcessPool", "death"]
 
@@ -73,7 +75,7 @@ class _Slot:
     __slots__ = ("inbox", "killed", "outbox", "proc", "task_id", "thread")
 
     def __init__(self) -> None:
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: subprocess.Popen[bytes] | Worker | None = None
         self.inbox: Connection | None = None  # outcomes from the worker
         self.outbox: Connection | None = None  # tasks to the worker
         self.task_id: int | None = None
@@ -87,9 +89,11 @@ class ProcessPool:
     ``callback(task_id, outcome)`` runs on a slot thread; it must not block for long.
     """
 
-    def __init__(self, size: int, callback: Callback) -> None:
+    def __init__(self, size: int, callback: Callback, zygote: Callable[[], Zygote] | None = None) -> None:
         self.size = max(1, size)
         self._callback = callback
+        #: Where workers come from: forks of a warm zygote (milliseconds), else fresh interpreters.
+        self._zygote = zygote
         self._tasks: queue.SimpleQueue[tuple[int, Task] | None] = queue.SimpleQueue()
         self._slots: list[_Slot] = []
         self._lock = threading.Lock()
@@ -172,7 +176,11 @@ class ProcessPool:
             return f"cannot start a worker process: {exc}"
         argv = [sys.executable, "-m", "dropflow.engine.worker", str(task_r), str(out_w), str(os.getpid())]
         try:
-            proc = _popen(argv, (task_r, out_w))
+            proc: subprocess.Popen[bytes] | Worker = (
+                self._zygote().fork(task_r, out_w)
+                if self._zygote is not None
+                else _popen(argv, (task_r, out_w))
+            )
         except (OSError, subprocess.SubprocessError) as exc:
             os.close(task_w)
             os.close(out_r)

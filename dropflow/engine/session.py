@@ -372,12 +372,8 @@ class Session:
             while (
                 ready or to_delete or to_time or to_kill or core.outbox or (held and self._in_threads < slots)
             ):
-                while ready:
-                    self.dispatch(ready.popleft())
-                while held and self._in_threads < slots:
-                    app = held.popleft()
-                    if app.state is RUNNING:  # (not cancelled while it waited)
-                        self.dispatch(app)
+                # Kills and deletions first: what expired is gone before anything that became ready with
+                # it starts (and frees its memory first).
                 while to_kill:
                     running = self._inflight.get(to_kill.popleft())
                     if running is not None:
@@ -390,6 +386,12 @@ class Session:
                         if type(data.peer) is str:
                             data.store = None  # a proxy's local copy; fetched again if ever needed
                     core.deleted(data)
+                for _ in range(len(ready)):  # what is ready now; inline apps make more, taken next round
+                    self.dispatch(ready.popleft())
+                while held and self._in_threads < slots:
+                    app = held.popleft()
+                    if app.state is RUNNING:  # (not cancelled while it waited)
+                        self.dispatch(app)
                 while to_time:
                     data = to_time.popleft()
                     assert data.spec.lifespan is not None

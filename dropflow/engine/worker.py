@@ -2,17 +2,18 @@
 
 Theory of operation
 -------------------
-The pool starts this module as a fresh interpreter (not a fork of the engine, and without importing the
-caller's ``__main__``), with one pipe to read tasks from and one to write outcomes to, framed by
-``multiprocessing.connection``. The first message is the parent's ``sys.path``, so user modules import the
-same way in both. The worker then imports the app runners at once (warm: the first task does not pay for
-it), and executes each task and sends its :class:`Outcome` back, until the pipe closes.
+The pool forks a worker from its zygote (:mod:`dropflow.engine.zygote`), or starts this module as a fresh
+interpreter (never a fork of the engine, and without importing the caller's ``__main__``); either way it gets
+one pipe to read tasks from and one to write outcomes to, framed by ``multiprocessing.connection``. The first
+message is the parent's ``sys.path``, so user modules import the same way in both. The worker then imports the
+app runners at once (warm: the first task does not pay for it), and executes each task and sends its
+:class:`Outcome` back, until the pipe closes.
 
-A worker never outlives its engine: it asks the kernel for SIGKILL when its parent dies
-(``PR_SET_PDEATHSIG``, on Linux), and exits if the parent is already gone by then; and it exits when its
-task pipe closes. SIGINT is ignored: Ctrl-C is the parent's to handle. Its pipes are not inherited by what
-user code starts, so a stray grandchild never holds them open. ``faulthandler`` prints the Python stack of a
-crash (a segfault in an extension) to standard error, which the daemon logs.
+A worker never outlives its engine: it asks the kernel for SIGKILL when its parent dies (``PR_SET_PDEATHSIG``,
+on Linux), and exits if the parent is already gone by then; and it exits when its task pipe closes. SIGINT is
+ignored: Ctrl-C is the parent's to handle. Its pipes are not inherited by what user code starts, so a stray
+grandchild never holds them open. ``faulthandler`` prints the Python stack of a crash (a segfault in an
+extension) to standard error, which the daemon logs.
 """
 
 from __future__ import annotations
@@ -36,11 +37,16 @@ def die_with_parent(parent_pid: int) -> None:
         os._exit(0)
 
 
-def main(argv: list[str]) -> int:
+def prepare() -> None:
+    """Import the app runners now, so that the first task does not pay for it."""
+    from ..drops import kinds  # noqa: F401
+
+
+def serve(rfd: int, wfd: int, parent_pid: int | None) -> int:
+    """Be a worker on these pipes until the task pipe closes (in a fresh interpreter or a zygote's fork)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    rfd, wfd = int(argv[0]), int(argv[1])
-    if len(argv) > 2:
-        die_with_parent(int(argv[2]))
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
     os.set_inheritable(rfd, False)
     os.set_inheritable(wfd, False)
     faulthandler.enable()
@@ -66,6 +72,10 @@ def main(argv: list[str]) -> int:
             outbox.send(outcome)
         except Exception as exc:  # an outcome that cannot be pickled is the app's failure
             outbox.send(Outcome.failed(f"cannot send the app's result back: {exc}"))
+
+
+def main(argv: list[str]) -> int:
+    return serve(int(argv[0]), int(argv[1]), int(argv[2]) if len(argv) > 2 else None)
 
 
 if __name__ == "__main__":

@@ -41,9 +41,10 @@ def cmdline(p: psutil.Process) -> str:
 def test_sigkilled_node_manager_leaves_no_app_process(tmp_path):
     """
     A node manager runs a shell app (`sleep 1000`, in a process group of its own), a Python app that never
-    returns, in a worker process, and an Open MPI app of 2 `sleep 1000` ranks (Open MPI puts each rank in a
-    process group of its own). The manager -- gunicorn's master and its worker, which hosts the node -- is
-    SIGKILLed: within 5 s the shell command, the worker process, mpirun, its ranks and the reaper are gone.
+    returns, in a worker process (forked by the node's zygote), and an Open MPI app of 2 `sleep 1000` ranks
+    (Open MPI puts each rank in a process group of its own). The manager -- gunicorn's master and its worker,
+    which hosts the node -- is SIGKILLed: within 5 s the shell command, the worker process, the zygote,
+    mpirun, its ranks and the reaper are gone.
     """
     mpirun = "mpirun.openmpi"
     require("Open MPI", shutil.which(mpirun) is not None, f"{mpirun} on PATH")
@@ -83,7 +84,11 @@ def test_sigkilled_node_manager_leaves_no_app_process(tmp_path):
         def started() -> list[psutil.Process]:  # RUNNING is said just before the processes start
             descendants = master.children(recursive=True)
             lines = [cmdline(p) for p in descendants]
-            ready = lines.count("sleep 1000") == 3 and any("dropflow.engine.worker" in line for line in lines)
+            # The python app's worker is a fork of the node's zygote: two processes with the zygote's line.
+            workers = sum(
+                "dropflow.engine.zygote" in line or "dropflow.engine.worker" in line for line in lines
+            )
+            ready = lines.count("sleep 1000") == 3 and workers >= 2
             return descendants if ready else []
 
         descendants = poll_for(started, timeout=30)

@@ -20,7 +20,7 @@ from conftest import children, poll_for, run, shm_segments
 def nodes(workspace_root: str) -> Iterator[Any]:
     """Nodes made by the test, closed at teardown; nothing they started may remain."""
     made: list[Node] = []
-    kids, shm = children(), shm_segments()
+    kids = children()
 
     def make(**kwargs: Any) -> Node:
         made.append(Node(workspace_root=workspace_root, **kwargs).start())
@@ -35,7 +35,7 @@ def nodes(workspace_root: str) -> Iterator[Any]:
         poolfuncs.RELEASE.clear()
         poll_for(lambda: not [t for t in threading.enumerate() if t.name.startswith("dropflow")], timeout=10)
         poll_for(lambda: children() <= kids, timeout=10)
-        assert shm_segments() <= shm
+        assert not shm_segments(workspace_root)
         assert reaper.current() is None
 
 
