@@ -156,7 +156,7 @@ def check_proof(token: str, challenge: str, name: str, url: str, answer: object)
 
 def _addresses(host: str) -> set[str]:
     try:
-        return {info[4][0] for info in socket.getaddrinfo(host, None)}
+        return {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
     except (OSError, UnicodeError):
         return {host}
 

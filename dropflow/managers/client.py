@@ -24,11 +24,11 @@ import msgspec
 
 from ..drops.graph import encode_physical
 from ..drops.spec import DropSpec
-from .auth import check_proof, new_challenge, same_endpoint
+from .auth import check_proof, find_token, new_challenge, same_endpoint
 from .errors import ApiError, BadGraph, BadRequest, Conflict, NodeFailure, NotFound
 from .heartbeat import LEASE
 
-__all__ = ["RestClient", "Unproven", "adopt"]
+__all__ = ["FIND", "RestClient", "Unproven", "adopt"]
 
 log = logging.getLogger(__name__)
 
@@ -36,18 +36,25 @@ _BY_STATUS: dict[int, type[ApiError]] = {400: BadRequest, 404: NotFound, 409: Co
 GZIP_ABOVE = 64 * 1024
 
 
+#: ``RestClient(token=FIND)``: the token a client finds by itself (``$DROPFLOW_TOKEN``, the default file).
+FIND = "<find the token>"
+
+
 class RestClient:
-    """Client of one manager at ``url`` (``http://host:port``)."""
+    """Client of one manager at ``url`` (``http://host:port``). ``token``: the cluster's token; by default
+    the one this user's daemons use (:func:`~dropflow.managers.auth.find_token`); None for none."""
 
     def __init__(
         self,
         url: str,
         name: str | None = None,
-        token: str | None = None,
+        token: str | None = FIND,
         timeout: float = 60.0,
         verify: Any = True,
     ) -> None:
         self.url = url.rstrip("/")
+        if token is FIND:
+            token = find_token()
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, verify=verify)
         self._closed = threading.Event()

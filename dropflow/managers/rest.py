@@ -70,8 +70,8 @@ def _json(resp: falcon.Response, body: Any, status: str = falcon.HTTP_200) -> No
     resp.data = msgspec.json.encode(body)
 
 
-def _too_large(what: str) -> falcon.HTTPPayloadTooLarge:
-    return falcon.HTTPPayloadTooLarge(description=what)
+def _too_large(what: str) -> falcon.HTTPError:
+    return falcon.HTTPPayloadTooLarge(description=what)  # type: ignore[no-any-return]
 
 
 def _inflate(state: zlib._Decompress, chunk: bytes, out: bytearray, limit: int) -> zlib._Decompress:
@@ -102,8 +102,8 @@ async def _read_body(req: falcon.asgi.Request, limit: int) -> bytes:
         try:
             chunk = await asyncio.wait_for(req.stream.read(CHUNK), READ_TIMEOUT)
         except TimeoutError:
-            raise falcon.HTTPRequestTimeout(
-                description=f"the body did not arrive: nothing for {READ_TIMEOUT:g} s"
+            raise falcon.HTTPError(
+                falcon.HTTP_408, description=f"the body stopped arriving: nothing for {READ_TIMEOUT:g} s"
             ) from None
         if not chunk:
             break
@@ -391,7 +391,7 @@ class _Wait:
                 event = self.ended.get(sid)
                 if event is None:
                     event = self.ended[sid] = asyncio.Event()
-                    on_end: Callable[[Any], None] = lambda _summary: loop.call_soon_threadsafe(event.set)  # noqa: E731
+                    on_end: Callable[[Any], object] = lambda _summary: loop.call_soon_threadsafe(event.set)  # noqa: E731
                     await loop.run_in_executor(self.pool, self.m.watch, sid, on_end)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(event.wait(), timeout)
@@ -495,7 +495,7 @@ async def _render_unexpected(req: falcon.Request, resp: falcon.Response, exc: Ex
     )
 
 
-class RestApp(falcon.asgi.App):  # type: ignore[misc]
+class RestApp(falcon.asgi.App):  # type: ignore[type-arg]
     """The falcon ASGI app of a manager, with the pool its requests run on (``close()`` stops it)."""
 
     def __init__(self, pool: concurrent.futures.ThreadPoolExecutor, **kw: Any) -> None:

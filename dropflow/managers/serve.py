@@ -60,7 +60,7 @@ class Started:
                 log.exception("while shutting down")
 
 
-class _Http(H11Protocol):  # type: ignore[misc]
+class _Http(H11Protocol):
     """uvicorn's HTTP/1.1 protocol, plus a deadline for every request's head (slow-loris clients)."""
 
     _head: asyncio.TimerHandle | None = None
@@ -107,7 +107,7 @@ class ManagerWorker(Worker):  # type: ignore[misc]
             options = self.cfg.ssl_options
             ssl = {"ssl_keyfile": options.get("keyfile"), "ssl_certfile": options.get("certfile")}
         self.config = Config(
-            app=None,
+            app=None,  # type: ignore[arg-type]  # the app, loaded by gunicorn, comes in _serve
             http=_Http,
             loop="asyncio",
             lifespan="off",
