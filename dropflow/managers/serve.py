@@ -21,10 +21,11 @@ With ``certfile`` and ``keyfile`` (gunicorn's own options), the API is served ov
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -92,6 +93,20 @@ class _Http(H11Protocol):
         super().connection_lost(exc)
 
 
+class _Server(Server):
+    """uvicorn's server, minus re-raising the stop signal after a graceful stop: that would kill the worker
+    before gunicorn's ``worker_exit`` closes the manager (cancel sessions, clean workspaces)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+
 class ManagerWorker(Worker):  # type: ignore[misc]
     """gunicorn worker that serves the manager's ASGI app with uvicorn's server on asyncio."""
 
@@ -129,7 +144,7 @@ class ManagerWorker(Worker):  # type: ignore[misc]
 
     async def _serve(self) -> None:
         self.config.app = self.wsgi  # gunicorn's name for the loaded app; here an ASGI one
-        server = Server(config=self.config)
+        server = _Server(config=self.config)
         await server.serve(sockets=self.sockets)
         if not server.started:
             sys.exit(Arbiter.WORKER_BOOT_ERROR)
