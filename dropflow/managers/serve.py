@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Generator
@@ -129,10 +130,12 @@ class ManagerWorker(Worker):  # type: ignore[misc]
             log_config=None,
             access_log=False,
             timeout_keep_alive=self.cfg.keepalive,
-            timeout_notify=self.timeout,
+            timeout_notify=min(self.timeout / 4, 2.0),  # also how soon a dead master is noticed
             callback_notify=self._notify,
             **ssl,
         )
+
+    _server: Server | None = None
 
     def init_signals(self) -> None:
         # uvicorn's server installs its own handlers (SIGTERM, SIGINT: graceful stop).
@@ -141,10 +144,13 @@ class ManagerWorker(Worker):  # type: ignore[misc]
 
     async def _notify(self) -> None:
         self.notify()
+        if self.ppid != os.getppid() and self._server is not None:  # gunicorn's master died: stop too
+            self.log.info("parent changed; shutting down")
+            self._server.should_exit = True
 
     async def _serve(self) -> None:
         self.config.app = self.wsgi  # gunicorn's name for the loaded app; here an ASGI one
-        server = _Server(config=self.config)
+        server = self._server = _Server(config=self.config)
         await server.serve(sockets=self.sockets)
         if not server.started:
             sys.exit(Arbiter.WORKER_BOOT_ERROR)
