@@ -57,7 +57,9 @@ RATIO_FLOOR = 16 << 20
 RATIO_MAX = 200
 #: Seconds a client may pause while sending a body before the request is dropped (408).
 READ_TIMEOUT = 30.0
-CHUNK = 256 << 10
+CHUNK = 64 << 10
+#: Most bytes inflated at once (so that a refused body never held much more than its limit).
+STEP = 1 << 20
 WAIT_MAX = 60.0
 LEASE_MAX = 3600.0
 _ENDED = ("FINISHED", "FAILED", "CANCELLED")
@@ -74,13 +76,19 @@ def _too_large(what: str) -> falcon.HTTPError:
     return falcon.HTTPPayloadTooLarge(description=what)  # type: ignore[no-any-return]
 
 
-def _inflate(state: zlib._Decompress, chunk: bytes, out: bytearray, limit: int) -> zlib._Decompress:
-    """Inflate ``chunk`` into ``out``, never past ``limit`` bytes; the decompressor for what follows."""
+def _inflate(state: zlib._Decompress, chunk: bytes, out: bytearray, limit: int, raw: int) -> zlib._Decompress:
+    """Inflate ``chunk`` into ``out``, never past ``limit`` bytes, nor past RATIO_MAX times the ``raw`` bytes
+    read so far (beyond RATIO_FLOOR); the decompressor for what follows."""
+    cap = min(limit, max(RATIO_FLOOR, RATIO_MAX * raw))
     data = chunk
     while data:
-        out += state.decompress(data, limit + 1 - len(out))
-        if len(out) > limit:
-            raise _too_large(f"the body inflates to more than {limit} bytes")
+        out += state.decompress(data, min(cap + 1 - len(out), STEP))
+        if len(out) > cap:
+            if cap == limit:
+                raise _too_large(f"the body inflates to more than {limit} bytes")
+            raise _too_large(
+                f"the body inflates more than {RATIO_MAX} times (a decompression bomb?); send it uncompressed"
+            )
         data = state.unconsumed_tail
         if state.eof and state.unused_data:  # another gzip member follows
             data, state = state.unused_data, zlib.decompressobj(16 + zlib.MAX_WBITS)
@@ -114,13 +122,9 @@ async def _read_body(req: falcon.asgi.Request, limit: int) -> bytes:
                 raise _too_large(f"request body over {limit} bytes")
             continue
         try:
-            state = _inflate(state, chunk, out, limit)
+            state = _inflate(state, chunk, out, limit, raw)
         except zlib.error as exc:
             raise BadRequest(f"Content-Encoding is gzip but the body is not: {exc}") from None
-        if len(out) > RATIO_FLOOR and len(out) > RATIO_MAX * raw:
-            raise _too_large(
-                f"the body inflates more than {RATIO_MAX} times (a decompression bomb?); send it uncompressed"
-            )
     if state is not None and not state.eof:
         raise BadRequest("Content-Encoding is gzip but the body is truncated")
     return bytes(out)
