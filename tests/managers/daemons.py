@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import psutil
 
 from dropflow.deploy.localcluster import wait_healthy
-from dropflow.managers.auth import ensure_token
+from dropflow.managers.auth import ensure_token, tls_verify
 
 _CONFIG = tempfile.mkdtemp(prefix="dropflow-test-config-")
 os.environ["XDG_CONFIG_HOME"] = _CONFIG
@@ -89,7 +89,10 @@ def start(
     timeout: float = 60,
     env: dict[str, str] | None = None,
     prefix: list[str] | None = None,
+    ca_file: str | None = None,
 ) -> Daemon:
+    """Start a daemon and wait until it answers its health check (over https, checked against ``ca_file``,
+    when one is given: the daemon then serves TLS)."""
     port = port or free_port()
     log = os.path.join(logdir, f"{role}-{name}.log")
     argv = [
@@ -113,8 +116,10 @@ def start(
             start_new_session=True,
             env={**os.environ, **(env or {})},
         )
-    daemon = Daemon(proc, f"http://127.0.0.1:{port}", log, name)
-    if wait_healthy(daemon.url, timeout) is None:
+    scheme = "https" if ca_file else "http"
+    daemon = Daemon(proc, f"{scheme}://127.0.0.1:{port}", log, name)
+    verify = tls_verify(ca_file) if ca_file else True
+    if wait_healthy(daemon.url, timeout, verify=verify) is None:
         daemon.stop()
         raise AssertionError(f"{role} {name} did not become healthy:\n{daemon.tail()}")
     return daemon
