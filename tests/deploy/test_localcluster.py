@@ -17,7 +17,8 @@ from dropflow.deploy import localcluster
 from dropflow.deploy.localcluster import ClusterError
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "managers"))
-from daemons import token  # noqa: E402  (the daemons find their token in this test run's config directory)
+# The daemons find their token in this test run's config directory (set up by importing daemons).
+from daemons import token
 
 
 def free_port() -> int:
