@@ -18,7 +18,16 @@ from collections import Counter
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, command, params, read_token
+from .common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    UsageError,
+    command,
+    params,
+    read_token,
+    tls_verify,
+)
 
 if TYPE_CHECKING:
     from ..drops.spec import DropSpec
@@ -36,7 +45,15 @@ def _client_args(p: argparse.ArgumentParser) -> None:
         help=f"manager URL (default $DROPFLOW_URL or {DEFAULT_URL})",
     )
     p.add_argument(
-        "--token-file", metavar="FILE", help="file holding the manager's token (or $DROPFLOW_TOKEN)"
+        "--token-file",
+        metavar="FILE",
+        help="file holding the manager's token (default: $DROPFLOW_TOKEN, else ~/.config/dropflow/token)",
+    )
+    p.add_argument(
+        "--ca-file",
+        metavar="FILE",
+        help="CA certificate(s) to check an https:// manager against (default: $DROPFLOW_CA_FILE, else the "
+        "system's)",
     )
 
 
@@ -45,7 +62,7 @@ def _client(args: argparse.Namespace) -> Any:
 
     if not args.to.startswith(("http://", "https://")):
         raise UsageError(f"--to {args.to!r} is not an http:// URL")
-    return RestClient(args.to, token=read_token(args.token_file))
+    return RestClient(args.to, token=read_token(args.token_file), verify=tls_verify(args.ca_file))
 
 
 def _submit_args(p: argparse.ArgumentParser) -> None:

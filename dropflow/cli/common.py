@@ -1,13 +1,12 @@
 """What every command module shares: exit statuses, :class:`UsageError`, registration, argument helpers.
 
-This module imports nothing of dropflow beyond itself, so any command module can use it without making
-``dropflow --help`` pay for the engine.
+This module imports nothing of dropflow beyond itself at import time (token helpers are imported when
+called), so any command module can use it without making ``dropflow --help`` pay for the engine.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Callable
 
 __all__ = [
@@ -24,6 +23,7 @@ __all__ = [
     "params",
     "port_number",
     "read_token",
+    "tls_verify",
 ]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -89,14 +89,22 @@ def port_number(text: str) -> int:
 
 
 def read_token(path: str | None) -> str | None:
-    """The shared secret from ``--token-file`` (or $DROPFLOW_TOKEN); None if neither is given."""
-    if not path:
-        return os.environ.get("DROPFLOW_TOKEN") or None
+    """A client's token: ``--token-file``, else $DROPFLOW_TOKEN, else the default file the daemons of this
+    user keep (``~/.config/dropflow/token``) if it exists; None if there is none."""
+    from ..managers.auth import TokenError, find_token
+
     try:
-        with open(path) as f:
-            token = f.read().strip()
-    except OSError as exc:
-        raise UsageError(f"--token-file {path!r}: {exc.strerror}") from None
-    if not token:
-        raise UsageError(f"--token-file {path!r} is empty")
-    return token
+        return find_token(path)
+    except TokenError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def tls_verify(ca_file: str | None) -> object:
+    """How a client checks https:// managers: ``--ca-file`` (or $DROPFLOW_CA_FILE), else the system's CAs."""
+    from ..managers.auth import TokenError
+    from ..managers.auth import tls_verify as verify
+
+    try:
+        return verify(ca_file)
+    except TokenError as exc:
+        raise UsageError(str(exc)) from None

@@ -1,8 +1,10 @@
 """``dropflow nm|dim|mm`` (the daemons, under gunicorn) and ``dropflow cluster up|down`` (a local cluster).
 
-Secure by default: daemons bind to loopback; binding elsewhere needs a shared token (``--token-file`` or
-``$DROPFLOW_TOKEN``), which then guards the REST API and the bus, unless ``--no-auth`` says otherwise. The
-local cluster itself is :mod:`dropflow.deploy.localcluster`; ``cluster`` only parses its arguments.
+Secure by default: daemons bind to loopback, and every daemon requires the cluster's token on every request
+(:mod:`dropflow.managers.auth` says where it is found or made; it is never taken on the command line). The
+one opt-out, ``--insecure-no-token``, is refused unless the daemon binds to loopback only. The bus is
+always authenticated and encrypted (CURVE). ``--certfile``/``--keyfile`` serve the API over TLS. The local
+cluster itself is :mod:`dropflow.deploy.localcluster`; ``cluster`` only parses its arguments.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import socket
 import sys
 from typing import Any
 
-from .common import UsageError, command, integer, read_token
+from .common import UsageError, command, integer, tls_verify
 from .common import port_number as _port
 
 __all__ = ["cmd_cluster", "cmd_dim", "cmd_mm", "cmd_nm"]
@@ -25,20 +27,74 @@ def _common(p: argparse.ArgumentParser, port: int) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: loopback only)")
     p.add_argument("--port", type=_port, default=port, help=f"REST port (default {port})")
     p.add_argument("--name", help="name of this manager (default: host:port)")
-    p.add_argument("--token-file", metavar="FILE", help="file holding the shared secret (or $DROPFLOW_TOKEN)")
-    p.add_argument("--no-auth", action="store_true", help="allow binding beyond loopback without a token")
+    p.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="file holding the cluster's token (default: $DROPFLOW_TOKEN, else ~/.config/dropflow/token, "
+        "made on first use)",
+    )
+    p.add_argument(
+        "--insecure-no-token",
+        action="store_true",
+        help="DANGER: serve without a token, so that every user of this machine may run code as you "
+        "(loopback only; for throw-away tests)",
+    )
+    p.add_argument("--certfile", metavar="PEM", help="serve the API over TLS with this certificate")
+    p.add_argument("--keyfile", metavar="PEM", help="the certificate's private key")
+    p.add_argument(
+        "--ca-file",
+        metavar="PEM",
+        help="CA certificate(s) to check https:// members against (default: $DROPFLOW_CA_FILE, else the "
+        "system's)",
+    )
+    p.add_argument(
+        "--max-body",
+        type=integer(1),
+        default=1024,
+        metavar="MiB",
+        help="largest request body, after decompression (default 1024 MiB)",
+    )
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.add_argument("--threads", type=integer(1), default=16, help="REST threads (default 16)")
 
 
 def _token(args: argparse.Namespace) -> str | None:
-    token = read_token(args.token_file)
-    if token is None and args.host not in LOOPBACK and not args.no_auth:
-        raise UsageError(
-            f"--host {args.host} exposes the API beyond this machine: give --token-file (or "
-            "$DROPFLOW_TOKEN), or --no-auth to accept that anyone who can connect may run code"
+    """The daemon's token (found or made); None only with --insecure-no-token on loopback."""
+    from ..managers.auth import TOKEN_ENV, TokenError, ensure_token
+
+    if args.insecure_no_token:
+        if args.host not in LOOPBACK:
+            raise UsageError(
+                f"--insecure-no-token is for loopback only, and --host {args.host} is not: anyone who can "
+                "connect could run code as you. Drop --insecure-no-token; the daemon then uses your token "
+                "file (~/.config/dropflow/token, or --token-file)"
+            )
+        print(
+            f"dropflow {args.command}: WARNING: --insecure-no-token: every user of this machine may run "
+            "code as you through this daemon",
+            file=sys.stderr,
         )
+        return None
+    if (args.certfile is None) != (args.keyfile is None):
+        raise UsageError("--certfile and --keyfile go together")
+    try:
+        token, where = ensure_token(args.token_file)
+    except TokenError as exc:
+        raise UsageError(str(exc)) from None
+    # Children (apps) need not inherit the secret; they can read the file if their code should.
+    os.environ.pop(TOKEN_ENV, None)
+    print(f"dropflow {args.command}: requests need the token in {where}", file=sys.stderr)
     return token
+
+
+def _self_url(args: argparse.Namespace) -> str:
+    """Where this daemon is reached: what it proves to an island that checks it."""
+    host = getattr(args, "advertise", None) or args.host
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.gethostbyname(socket.gethostname())
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{'https' if args.certfile else 'http'}://{host}:{args.port}"
 
 
 def _name(args: argparse.Namespace) -> str:
@@ -51,7 +107,17 @@ def _name(args: argparse.Namespace) -> str:
 def _serve(args: argparse.Namespace, factory: Any, token: str | None) -> int:
     from ..managers.serve import ManagerApplication
 
-    ManagerApplication(factory, args.host, args.port, token, args.log_level, args.threads).run()
+    ManagerApplication(
+        factory,
+        args.host,
+        args.port,
+        token,
+        args.log_level,
+        args.threads,
+        certfile=args.certfile,
+        keyfile=args.keyfile,
+        max_body=args.max_body << 20,
+    ).run()
     return 0
 
 
@@ -99,6 +165,7 @@ def cmd_nm(args: argparse.Namespace) -> int:
 
     token = _token(args)
     name = _name(args)
+    url = _self_url(args)
     workspace = args.workspace or os.path.join(default_root(), name.replace(":", "-"))
 
     def factory() -> Any:
@@ -114,18 +181,16 @@ def cmd_nm(args: argparse.Namespace) -> int:
             processes=args.processes,
             executor=args.executor,
         )
-        bus = ZmqBus(
-            nm.node, host=args.host, port=args.bus_port, advertise=args.advertise, token=token
-        ).start()
+        bus = ZmqBus(nm.node, host=args.host, port=args.bus_port, advertise=args.advertise).start()
         nm.node.bus = bus
         nm.start()
         closers = [nm.close, bus.close]
         if args.announce:
             from ..managers.discovery import Announcer
 
-            announcer = Announcer(name, args.advertise or args.host, args.port, args.interface or None)
+            announcer = Announcer(name, url, args.interface or None)
             closers.insert(0, announcer.close)
-        return Started(nm, closers)
+        return Started(nm, closers, url)
 
     return _serve(args, factory, token)
 
@@ -166,35 +231,41 @@ def _island_factory(args: argparse.Namespace, token: str | None, master: bool) -
         raise UsageError(f"give --{members} URL,URL" + ("" if master else " or --discover"))
     name = _name(args)
 
+    verify = tls_verify(args.ca_file)
+    url = _self_url(args)
+
     def factory() -> Any:
         from ..deploy.localcluster import wait_healthy
-        from ..managers.client import RestClient
+        from ..managers.client import adopt
+        from ..managers.errors import ApiError
         from ..managers.island import DataIslandManager
         from ..managers.master import MasterManager
         from ..managers.serve import Started
 
         cls = MasterManager if master else DataIslandManager
-        manager = cls(name)
+        manager = cls(name, token=token, verify=verify)
         closers: list[Any] = [manager.close]
-        for url in urls:
-            info = wait_healthy(url, args.wait_members, token)
-            if info is None:
+        for member in urls:
+            problem = None
+            if wait_healthy(member, args.wait_members, verify=verify) is None:
+                problem = "it did not answer"
+            else:
+                try:
+                    manager.add_node(adopt(member, token, verify=verify))
+                except ApiError as exc:
+                    problem = exc.message
+            if problem is not None:
                 print(
-                    f"dropflow {cls.role}: {url} did not answer; add it later with POST /api/node/NAME",
+                    f"dropflow {cls.role}: {member} not adopted ({problem}); add it later with "
+                    "POST /api/node/NAME",
                     file=sys.stderr,
                 )
-                continue
-            manager.add_node(RestClient(url, name=info["name"], token=token))
         if getattr(args, "discover", False):
             from ..managers.discovery import Browser
 
-            browser = Browser(
-                lambda n, u: manager.add_node(RestClient(u, name=n, token=token)),
-                lambda n: manager.remove_node(n),
-                args.interface or None,
-            )
+            browser = Browser(manager.discovered, manager.vanished, args.interface or None)
             closers.insert(0, browser.close)
-        return Started(manager, closers)
+        return Started(manager, closers, url)
 
     return factory
 

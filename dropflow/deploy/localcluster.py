@@ -83,8 +83,11 @@ def read_state(directory: str) -> LocalCluster | None:
         return LocalCluster.from_json(f.read())
 
 
-def wait_healthy(url: str, timeout: float, token: str | None = None) -> dict[str, Any] | None:
-    """The manager's health answer, once it gives one; None if it did not within ``timeout``."""
+def wait_healthy(
+    url: str, timeout: float, token: str | None = None, verify: Any = True
+) -> dict[str, Any] | None:
+    """The manager's health answer, once it gives one; None if it did not within ``timeout``. Without the
+    token, the answer says only that it is up."""
     import httpx
 
     deadline = time.monotonic() + timeout
@@ -92,7 +95,7 @@ def wait_healthy(url: str, timeout: float, token: str | None = None) -> dict[str
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     while True:
         try:
-            resp = httpx.get(f"{url}/api/health", timeout=2.0, headers=headers)
+            resp = httpx.get(f"{url}/api/health", timeout=2.0, headers=headers, verify=verify)
             if resp.status_code == 200:
                 return dict(resp.json())
         except httpx.HTTPError:

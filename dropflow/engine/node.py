@@ -187,21 +187,22 @@ class Node:
             raise LookupError(f"node {self.name!r} has no session {session_id!r}")
         return session
 
-    def deliver_events(self, session_id: str, events: list[RemoteEvent]) -> None:
-        """State changes of proxied drops, from their owners."""
+    def deliver_events(self, session_id: str, events: list[RemoteEvent], sender: str | None = None) -> None:
+        """State changes of proxied drops, from their owners (``sender``: the authenticated node they came
+        from, checked against each drop's owner; None on a trusted in-process bus)."""
         session = self.sessions.get(session_id)
         if session is None:
             log.warning("events for unknown session %r dropped", session_id)
             return
-        self.post_to(session, session.remote_events, events)
+        self.post_to(session, session.remote_events, events, sender)
 
-    def data_for(self, session_id: str, uid: str) -> Store:
+    def data_for(self, session_id: str, uid: str, sender: str | None = None) -> Store:
         """The store of a completed local data drop, for a node that fetches it."""
-        return self._session(session_id).data_for(uid)
+        return self._session(session_id).data_for(uid, sender)
 
-    def incoming_store(self, session_id: str, uid: str) -> Store:
+    def incoming_store(self, session_id: str, uid: str, sender: str | None = None) -> Store:
         """A fresh store for bytes that another node's app wrote for local drop ``uid``."""
-        return self._session(session_id).fresh_store(uid)
+        return self._session(session_id).fresh_store(uid, sender)
 
     def adopt(self, session_id: str, uid: str, store: Store) -> None:
         """Install pushed bytes; the producer's FINISHED event, sent after this returns, comes later."""

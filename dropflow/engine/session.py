@@ -164,6 +164,7 @@ class Session:
         self.transfers = Transfers(self)
         self._failed_roots: dict[str, str] = {}
         self._early_events: list[RemoteEvent] = []
+        self._remote_producers: dict[str, frozenset[str]] | None = None
         self._started = False
         self.state = _S.PRISTINE
         self.log = EventLog(node.log_size)
@@ -538,11 +539,30 @@ class Session:
 
     # -- other nodes ----------------------------------------------------------------------------------------
 
-    def remote_events(self, events: list[RemoteEvent]) -> None:
-        """Owner thread: state changes of proxied drops, reported by their owners."""
+    def remote_events(self, events: list[RemoteEvent], sender: str | None = None) -> None:
+        """Owner thread: state changes of proxied drops, reported by their owners.
+
+        ``sender`` is the authenticated node the events came from (None: a trusted in-process bus). A node
+        speaks only for the drops it owns: news about any other drop, or before this part is deployed (no
+        owner sends any then), is dropped and logged.
+        """
         core, graph = self.core, self.graph
         if self._finalized:
             return
+        if sender is not None:
+            owned = [
+                e
+                for e in events
+                if graph is not None and getattr(graph.by_id.get(e.uid), "peer", None) == sender
+            ]
+            if len(owned) < len(events):
+                log.warning(
+                    "session %s: node %s sent news of %d drops it does not own; dropped",
+                    self.id,
+                    sender,
+                    len(events) - len(owned),
+                )
+            events = owned
         if not self._started or core is None or graph is None:
             # Another node started first. Running this node's cascade before its own start would end the
             # session before it began: keep the news until _start.
@@ -554,23 +574,41 @@ class Session:
                 core.remote_state(node, event.state, event.skip_ports)
         self.pump()
 
-    def data_for(self, uid: str) -> Store:
-        """Any thread: the store of a completed local data drop, for another node to read."""
+    def data_for(self, uid: str, sender: str | None = None) -> Store:
+        """Any thread: the store of a completed local data drop, for another node (``sender``: the
+        authenticated one asking; None, a trusted in-process bus) that holds a consumer of it."""
         graph = self.graph
         node = graph.by_id.get(uid) if graph is not None else None
         if not isinstance(node, DataNode) or type(node.peer) is str:
             raise LookupError(f"session {self.id!r} on node {self.node.name!r} holds no data drop {uid!r}")
+        if sender is not None and (node.peer is None or sender not in node.peer):
+            raise LookupError(f"node {sender!r} has no neighbour of drop {uid!r} in session {self.id!r}")
         if node.state is not COMPLETED:
             raise LookupError(f"data drop {uid!r} is {node.state}, not COMPLETED")
         return node.store if node.store is not None else MemoryStore()
 
-    def fresh_store(self, uid: str) -> Store:
-        """Any thread: a new store for local data drop ``uid`` (bytes pushed by another node)."""
+    def fresh_store(self, uid: str, sender: str | None = None) -> Store:
+        """Any thread: a new store for local data drop ``uid`` (bytes pushed by another node). ``sender``, the
+        authenticated node pushing (None: a trusted in-process bus), must hold a producer of the drop."""
         graph = self.graph
         node = graph.by_id.get(uid) if graph is not None else None
         if not isinstance(node, DataNode) or type(node.peer) is str:
             raise LookupError(f"session {self.id!r} on node {self.node.name!r} holds no data drop {uid!r}")
+        if sender is not None and sender not in self._producers(graph).get(uid, ()):  # type: ignore[arg-type]
+            raise LookupError(f"node {sender!r} runs no producer of drop {uid!r} in session {self.id!r}")
         return kinds.data_kind(node.spec).store(node.spec, self)
+
+    def _producers(self, graph: Graph) -> dict[str, frozenset[str]]:
+        """Local data drop -> the other nodes that run a producer of it (found once, on the first push)."""
+        found = self._remote_producers
+        if found is None:
+            pairs: dict[str, set[str]] = {}
+            for app in graph.apps:
+                if type(app.peer) is str:
+                    for d in app.outputs:
+                        pairs.setdefault(d.spec.id, set()).add(app.peer)
+            found = self._remote_producers = {uid: frozenset(nodes) for uid, nodes in pairs.items()}
+        return found
 
     def adopt(self, uid: str, store: Store) -> None:
         """Owner thread: install bytes another node pushed for a local data drop."""

@@ -24,10 +24,11 @@ import msgspec
 
 from ..drops.graph import encode_physical
 from ..drops.spec import DropSpec
+from .auth import check_proof, find_token, new_challenge, same_endpoint
 from .errors import ApiError, BadGraph, BadRequest, Conflict, NodeFailure, NotFound
 from .heartbeat import LEASE
 
-__all__ = ["RestClient"]
+__all__ = ["FIND", "RestClient", "Unproven", "adopt"]
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +36,27 @@ _BY_STATUS: dict[int, type[ApiError]] = {400: BadRequest, 404: NotFound, 409: Co
 GZIP_ABOVE = 64 * 1024
 
 
+#: ``RestClient(token=FIND)``: the token a client finds by itself (``$DROPFLOW_TOKEN``, the default file).
+FIND = "<find the token>"
+
+
 class RestClient:
-    """Client of one manager at ``url`` (``http://host:port``)."""
+    """Client of one manager at ``url`` (``http://host:port``). ``token``: the cluster's token; by default
+    the one this user's daemons use (:func:`~dropflow.managers.auth.find_token`); None for none."""
 
     def __init__(
-        self, url: str, name: str | None = None, token: str | None = None, timeout: float = 60.0
+        self,
+        url: str,
+        name: str | None = None,
+        token: str | None = FIND,
+        timeout: float = 60.0,
+        verify: Any = True,
     ) -> None:
         self.url = url.rstrip("/")
+        if token is FIND:
+            token = find_token()
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, verify=verify)
         self._closed = threading.Event()
         self._name = name
 
@@ -128,7 +141,7 @@ class RestClient:
         body = self._call("POST", f"/api/sessions/{session_id}/graph/append", content=data, headers=headers)
         return int(body["appended"])
 
-    def set_peers(self, session_id: str, peers: dict[str, str]) -> None:
+    def set_peers(self, session_id: str, peers: dict[str, dict[str, str]]) -> None:
         self._call("POST", f"/api/sessions/{session_id}/peers", json=peers)
 
     def deploy(self, session_id: str, start: bool = True) -> dict[str, Any]:
@@ -197,3 +210,42 @@ class RestClient:
                     return
 
         threading.Thread(target=follow, name=f"dropflow-watch-{session_id}", daemon=True).start()
+
+
+class Unproven(ApiError):
+    """A manager that did not prove it holds the token, or that is not who or where it should be."""
+
+    status, title = 403, "Forbidden"
+
+
+def adopt(
+    url: str, token: str | None, name: str | None = None, verify: Any = True, timeout: float = 10.0
+) -> RestClient:
+    """A client of the manager at ``url`` -- once it has proved, by answering a fresh challenge, that it
+    holds ``token``, is called ``name`` (if given) and is reached at ``url``. Nothing secret is sent before:
+    the challenge goes without the token. With no token (a daemon started with --insecure-no-token, on
+    loopback only), there is nothing to prove."""
+    url = url.rstrip("/")
+    challenge = new_challenge()
+    try:
+        resp = httpx.get(f"{url}/api/health", params={"challenge": challenge}, timeout=timeout, verify=verify)
+        body = resp.json() if resp.is_success else None
+    except (httpx.HTTPError, ValueError) as exc:
+        raise NodeFailure(f"cannot reach {url}: {type(exc).__name__}: {exc}") from None
+    if not isinstance(body, dict) or not isinstance(body.get("name"), str):
+        raise NodeFailure(f"{url} does not answer like a dropflow manager (HTTP {resp.status_code})")
+    said, where = body["name"], str(body.get("url") or "")
+    if token is not None:
+        if not check_proof(token, challenge, said, where, body.get("proof")):
+            raise Unproven(
+                f"the manager at {url} did not prove that it holds this cluster's token; "
+                "nothing was sent to it"
+            )
+        if not same_endpoint(where, url):
+            raise Unproven(
+                f"the manager at {url} says it is reached at {where or 'an unknown address'}: "
+                "use that URL, or start it with --advertise HOST"
+            )
+    if name is not None and said != name:
+        raise Unproven(f"the manager at {url} is named {said!r}, not {name!r}")
+    return RestClient(url, name=said, token=token, verify=verify)

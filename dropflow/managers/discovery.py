@@ -5,7 +5,11 @@ Theory of operation
 A node manager started with ``--announce`` registers a ``_dropflow-nm._tcp.local.`` service whose
 properties carry its name and REST URL. An island manager started with ``--discover`` browses for that
 service type: an added service becomes a node (a REST client to its URL), a removed one is dropped. Both
-sides run on the zeroconf library's own threads and react to multicast announcements -- nothing polls. HPC
+sides run on the zeroconf library's own threads and react to multicast announcements -- nothing polls.
+Anyone on the network can announce anything, so an announcement is only a hint: the island adopts an
+announced node only after it proved it holds the cluster's token, never replaces a node it has, and forgets
+one whose announcement is withdrawn only if it no longer proves itself (``DataIslandManager.discovered``,
+``vanished``). HPC
 sites often forbid multicast, so an explicit ``--nodes`` list is the other implementation of the same
 small interface: something that calls ``added(name, url)`` and ``removed(name)``.
 """
@@ -16,6 +20,7 @@ import logging
 import re
 import socket
 from collections.abc import Callable, Sequence
+from urllib.parse import urlsplit
 
 from zeroconf import IPVersion, ServiceBrowser, ServiceInfo, ServiceStateChange, Zeroconf
 
@@ -35,10 +40,11 @@ def _zeroconf(interfaces: Sequence[str] | None) -> Zeroconf:
 class Announcer:
     """Announce one node manager until ``close()``."""
 
-    def __init__(self, name: str, host: str, port: int, interfaces: Sequence[str] | None = None) -> None:
+    def __init__(self, name: str, url: str, interfaces: Sequence[str] | None = None) -> None:
         self.zc = _zeroconf(interfaces)
-        address = host if host not in ("0.0.0.0", "") else socket.gethostbyname(socket.gethostname())
-        url = f"http://{address}:{port}"
+        where = urlsplit(url)
+        address = socket.gethostbyname(where.hostname or "127.0.0.1")
+        port = where.port or (443 if where.scheme == "https" else 80)
         # Service instance names are limited to 63 bytes; the node name travels in the properties.
         instance = f"{name[:40]}-{port}.{SERVICE}"
         self.info = ServiceInfo(

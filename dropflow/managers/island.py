@@ -44,7 +44,7 @@ from .heartbeat import LEASE, HeartbeatPolicy, Monitor
 from .node_manager import _batch_job
 from .split import check_whole, split_by_node
 
-__all__ = ["DataIslandManager", "NodeClient"]
+__all__ = ["DataIslandManager", "NodeClient", "bus_peer"]
 
 log = logging.getLogger(__name__)
 _S = SessionState
@@ -67,7 +67,7 @@ class NodeClient(Protocol):
     ) -> dict[str, Any]: ...
     def create_session(self, session_id: str) -> dict[str, Any]: ...
     def append(self, session_id: str, drops: list[DropSpec]) -> int: ...
-    def set_peers(self, session_id: str, peers: dict[str, str]) -> None: ...
+    def set_peers(self, session_id: str, peers: dict[str, dict[str, str]]) -> None: ...
     def deploy(self, session_id: str, start: bool = True) -> dict[str, Any]: ...
     def start_session(self, session_id: str) -> dict[str, Any]: ...
     def cancel(self, session_id: str) -> None: ...
@@ -83,6 +83,11 @@ class NodeClient(Protocol):
         ...
 
 
+def bus_peer(info: dict[str, Any]) -> dict[str, str]:
+    """A node's entry in a session's peers, from its (authenticated) info: bus address and public key."""
+    return {"bus": str(info["bus"]), "key": str(info.get("bus_key") or "")}
+
+
 class _IslandSession:
     def __init__(self, session_id: str) -> None:
         self.id = session_id
@@ -93,8 +98,8 @@ class _IslandSession:
         self.reports: dict[str, dict[str, Any]] = {}
         self.lost: dict[str, str] = {}
         self.cancelled = False
-        #: Bus addresses of nodes in other islands (set by a master manager): drops there are neighbours.
-        self.external_peers: dict[str, str] = {}
+        #: Bus addresses and keys of nodes in other islands (set by a master): drops there are neighbours.
+        self.external_peers: dict[str, dict[str, str]] = {}
         self.watchers: list[Callable[[dict[str, Any]], None]] = []
         self.error: str | None = None
         self.ended = threading.Event()
@@ -119,8 +124,12 @@ class DataIslandManager:
         nodes: Iterable[NodeClient] = (),
         fanout: int = 16,
         heartbeat: HeartbeatPolicy | None = None,
+        token: str | None = None,
+        verify: Any = True,
     ) -> None:
         self.name = name
+        #: The cluster's token (None: no auth, loopback only) and how to check members' TLS certificates.
+        self._token, self._verify = token, verify
         self.started = time.time()
         self._nodes: dict[str, NodeClient] = {n.name: n for n in nodes}
         self._lost: dict[str, str] = {}
@@ -155,28 +164,64 @@ class DataIslandManager:
             self._lost.pop(client.name, None)
 
     def add_node_url(self, name: str, url: str) -> dict[str, Any]:
-        """Adopt the node manager at ``url`` under ``name`` (its own name must match)."""
-        from .client import RestClient
+        """Adopt the manager at ``url`` under ``name``, once it proved it holds the token (and its name)."""
+        from .client import adopt
 
         if not url.startswith(("http://", "https://")):
             raise BadRequest(f"node URL {url!r} must start with http:// or https://", field="url")
         with self._lock:
             if name in self._nodes:
                 raise Conflict(f"island {self.name!r} already has a node {name!r}")
-        client = RestClient(url, name=name, timeout=10)
+        try:
+            client = adopt(url, self._token, name, self._verify)
+        except ApiError as exc:
+            # The request named a manager that does not answer, or not as it must: the request is wrong.
+            raise BadRequest(f"cannot add node {name!r}: {exc.message}", field="url") from None
         try:
             info = client.info()
         except ApiError as exc:
             client.close()
-            # The request named a manager that does not answer: the request is what is wrong.
             raise BadRequest(f"cannot add node {name!r}: {exc.message}", field="url") from None
-        if info.get("name") != name:
-            client.close()
-            raise BadRequest(
-                f"the manager at {url} is named {info.get('name')!r}, not {name!r}", field="node"
-            )
-        self.add_node(client)
+        with self._lock:
+            if name in self._nodes:  # adopted meanwhile: an adopted node is never replaced
+                client.close()
+                raise Conflict(f"island {self.name!r} already has a node {name!r}")
+            self._nodes[name] = client
+            self._lost.pop(name, None)
         return {"name": name, "url": url, **info}
+
+    def discovered(self, name: str, url: str) -> None:
+        """A node manager announced itself: adopt it if it proves it holds the token. An announcement
+        never replaces a node already adopted (whoever sends it)."""
+        with self._lock:
+            if name in self._nodes:
+                log.info("announcement of %s at %s ignored: %s is already a member", name, url, name)
+                return
+        try:
+            self.add_node_url(name, url)
+            log.info("adopted node %s at %s", name, url)
+        except ApiError as exc:
+            log.warning("announced node %s at %s not adopted: %s", name, url, exc.message)
+
+    def vanished(self, name: str) -> None:
+        """A node manager's announcement was withdrawn: forget it -- unless it still proves itself at its
+        URL (a forged goodbye must not take a working node away)."""
+        from .client import adopt
+
+        with self._lock:
+            client = self._nodes.get(name)
+        url = getattr(client, "url", None)
+        if client is None or url is None:
+            return
+        try:
+            adopt(url, self._token, name, self._verify, timeout=3.0).close()
+        except ApiError:
+            with self._lock:
+                if self._nodes.get(name) is client:
+                    del self._nodes[name]
+            log.info("node %s at %s withdrew its announcement and no longer answers: forgotten", name, url)
+            return
+        log.warning("node %s withdrew its announcement but still answers at %s: kept", name, url)
 
     def remove_node(self, name: str) -> None:
         with self._lock:
@@ -256,7 +301,7 @@ class DataIslandManager:
             s.specs.extend(drops)
         return len(drops)
 
-    def set_peers(self, session_id: str, peers: dict[str, str]) -> None:
+    def set_peers(self, session_id: str, peers: dict[str, dict[str, str]]) -> None:
         """Bus addresses of the nodes of other islands that hold neighbours of this island's drops."""
         s = self._session(session_id)
         with s.lock:
@@ -337,8 +382,8 @@ class DataIslandManager:
             self.start_session(session_id)
         return self.session_info(session_id)
 
-    def _peers(self, s: _IslandSession, parts: dict[str, list[DropSpec]]) -> dict[str, str]:
-        """Bus address of every node holding a part, when the session spans more than one node."""
+    def _peers(self, s: _IslandSession, parts: dict[str, list[DropSpec]]) -> dict[str, dict[str, str]]:
+        """Bus address and key of every node holding a part, when the session spans more than one node."""
         if len(parts) < 2 and not s.external_peers:
             return {}
         peers = dict(s.external_peers)
@@ -346,7 +391,7 @@ class DataIslandManager:
             if isinstance(info, Exception) or not info.get("bus"):
                 reason = info if isinstance(info, Exception) else "it has no bus"
                 raise NodeFailure(f"node {name!r} cannot join a distributed session: {reason}")
-            peers[name] = info["bus"]
+            peers[name] = bus_peer(info)
         return peers
 
     def _deploy_parts(self, s: _IslandSession, parts: dict[str, list[DropSpec]]) -> None:

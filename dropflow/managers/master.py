@@ -13,7 +13,7 @@ from typing import Any
 
 from ..drops.spec import DropSpec
 from .errors import NodeFailure
-from .island import DataIslandManager, _IslandSession
+from .island import DataIslandManager, _IslandSession, bus_peer
 
 __all__ = ["MasterManager"]
 
@@ -22,14 +22,14 @@ class MasterManager(DataIslandManager):
     role = "mm"
     member_key = "island"
 
-    def _peers(self, s: _IslandSession, parts: dict[str, list[DropSpec]]) -> dict[str, str]:
-        peers: dict[str, str] = {}
+    def _peers(self, s: _IslandSession, parts: dict[str, list[DropSpec]]) -> dict[str, dict[str, str]]:
+        peers: dict[str, dict[str, str]] = {}
         for island, nodes in self._fan(s.nodes, lambda c: c.nodes()).items():
             if isinstance(nodes, Exception):
                 raise NodeFailure(f"island {island!r} cannot list its nodes: {nodes}")
             for node in nodes:
                 if node.get("reachable") and node.get("bus"):
-                    peers[node["name"]] = node["bus"]
+                    peers[node["name"]] = bus_peer(node)
         return peers
 
     def nodes(self) -> list[dict[str, Any]]:

@@ -115,13 +115,15 @@ class NodeManager:
         return self.node.bus
 
     def info(self) -> dict[str, Any]:
-        endpoint = self.node.bus.address(self.name) if self.node.bus is not None else None
+        bus = self.node.bus
+        endpoint = bus.address(self.name) if bus is not None else None
         return {
             "status": "ok",
             "role": self.role,
             "name": self.name,
             "version": __version__,
             "bus": endpoint,
+            "bus_key": getattr(bus, "public_key", None),
             "sessions": len(self.node.sessions),
             "uptime_seconds": round(time.time() - self.started, 3),
             **_batch_job(),
@@ -191,16 +193,20 @@ class NodeManager:
             raise WrongState(str(exc)) from None
         return len(drops)
 
-    def set_peers(self, session_id: str, peers: dict[str, str]) -> None:
-        """Make a session distributed: drops placed on ``peers`` (name -> bus address) are proxies here."""
+    def set_peers(self, session_id: str, peers: dict[str, dict[str, str]]) -> None:
+        """Make a session distributed: drops placed on ``peers`` are proxies here. Each peer is
+        ``{"bus": address, "key": public key}``: the bus talks to it only if it holds that key's secret."""
         session = self._session(session_id)
         connect = getattr(self.node.bus, "connect", None)
         if self.node.bus is None:
             raise WrongState(f"node {self.name!r} has no bus; it cannot join a distributed session")
         if connect is not None:
-            for name, address in peers.items():
+            for name, peer in peers.items():
                 if name != self.name:
-                    connect(name, address)
+                    try:
+                        connect(name, peer["bus"], peer["key"])
+                    except (KeyError, TypeError, ValueError) as exc:
+                        raise BadRequest(f"peer {name!r}: {exc}", field=name) from None
         self.node.call(self._make_distributed, session)
         # Until the island's first heartbeat: it stops here by itself if the island never sends one.
         self._leases.grant(session_id, LEASE)

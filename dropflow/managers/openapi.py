@@ -76,13 +76,17 @@ SCHEMAS: dict[str, Any] = {
     },
     "Health": {
         "type": "object",
-        "required": ["status", "role", "name", "version"],
+        "required": ["status"],
+        "description": "Without the token: status only (and a challenge's answer). With it: identity too.",
         "properties": {
             "status": {"const": "ok"},
             "role": {"enum": ["nm", "dim", "mm"]},
             "name": {"type": "string"},
             "version": {"type": "string"},
+            "url": {"type": "string"},
+            "proof": {"type": "string"},
             "bus": {"type": ["string", "null"]},
+            "bus_key": {"type": ["string", "null"]},
             "sessions": {"type": "integer"},
             "nodes": {"type": "array", "items": {"type": "string"}},
             "uptime_seconds": {"type": "number"},
@@ -360,7 +364,20 @@ def _session_paths() -> dict[str, Any]:
 def openapi(role: str) -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/api/health": {
-            "get": {"summary": "Liveness and identity (no token needed)", "responses": _ok(_ref("Health"))}
+            "get": {
+                "summary": "Liveness (no token needed); identity and bus only with the token",
+                "parameters": [
+                    {
+                        "name": "challenge",
+                        "in": "query",
+                        "required": False,
+                        "description": "32 hex digits: the answer carries the manager's name, URL and proof "
+                        "HMAC-SHA256(token, 'dropflow-proof-v1\\n' challenge '\\n' name '\\n' url)",
+                        "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+                    }
+                ],
+                "responses": {**_ok(_ref("Health")), **_errors(400)},
+            }
         },
         "/api/openapi.json": {
             "get": {"summary": "This document", "responses": {**_ok({"type": "object"}), **_errors(401)}}
@@ -380,12 +397,22 @@ def openapi(role: str) -> dict[str, Any]:
     paths["/api/sessions/{sid}/peers"] = {
         "parameters": [SID],
         "post": {
-            "summary": "Bus addresses of the nodes holding other parts of a distributed session",
+            "summary": "Bus addresses and keys of the nodes holding other parts of a distributed session",
             "requestBody": {
                 "required": True,
                 "content": {
                     "application/json": {
-                        "schema": {"type": "object", "additionalProperties": {"type": "string"}}
+                        "schema": {
+                            "type": "object",
+                            "additionalProperties": {
+                                "type": "object",
+                                "required": ["bus", "key"],
+                                "properties": {
+                                    "bus": {"type": "string", "pattern": "^tcp://"},
+                                    "key": {"type": "string", "description": "CURVE public key (Z85)"},
+                                },
+                            },
+                        }
                     }
                 },
             },

@@ -86,9 +86,15 @@ def image(tmp_path_factory):
     return client, IMAGE
 
 
+TOKEN = "a-token-for-the-image-test-only"
+
+
 def _health(port: int) -> dict | None:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/health", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as resp:
+        with urllib.request.urlopen(request, timeout=2) as resp:
             return json.load(resp)
     except OSError:
         return None
@@ -101,6 +107,7 @@ def test_a_container_from_the_image_runs_a_node_manager_that_answers(image):
         tag,
         ["nm", "--host", "127.0.0.1", "--port", str(port), "--name", "in-a-container"],
         network_mode="host",
+        environment={"DROPFLOW_TOKEN": TOKEN},
         detach=True,
         labels={"dropflow.test": "image"},
     )

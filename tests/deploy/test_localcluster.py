@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 
 import psutil
 import pytest
 
 from dropflow.deploy import localcluster
 from dropflow.deploy.localcluster import ClusterError
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "managers"))
+# The daemons find their token in this test run's config directory (set up by importing daemons).
+from daemons import token
 
 
 def free_port() -> int:
@@ -46,7 +51,7 @@ def test_up_records_the_cluster_and_down_stops_every_daemon(tmp_path):
         assert cluster.nodes == (f"http://127.0.0.1:{node_port}",)
         assert len(cluster.pids) == 2 and cluster.alive() == list(cluster.pids)
         assert localcluster.read_state(directory) == cluster
-        health = localcluster.wait_healthy(cluster.url, 10)
+        health = localcluster.wait_healthy(cluster.url, 10, token())
         assert health is not None and health["name"] == "island"
         other = free_port()
         with pytest.raises(ClusterError, match="already up"):

@@ -1,17 +1,42 @@
-"""Starting and stopping real dropflow daemons for system tests: by PID, waiting on health, never sleeping."""
+"""Starting and stopping real dropflow daemons for system tests: by PID, waiting on health, never sleeping.
+
+Every daemon a test starts, and every client in the test process, finds its token the way dropflow's own
+clients do -- in the default file -- but under a config directory of this test run, never the user's own
+``~/.config``: importing this module points ``$XDG_CONFIG_HOME`` there (and removes it at exit).
+"""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 
 import psutil
 
 from dropflow.deploy.localcluster import wait_healthy
+from dropflow.managers.auth import ensure_token, tls_verify
+
+_CONFIG = tempfile.mkdtemp(prefix="dropflow-test-config-")
+os.environ["XDG_CONFIG_HOME"] = _CONFIG
+os.environ.pop("DROPFLOW_TOKEN", None)
+os.environ.pop("DROPFLOW_TOKEN_FILE", None)
+atexit.register(shutil.rmtree, _CONFIG, True)
+
+
+def token() -> str:
+    """The token of every daemon this test run starts (made on first use, as a daemon would)."""
+    return ensure_token()[0]
+
+
+def auth() -> dict[str, str]:
+    """Headers that authenticate a request to a daemon of this test run."""
+    return {"Authorization": f"Bearer {token()}"}
 
 
 def free_port() -> int:
@@ -64,7 +89,10 @@ def start(
     timeout: float = 60,
     env: dict[str, str] | None = None,
     prefix: list[str] | None = None,
+    ca_file: str | None = None,
 ) -> Daemon:
+    """Start a daemon and wait until it answers its health check (over https, checked against ``ca_file``,
+    when one is given: the daemon then serves TLS)."""
     port = port or free_port()
     log = os.path.join(logdir, f"{role}-{name}.log")
     argv = [
@@ -88,8 +116,10 @@ def start(
             start_new_session=True,
             env={**os.environ, **(env or {})},
         )
-    daemon = Daemon(proc, f"http://127.0.0.1:{port}", log, name)
-    if wait_healthy(daemon.url, timeout) is None:
+    scheme = "https" if ca_file else "http"
+    daemon = Daemon(proc, f"{scheme}://127.0.0.1:{port}", log, name)
+    verify = tls_verify(ca_file) if ca_file else True
+    if wait_healthy(daemon.url, timeout, verify=verify) is None:
         daemon.stop()
         raise AssertionError(f"{role} {name} did not become healthy:\n{daemon.tail()}")
     return daemon

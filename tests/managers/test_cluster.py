@@ -21,7 +21,7 @@ import pytest
 from dropflow.drops import MemorySpec, NoopSpec, PythonSpec, SharedMemorySpec, SleepSpec
 from dropflow.engine.bus import InProcBus
 from dropflow.managers.errors import BadGraph, NotFound, WrongState
-from dropflow.managers.island import DataIslandManager
+from dropflow.managers.island import DataIslandManager, bus_peer
 from dropflow.managers.node_manager import NodeManager
 from dropflow.managers.zmqbus import ZmqBus
 
@@ -253,7 +253,7 @@ def test_events_before_a_node_starts_wait_for_its_start(island):
     from dropflow.managers.split import split_by_node
 
     parts = split_by_node(drops)
-    peers = {name: nm.info()["bus"] for name, nm in nms.items()}
+    peers = {name: bus_peer(nm.info()) for name, nm in nms.items()}
     for name in ("a", "b"):
         nms[name].create_session("early")
         nms[name].append("early", parts[name])

@@ -76,8 +76,8 @@ def test_client_commands_refuse_bad_input_clearly(tmp_path):
     assert r.returncode == 1 and "cannot reach" in r.stderr and "Traceback" not in r.stderr
     r = dropflow("submit", "nope.json", "--to", "ftp://x")
     assert r.returncode == 2 and "not an http:// URL" in r.stderr
-    r = dropflow("nm", "--host", "0.0.0.0", "--port", "0")
-    assert r.returncode == 2 and "--token-file" in r.stderr
+    r = dropflow("nm", "--host", "0.0.0.0", "--port", "0", "--insecure-no-token")
+    assert r.returncode == 2 and "loopback only" in r.stderr and "--token-file" in r.stderr
     r = dropflow("dim", "--port", "70000")
     assert r.returncode == 2 and "not a port number" in r.stderr
     r = dropflow("cluster", "down", "--dir", str(tmp_path / "none"))

@@ -98,6 +98,7 @@ def run_in(ns: str, *argv: str, timeout: float = 120) -> subprocess.CompletedPro
 def test_island_discovers_nodes_on_three_hosts_and_runs_across_them(hosts, tmp_path):
     token = tmp_path / "token"
     token.write_text(uuid.uuid4().hex)
+    token.chmod(0o600)  # a token file others may read is refused
     procs: list[subprocess.Popen[bytes]] = []
     logs = []
     try:

@@ -16,8 +16,8 @@ from dropflow.managers.rest import make_app
 
 _nm = NodeManager("schema-node", threads=2, processes=1)
 _dim = DataIslandManager("schema-island", [_nm])
-node_schema = schemathesis.openapi.from_wsgi("/api/openapi.json", make_app(_nm))
-island_schema = schemathesis.openapi.from_wsgi("/api/openapi.json", make_app(_dim))
+node_schema = schemathesis.openapi.from_asgi("/api/openapi.json", make_app(_nm))
+island_schema = schemathesis.openapi.from_asgi("/api/openapi.json", make_app(_dim))
 
 
 @pytest.fixture(scope="module", autouse=True)
