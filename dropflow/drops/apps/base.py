@@ -103,6 +103,8 @@ class Outcome:
     stores: dict[str, Store] = field(default_factory=dict)
     #: Output ports whose drops are SKIPPED (a branch's untaken side).
     skip_ports: tuple[str, ...] = ()
+    #: The tail of what the app printed that no drop received (for its log; bounded by the runner).
+    output: str = ""
 
     @classmethod
     def failed(cls, error: str) -> Outcome:
