@@ -28,6 +28,8 @@ from ..loading import decode_graph_bytes
 from .errors import ApiError, BadGraph, BadRequest
 from .heartbeat import LEASE
 from .openapi import openapi
+from .results import PATH as DROP_DATA_PATH
+from .results import DropData
 
 __all__ = ["MAX_BODY", "make_app"]
 
@@ -371,6 +373,7 @@ def make_app(manager: Any, token: str | None = None) -> falcon.App[Any, Any]:
     app.add_route("/api/sessions/{sid}/wait", _Wait(manager))
     app.add_route("/api/sessions/{sid}/logs/{uid}", _DropLog(manager))
     app.add_route("/api/sessions/{sid}/peers", _Peers(manager))
+    app.add_route(DROP_DATA_PATH, DropData(manager))
     if manager.role != "nm":
         app.add_route("/api/nodes", _Nodes(manager))
         app.add_route("/api/node/{node}", _Node(manager))

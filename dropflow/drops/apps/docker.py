@@ -165,11 +165,9 @@ def render(task: Task, spec: DockerSpec) -> str:
     for link in _links(task):
         words.setdefault(link.port, []).append(shlex.quote(link.path))
     fields: dict[str, str] = {port: " ".join(w) for port, w in words.items()}
-    fields.update(
-        session_id=shlex.quote(task.session_id),
-        drop_id=shlex.quote(task.spec.id),
-        workdir=shlex.quote(task.workdir),
-    )
+    fields.setdefault("session_id", shlex.quote(task.session_id))
+    fields.setdefault("drop_id", shlex.quote(task.spec.id))
+    fields.setdefault("workdir", shlex.quote(task.workdir))
     return substitute(spec.command, fields)
 
 

@@ -234,11 +234,10 @@ def fields_of(task: Task) -> dict[str, str]:
         path = "/dev/null" if ref.store is None or ref.traits.discards else ref.store.fspath()
         words.setdefault(ref.port, []).append(shlex.quote(path or ""))
     fields = {port: " ".join(w) for port, w in words.items()}
-    fields.update(
-        session_id=shlex.quote(task.session_id),
-        drop_id=shlex.quote(task.spec.id),
-        workdir=shlex.quote(task.workdir),
-    )
+    # A port of the same name as a built-in field wins: %o[workdir] names the app's own port.
+    fields.setdefault("session_id", shlex.quote(task.session_id))
+    fields.setdefault("drop_id", shlex.quote(task.spec.id))
+    fields.setdefault("workdir", shlex.quote(task.workdir))
     return fields
 
 
