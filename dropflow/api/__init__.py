@@ -15,7 +15,7 @@ of another task, as in DAGonStar. The pipeline is nothing but a native logical g
 
 from __future__ import annotations
 
-from .constructs import branch, input_file, loop, map, reduce, scatter
+from .constructs import branch, constant, input_file, loop, map, reduce, scatter
 from .data import Data, SharedArray, directory, file, memory, shm
 from .functions import PythonFunction, python
 from .graph import Handle, Mapped, Pipeline, PipelineError
@@ -36,6 +36,7 @@ __all__ = [
     "ShellTask",
     "SlurmRun",
     "branch",
+    "constant",
     "directory",
     "file",
     "input_file",

@@ -6,7 +6,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["items", "split"]
+__all__ = ["constant", "items", "split"]
+
+
+def constant(value: Any) -> Any:
+    """A constant as a data drop (a graph gives constants to apps as arguments; a drop needs a producer)."""
+    return value
 
 
 def items(values: Any) -> list[Any]:

@@ -31,11 +31,12 @@ from .functions import PythonFunction, function_ref
 from .graph import Handle, Mapped, Pipeline, PipelineError, call_site, current
 from .shell import ShellFunction
 
-__all__ = ["branch", "input_file", "loop", "map", "reduce", "scatter"]
+__all__ = ["branch", "constant", "input_file", "loop", "map", "reduce", "scatter"]
 
 T = TypeVar("T")
 _ITEMS = "dropflow.api.builtins:items"
 _SPLIT = "dropflow.api.builtins:split"
+_CONSTANT = "dropflow.api.builtins:constant"
 
 
 def input_file(
@@ -52,6 +53,25 @@ def input_file(
     )
     pipeline.input_dirs.add(full if directory else os.path.dirname(full))
     return Handle(pipeline, node.id, tuple(pipeline.scope), kind, codec)
+
+
+def _json(value: Any, what: str) -> Any:
+    from .functions import _constant
+
+    return _constant(value, "values", f"{what} at {call_site()}")
+
+
+def constant(value: Any, scope: tuple[str, ...] | None = None, name: str = "constant") -> Handle[Any]:
+    """A constant (a JSON value) as a handle, for calls that need a value from a drop."""
+    pipeline = current("constant()")
+    where = tuple(pipeline.scope) if scope is None else scope
+    app = pipeline.add_app(
+        "python",
+        f"{name}.make",
+        where,
+        {"func": _CONSTANT, "executor": "thread", "kwargs": {"value": _json(value, "constant()")}},
+    )
+    return pipeline.output(app, "return", memory(codec="json"), where, name)
 
 
 def _caller(func: Any, what: str) -> Any:
@@ -94,12 +114,16 @@ def _splitter(
     outer = scatter[:-1]
     app = pipeline.add_app("python", f"{base}.split", outer, {"func": func, "executor": "thread"})
     port = "values" if func == _ITEMS else "value"
+    kwargs = dict(kwargs or {})
     if isinstance(value, Handle):
         pipeline.reach(value, outer, "map()")
         pipeline.link_input(value, app.id, port)
+    elif value and all(isinstance(v, Handle) for v in value):
+        for v in value:
+            pipeline.reach(v, outer, "map()")
+            pipeline.link_input(v, app.id, port)
     else:
-        root = pipeline.add_data(memory(codec="json"), f"{base}.items", outer, value)
-        pipeline.link(root.id, app.id, dst_port=port)
+        kwargs[port] = _json(value, "map()")
     if kwargs:
         app.fields["kwargs"] = kwargs
     out = pipeline.output(app, "pieces", data, scatter, f"{base}.item", mapped=True)
@@ -127,7 +151,8 @@ def map(func: Any, /, *iterables: Any, n: int | None = None, **kwargs: Any) -> A
     if scatter is None:
         if size is None:
             raise PipelineError(
-                f"map() at {call_site()}: how many items does the handle hold? The graph is unrolled before it "
+                f"map() at {call_site()}: how many items does the handle hold? The graph is unrolled "
+                "before it "
                 "runs, so give their number: map(f, handle, n=COUNT)"
             )
         scatter = _new_scatter(pipeline, size, f"map-{getattr(caller, '__name__', 'f')}")
@@ -140,11 +165,14 @@ def map(func: Any, /, *iterables: Any, n: int | None = None, **kwargs: Any) -> A
     for i, value in enumerate(iterables):
         if isinstance(value, Mapped):
             args.append(value)
-        elif isinstance(value, Handle) or isinstance(value, list | tuple):
+        elif isinstance(value, Handle | list | tuple):
             items = list(value) if isinstance(value, list | tuple) else value
-            if isinstance(items, list) and any(isinstance(v, Handle) for v in items):
-                if not all(isinstance(v, Handle) for v in items):
-                    raise PipelineError(f"map() at {call_site()}: sequence {i} mixes handles and constants")
+            if (
+                isinstance(items, list)
+                and any(isinstance(v, Handle) for v in items)
+                and not all(isinstance(v, Handle) for v in items)
+            ):
+                raise PipelineError(f"map() at {call_site()}: sequence {i} mixes handles and constants")
             base = f"{getattr(caller, '__name__', 'map')}.arg{i}"
             args.append(_splitter(pipeline, _ITEMS, items, scatter, base, memory()))
         else:
@@ -180,7 +208,7 @@ def reduce(func: Any, mapped: Mapped[Any], /, *args: Any, width: int | None = No
     gather = pipeline.construct(
         "gather",
         f"reduce-{getattr(caller, '__name__', 'f')}",
-        copies if whole else width,
+        copies if whole or width is None else width,
         outer[-1] if outer else None,
     )
     result = caller.call((mapped, *args), kwargs, (*outer, gather.id))
@@ -239,8 +267,8 @@ class loop:
             pipeline.reach(initial, outer, "carry()")
             source, kind, codec = initial.id, initial.kind, initial.codec
         else:
-            node = pipeline.add_data(memory(codec="json"), f"{self.id}.initial", outer, initial)
-            source, kind, codec = node.id, "memory", "json"
+            made = constant(initial, outer, f"{self.id}.initial")
+            source, kind, codec = made.id, "memory", made.codec
         var: _Carried[Any] = _Carried(pipeline, source, tuple(pipeline.scope), kind, codec)
         self._vars.append(var)
         return var

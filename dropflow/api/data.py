@@ -198,7 +198,7 @@ def data_hint(hint: Any) -> Data | None:
 
 
 def is_path_hint(hint: Any) -> bool:
-    """Does a parameter's annotation ask for a filesystem path (``str``, ``os.PathLike``, ``pathlib.Path``)?"""
+    """Does a parameter's annotation ask for a path (``str``, ``os.PathLike``, ``pathlib.Path``)?"""
     hint, _ = _strip(hint)
     if hint in (str, os.PathLike) or typing.get_origin(hint) is os.PathLike:
         return True

@@ -41,7 +41,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 RETURN_PORT = "return"
 _OPTIONS = frozenset(
-    {"name", "executor", "retries", "error_tolerance", "time", "returns", "outputs", "node", "island"}
+    {"name", "executor", "retries", "error_tolerance", "time", "returns", "outputs", "node", "island", "keep"}
 )
 
 
@@ -98,12 +98,12 @@ def check_main_guard(refs: list[str], what: str) -> None:
             lines.append(frame.f_lineno)
         frame = frame.f_back  # type: ignore[assignment]
     if lines and not all(any(lo <= n <= hi for lo, hi in guarded) for n in lines):
+        them = "it" if len(used) == 1 else "them"
         raise PipelineError(
-            f"{', '.join(used)} {'is' if len(used) == 1 else 'are'} defined in {os.path.basename(path)}, which "
-            f"{what} import{'s' if not what.endswith('es') else ''} to find "
-            f"{'it' if len(used) == 1 else 'them'}; importing it would build and run the pipeline again, since "
-            f'the run (line {lines[-1]}) is not under `if __name__ == "__main__":` -- put the code that builds '
-            "and runs the pipeline there (or the functions in a module of their own)"
+            f"{', '.join(used)} {'is' if len(used) == 1 else 'are'} defined in {os.path.basename(path)}, "
+            f"which {what} import to find {them}; importing it would build and run the pipeline again, "
+            f'since the run (line {lines[-1]}) is not under `if __name__ == "__main__":` -- put the code '
+            f"that builds and runs the pipeline there (or move {them} to a module)"
         )
 
 
@@ -112,8 +112,9 @@ def _constant(value: Any, param: str, where: str) -> Any:
         return msgspec.json.decode(msgspec.json.encode(value))
     except (TypeError, msgspec.EncodeError, OverflowError):
         raise PipelineError(
-            f"{where}: argument {param!r} is a {type(value).__name__}, which a graph cannot hold as a constant "
-            "(constants are JSON values): pass a handle from another call instead, e.g. a function that makes it"
+            f"{where}: argument {param!r} is a {type(value).__name__}, which a graph cannot hold as a "
+            "constant (constants are JSON values): pass a handle from another call instead, e.g. of a "
+            "function that makes it"
         ) from None
 
 
@@ -165,7 +166,7 @@ class PythonFunction(Generic[R]):
             self.hints = _hints(func)
         except Exception:  # an annotation that does not evaluate: go without hints
             self.hints = {}
-        functools.update_wrapper(self, func)  # type: ignore[arg-type]
+        functools.update_wrapper(self, func)
 
     def options(self, **options: Any) -> PythonFunction[R]:
         """The same function with other options for the calls made through it (``f.options(name="x")(1)``)."""
@@ -174,9 +175,7 @@ class PythonFunction(Generic[R]):
     def __call__(self, *args: Any, **kwargs: Any) -> Handle[R]:
         """Inside a pipeline, add an app and return its handle; anywhere else -- in the engine's apps, in
         tests -- call the function itself."""
-        if _current.get() is None and not any(
-            isinstance(a, Handle) for a in (*args, *kwargs.values())
-        ):
+        if _current.get() is None and not any(isinstance(a, Handle) for a in (*args, *kwargs.values())):
             return self.func(*args, **kwargs)  # type: ignore[return-value]
         return self.call(args, kwargs, None)  # type: ignore[return-value]
 
@@ -243,15 +242,20 @@ class PythonFunction(Generic[R]):
             for h in handles:
                 pipeline.link_input(h, app.id, port)
             hint = self.hints.get(port, inspect.Parameter.empty)
-            if handles[0].kind in ("file", "directory") and hint is not bytes and handles[0].codec is None:
-                if hint is inspect.Parameter.empty or is_path_hint(hint):
-                    codecs[port] = "path"  # a file arrives as its path, unless the function asks for bytes
+            if (
+                handles[0].kind in ("file", "directory")
+                and handles[0].codec is None
+                and (hint is inspect.Parameter.empty or is_path_hint(hint))
+            ):
+                codecs[port] = "path"  # a file arrives as its path, unless the function asks for bytes
         if codecs:
             app.fields["codecs"] = codecs
         mapped = scatter is not None
         handles_out = []
         for port, (data, implied) in outputs.items():
             placed = data
+            if self.opts.get("keep") and data.persist is None:
+                placed = replace(placed, persist=True)
             if data.node is None and self.opts.get("node") is not None:
                 placed = replace(data, node=self.opts["node"], island=self.opts.get("island"))
             handles_out.append(pipeline.output(app, port, placed, scope, None, mapped, implied))
@@ -284,6 +288,7 @@ def python(
     outputs: list[str] | dict[str, Data] | None = None,
     node: str | None = None,
     island: str | None = None,
+    keep: bool | None = None,
 ) -> Callable[[Callable[..., R]], PythonFunction[R]]: ...
 
 
@@ -293,7 +298,8 @@ def python(func: Callable[..., R] | None = None, /, **options: Any) -> Any:
     Options: ``name`` (the app's id), ``executor`` (``thread`` or ``process``), ``retries``,
     ``error_tolerance``, ``time`` (a weight for partitioning), ``returns`` (a :class:`~dropflow.api.Data`
     for the result), ``outputs`` (several results: a list of names, or names -> Data; the function returns a
-    dict, or writes a parameter of the same name itself), ``node``/``island`` (placement).
+    dict, or writes a parameter of the same name itself), ``node``/``island`` (placement), ``keep`` (keep
+    the results after the run even if other calls consume them; results nothing consumes are kept anyway).
     """
     if func is not None:
         if not callable(func):

@@ -136,7 +136,7 @@ class Handle(Generic[T]):
         return node.kind if node is not None else self._kind
 
     def result(self, timeout: float | None = None) -> T:
-        """The value after the pipeline's last run (or path, for a file). Raises if it failed or is not kept."""
+        """The value after the pipeline's last run (a path, for a file); raises if it failed or was lost."""
         run = self.pipeline.last_run
         if run is None:
             raise PipelineError(
@@ -204,7 +204,7 @@ class Pipeline:
         self._token: contextvars.Token[Pipeline | None] | None = None
         self._built: dict[str, Any] | None = None
 
-    # -- the with block ---------------------------------------------------------------------------------------
+    # -- the with block -------------------------------------------------------------------------------------
 
     def __enter__(self) -> Pipeline:
         if self._token is not None:

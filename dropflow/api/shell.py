@@ -91,14 +91,15 @@ class ShellTask(Handle[str]):
         return self._outputs[port]
 
     def file(self, path: str, *, persist: bool | None = None, expire_after_use: bool = False) -> Handle[str]:
-        """A file (or, with a trailing ``/``, a directory) that the command writes in its working directory."""
+        """A file (a directory, with a trailing ``/``) that the command writes in its working directory."""
         return self._stage(path, persist, expire_after_use)
 
     def _stage(self, path: str, persist: bool | None, expire: bool) -> Handle[str]:
         norm = path.strip()
         if norm.startswith("/") or ".." in norm.split("/") or not norm.strip("/"):
             raise PipelineError(
-                f"{call_site()}: {path!r} must be a relative path inside task {self.task_name!r}'s working directory"
+                f"{call_site()}: {path!r} must be a relative path inside task {self.task_name!r}'s working "
+                "directory"
             )
         if norm in self._files:
             handle = self._files[norm][0]
@@ -118,10 +119,10 @@ class ShellTask(Handle[str]):
         self._files[norm] = (handle, port)
         return handle
 
-    # -- build time ---------------------------------------------------------------------------------------------
+    # -- build time -----------------------------------------------------------------------------------------
 
     def resolve_references(self) -> None:
-        """Turn each ``workflow://`` reference into a staged file of its task, linked to a port of this one."""
+        """Turn each ``workflow://`` reference into a staged file of its task, linked to a port here."""
         pipeline = self.pipeline
         app = pipeline.nodes[self._app]
         mine = pipeline.workflow_name(self.scope)
@@ -154,8 +155,8 @@ class ShellTask(Handle[str]):
             src = shlex.quote(path.rstrip("/") or ".")
             ref = f"workflow:///{self.task_name}/{path}"
             lines.append(
-                f'[ -e {src} ] || {{ echo "task {self.task_name} did not write {path} in its working directory '
-                f'(needed as {ref})" >&2; exit 1; }}'
+                f'[ -e {src} ] || {{ echo "task {self.task_name} did not write {path} in its working '
+                f'directory (needed as {ref})" >&2; exit 1; }}'
             )
             if path.endswith("/"):
                 lines.append(f"cp -al {src}/. %o[{port}]/ 2>/dev/null || cp -a {src}/. %o[{port}]/ || exit 1")
@@ -213,22 +214,24 @@ def shell_task(
                     f"{what} at {where}: %i[{name}] is given a Data, which makes an output: write %o[{name}] "
                     "(for a file you have, pass input_file(path))"
                 )
-            outputs[name] = value if value.kind != "memory" or name == "stdout" else value
+            outputs[name] = value
         else:
             if directions - {None}:
                 raise PipelineError(
-                    f"{what} at {where}: {name!r} is the value {value!r}, not a handle or Data: write %[{name}]"
+                    f"{what} at {where}: {name!r} is the value {value!r}, not a handle or Data: "
+                    f"write %[{name}]"
                 )
             text[name] = _text(value)
     missing = sorted(n for n in used if n not in ports and n not in ("session_id", "drop_id", "workdir"))
     if missing:
         raise PipelineError(
-            f"{what} at {where}: placeholder %[{missing[0]}] names no argument (arguments: {', '.join(ports) or 'none'})"
+            f"{what} at {where}: placeholder %[{missing[0]}] names no argument "
+            f"(arguments: {', '.join(ports) or 'none'})"
         )
     # Constants are text: put them in now, so that the graph holds the command as it will run.
     if text:
         command = "".join(
-            s if isinstance(s, str) else (text.get(s.name) if s.name in text else s.text) for s in segments
+            s if isinstance(s, str) else text.get(s.name, s.text) for s in segments
         )
     task_name = options.get("name") or "shell"
     fields: dict[str, Any] = {}
@@ -240,12 +243,13 @@ def shell_task(
     task = cls(pipeline, app.id, scope, options.get("name") or app.id)
     task.where = where
     task._user_command = command
-    key = (pipeline.workflow_name(scope), task.task_name)
-    if key in pipeline.tasks:
+    task_key = (pipeline.workflow_name(scope), task.task_name)
+    if task_key in pipeline.tasks:
         raise PipelineError(
-            f"{what} at {where}: there is already a task named {task.task_name!r} ({pipeline.tasks[key].where})"
+            f"{what} at {where}: there is already a task named {task.task_name!r} "
+            f"({pipeline.tasks[task_key].where})"
         )
-    pipeline.tasks[key] = task
+    pipeline.tasks[task_key] = task
     for name, handles in inputs.items():
         for h in handles:
             pipeline.reach(h, scope, what)

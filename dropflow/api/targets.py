@@ -22,6 +22,7 @@ but :func:`save` checks that first (:func:`~.functions.check_main_guard`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -100,8 +101,9 @@ class Run:
         if state == "SKIPPED":
             raise PipelineError(f"{handle!r} was SKIPPED: its side of a branch was not taken")
         raise PipelineError(
-            f"{handle!r} ({uid}, {state}) was not kept: only results nothing consumes are kept by default; "
-            "ask for it with returns=memory(persist=True) (or file(..., persist=True))"
+            f"{handle!r} ({uid}, {state}) was not kept: by default only results that nothing consumes are "
+            "kept; keep it with the option keep=True (@python(keep=True), f.options(keep=True)(...), or "
+            "persist=True for a shell output)"
         )
 
     def __repr__(self) -> str:
@@ -132,9 +134,10 @@ def _refs(specs: Sequence[Any], processes_only: bool) -> list[str]:
 
     out = []
     for s in specs:
-        if isinstance(s, PythonSpec | BranchSpec):
-            if not processes_only or getattr(s, "executor", None) == "process":
-                out.append(s.func)
+        if isinstance(s, PythonSpec | BranchSpec) and (
+            not processes_only or getattr(s, "executor", None) == "process"
+        ):
+            out.append(s.func)
     return out
 
 
@@ -283,10 +286,8 @@ def submit(
             client.deploy(sid)
         except ApiError as exc:
             if 400 <= exc.status < 500:
-                try:
+                with contextlib.suppress(ApiError):
                     client.delete_session(sid)
-                except ApiError:
-                    pass
             if isinstance(exc, BadGraph):
                 problems = [
                     GraphError.one(p["where"], p.get("field"), p["message"]).problems[0]
@@ -365,7 +366,7 @@ def _decoded(entries: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 @dataclass(slots=True)
 class SlurmRun:
-    """A pipeline submitted as a Slurm job. :meth:`wait` (or a handle's ``result()``) follows it to its end."""
+    """A pipeline submitted as a Slurm job; :meth:`wait` (or a handle's ``result()``) follows it."""
 
     pipeline: Pipeline
     job_id: str
@@ -447,8 +448,8 @@ def slurm(
     os.makedirs(results_dir, exist_ok=True)
     graph = os.path.join(results_dir, f"{pipeline.name}.pipeline.json")
     save(pipeline, graph)
-    main = sys.modules.get("__main__")
-    script_dir = os.path.dirname(os.path.abspath(main.__file__)) if getattr(main, "__file__", None) else None
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    script_dir = os.path.dirname(os.path.abspath(main_file)) if isinstance(main_file, str) else None
     req = jobs.JobRequest(
         graph=graph,
         nodes=nodes,
