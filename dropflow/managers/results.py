@@ -5,9 +5,9 @@ Theory of operation
 ``GET /api/sessions/{sid}/graph/drop/{uid}/data`` answers one JSON document: the drop's kind, codec, state,
 size, path (for files and directories) and its bytes in base64 -- refused with 413 when they are more than
 ``max_bytes`` (default 1 MiB, at most 64 MiB), so that nobody fetches a terabyte through a manager by
-mistake; with ``content=false``, without the bytes. Only a COMPLETED drop has data (409 otherwise), and only while its store exists: a drop that
-expired, or was not kept when its session ended, is 409 too, with what to do. A directory has no single
-content; it answers its path only.
+mistake; with ``content=false``, without the bytes. Only a COMPLETED drop has data (409 otherwise), and only
+while its store exists: a drop that expired, or was not kept when its session ended, is 409 too, with what
+to do. A directory has no single content; it answers its path only.
 
 A node manager reads the drop from its own session. An island (or master) manager finds the node that holds
 the drop from its placement and asks it, in process or over REST, so the same request works at every level.
