@@ -144,7 +144,7 @@ def directory(
 #: A numpy array in shared memory: ``def make(n: int) -> SharedArray: ...``.
 SharedArray = Annotated[np.ndarray, Data("shm")]
 
-_JSON_TYPES: tuple[Any, ...] = (int, float, bool, dict, list, type(None))
+_JSON_TYPES: tuple[Any, ...] = (int, float, bool, str, dict, list, type(None))
 
 
 def _strip(hint: Any) -> tuple[Any, Data | None]:
@@ -160,8 +160,11 @@ def _json(hint: Any) -> bool:
     origin = typing.get_origin(hint)
     if hint in _JSON_TYPES:
         return True
-    if origin in (list, dict):
-        return all(_json(a) for a in typing.get_args(hint) if a is not str or origin is dict)
+    if origin is list:
+        return all(_json(a) for a in typing.get_args(hint))
+    if origin is dict:
+        args = typing.get_args(hint)
+        return not args or (args[0] is str and _json(args[1]))
     if origin in (Union, types.UnionType):
         return all(_json(a) for a in typing.get_args(hint))
     return False

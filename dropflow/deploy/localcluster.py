@@ -126,6 +126,8 @@ def _start(argv: list[str], log_path: str, env: dict[str, str] | None = None) ->
 def port_taken(port: int, host: str = "127.0.0.1") -> bool:
     """Is ``port`` held by something (a listener), so that a daemon could not bind it?"""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # As the daemons do: connections of a cluster just stopped (TIME_WAIT) do not hold the port.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 from typing import Any
+from urllib.parse import quote
 
 import falcon
 import msgspec
@@ -102,7 +103,9 @@ def drop_data(
     ``content``, only what describes it (its kind, state and path)."""
     if manager.role == "nm":
         return _local(manager, sid, uid, limit, content)
-    holder = manager.drop_log(sid, uid)["node"]  # raises NotFound for an unknown session or drop
+    holder = manager._session(sid).placement.get(uid)  # raises NotFound for an unknown session
+    if holder is None:
+        raise NotFound(f"session {sid!r} has no drop {uid!r}")
     member = manager._client(holder)
     if getattr(member, "role", None) is not None:
         return drop_data(member, sid, uid, limit, content)  # a manager in this process
@@ -114,7 +117,9 @@ def fetch(
 ) -> dict[str, Any]:
     """Ask a manager over REST (a :class:`~dropflow.managers.client.RestClient`) for a drop's data."""
     params = {"max_bytes": limit, "content": "true" if content else "false"}
-    answer: dict[str, Any] = client._call("GET", PATH.format(sid=sid, uid=uid), params=params)
+    # Drop ids hold '#' (copy numbers), which would end a URL's path: quote them.
+    path = PATH.format(sid=quote(sid, safe=""), uid=quote(uid, safe=""))
+    answer: dict[str, Any] = client._call("GET", path, params=params)
     return answer
 
 
