@@ -63,7 +63,7 @@ def _local(manager: Any, sid: str, uid: str, limit: int, content: bool) -> dict[
     if state != "COMPLETED":
         raise Conflict(f"drop {uid!r} is {state}: only a COMPLETED drop has data")
     store = node.store
-    if store is None:
+    if store is None or (session.ended and not spec.persist):  # the end cleaned what was not kept
         raise Conflict(
             f"the data of drop {uid!r} is gone (it expired, or its session ended and it was not kept: "
             "mark it persist to keep it)"
