@@ -398,7 +398,13 @@ class Pipeline:
             else:
                 assert node.data is not None
                 fields = node.data.fields()
-                if node.data.persist is None and node.consumers == 0 and node.kind in ("memory", "file"):
+                if (
+                    node.data.persist is None
+                    and node.consumers == 0
+                    and node.kind in ("memory", "file")
+                    and not node.data.expire_after_use
+                    and node.data.lifespan is None
+                ):
                     fields["persist"] = True  # a result nobody consumes: keep it for the author
                 raw.update(fields)
             raw.update(node.fields)

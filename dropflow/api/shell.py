@@ -16,8 +16,8 @@ port: that link is the dependency, and the engine carries the file to the referr
 elsewhere. A copies (hard-links, where it can) the file into that drop after its command succeeds, and
 fails, naming the reference, if its command did not write it. The working directory itself expires as soon
 as A ends; each referenced file drop expires after use, when the last task referring to it has finished --
-DAGonStar's reference counting, one file at a time. ``task.file(path)`` gives the same file to Python (a
-kept result unless something consumes it).
+DAGonStar's reference counting, one file at a time. ``task.file(path)`` gives the same file to Python, kept
+after the run.
 """
 
 from __future__ import annotations
@@ -90,8 +90,9 @@ class ShellTask(Handle[str]):
             )
         return self._outputs[port]
 
-    def file(self, path: str, *, persist: bool | None = None, expire_after_use: bool = False) -> Handle[str]:
-        """A file (a directory, with a trailing ``/``) that the command writes in its working directory."""
+    def file(self, path: str, *, persist: bool = True, expire_after_use: bool = False) -> Handle[str]:
+        """A file (a directory, with a trailing ``/``) that the command writes in its working directory; kept
+        after the run unless ``persist=False`` (then only for other calls to read)."""
         return self._stage(path, persist, expire_after_use)
 
     def _stage(self, path: str, persist: bool | None, expire: bool) -> Handle[str]:
