@@ -231,9 +231,7 @@ def shell_task(
         )
     # Constants are text: put them in now, so that the graph holds the command as it will run.
     if text:
-        command = "".join(
-            s if isinstance(s, str) else text.get(s.name, s.text) for s in segments
-        )
+        command = "".join(s if isinstance(s, str) else text.get(s.name, s.text) for s in segments)
     task_name = options.get("name") or "shell"
     fields: dict[str, Any] = {}
     for key in ("timeout", "env", "retries", "error_tolerance", "node", "island"):
