@@ -101,7 +101,8 @@ def check_main_guard(refs: list[str], what: str) -> None:
         them = "it" if len(used) == 1 else "them"
         raise PipelineError(
             f"{', '.join(used)} {'is' if len(used) == 1 else 'are'} defined in {os.path.basename(path)}, "
-            f"which {what} import to find {them}; importing it would build and run the pipeline again, "
+            f"which {what} {'import' if what.endswith('es') else 'imports'} to find {them}; importing it "
+            "would build and run the pipeline again, "
             f'since the run (line {lines[-1]}) is not under `if __name__ == "__main__":` -- put the code '
             f"that builds and runs the pipeline there (or move {them} to a module)"
         )
