@@ -148,8 +148,8 @@ def _healthy(url: str, proc: subprocess.Popen[bytes], timeout: float, what: str,
     """Wait for the daemon ``proc`` at ``url``; an answer while ``proc`` is dead is someone else's."""
     if wait_healthy(url, timeout) is None or proc.poll() is not None:
         code = proc.poll()
-        why = f"exited with status {code}" if code is not None else "did not answer"
-        raise ClusterError(f"{what} {url} {why}; see {log}")
+        why = f"it exited with status {code}" if code is not None else "no answer"
+        raise ClusterError(f"{what} {url} did not start ({why}); see {log}")
 
 
 def up(
