@@ -25,7 +25,11 @@ def calibrate(band: np.ndarray, gain: float = 2.0) -> np.ndarray:
 @python
 def combine(bands: list[np.ndarray]) -> dict[str, float]:
     image = np.concatenate(bands, axis=0)
-    return {"rows": image.shape[0], "mean": round(float(image.mean()), 6), "std": round(float(image.std()), 6)}
+    return {
+        "rows": image.shape[0],
+        "mean": round(float(image.mean()), 6),
+        "std": round(float(image.std()), 6),
+    }
 
 
 with Pipeline("numpy-scatter-gather") as image_pipeline:
