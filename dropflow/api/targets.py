@@ -73,6 +73,11 @@ class Run:
     def result(self, handle: Handle[Any], timeout: float | None = None) -> Any:
         """The value (or path) of a handle; a list for a handle of a scatter, one value per copy."""
         uids = self._drops(handle.id)
+        if not uids and not self.states:
+            raise PipelineError(
+                f"{handle!r} has no value in the report of {self.where}: a job's report keeps the kept "
+                "values of up to 64 KiB; larger ones, and files, are in its results directory"
+            )
         if not uids:
             raise PipelineError(f"{handle!r} is not part of run {self.session_id!r}")
         values = [self._one(handle, uid) for uid in uids]
