@@ -47,7 +47,7 @@ def input_file(
     pipeline = current("input_file()")
     full = os.path.abspath(os.path.expanduser(path))
     kind = "directory" if directory else "file"
-    data = Data(kind, codec, full, False, False, None, name)  # type: ignore[arg-type]
+    data = Data(kind, codec=codec, path=full, persist=False, name=name)  # type: ignore[arg-type]
     node = pipeline.add_data(
         data, name or os.path.basename(full.rstrip("/")) or "input", tuple(pipeline.scope)
     )

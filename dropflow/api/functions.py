@@ -311,10 +311,3 @@ def python(func: Callable[..., R] | None = None, /, **options: Any) -> Any:
         return PythonFunction(f, options)
 
     return decorate
-
-
-def where_defined(func: Callable[..., Any]) -> str:
-    code = getattr(func, "__code__", None)
-    if code is None:
-        return call_site()
-    return f"{os.path.relpath(code.co_filename)}:{code.co_firstlineno}"
