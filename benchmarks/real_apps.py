@@ -2,8 +2,9 @@
 
 Workloads (the same function ``inc(x) = x + 1`` everywhere, from ``benchmarks/realapps/funcs.py``):
 
-- thread-chain N, thread-fan N: ``python`` apps on the thread executor between memory drops; floor:
-  ThreadPoolExecutor(2) with dependencies counted in done-callbacks.
+- thread-chain N, thread-fan N: ``python`` apps between memory drops, on the default executor (threads, and
+  inline for code measured trivially short); floor: ThreadPoolExecutor(2) with dependencies counted in
+  done-callbacks.
 - process-chain N, process-fan N: the same with ``"executor": "process"``; floor: ProcessPoolExecutor(2).
 - shell-chain N: ``shell`` apps running ``true``, ordered by null drops; floor: ``subprocess.run("true",
   shell=True)`` one after another.
@@ -91,7 +92,7 @@ def graph(kind: str, n: int) -> dict[str, Any]:
                     "id": f"a{i}",
                     "kind": "python",
                     "func": "funcs:inc",
-                    "executor": executor,
+                    **({"executor": "process"} if executor == "process" else {}),
                     "inputs": {"x": source},
                     "outputs": {"out": f"y{i}"},
                 },

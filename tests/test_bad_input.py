@@ -209,10 +209,10 @@ def test_allowed_path_outside_the_workspace_is_accepted(tmp_path):
             "'m' is a memory drop",
         ),
         (
-            [{"id": "s", "kind": "shell", "command": "echo {"}],
+            [{"id": "s", "kind": "shell", "command": "echo { ${HOME} %i[nope]"}],
             "shell drop 's'",
             "command",
-            "malformed template",
+            "placeholder %i[nope] names no port",
         ),
         (
             [

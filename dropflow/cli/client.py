@@ -10,6 +10,7 @@ outcome as JSON, for batch jobs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -32,7 +33,7 @@ from .common import (
 if TYPE_CHECKING:
     from ..drops.spec import DropSpec
 
-__all__: list[str] = []
+__all__ = ["fetch_values", "placed", "settled"]
 
 DEFAULT_URL = "http://127.0.0.1:8001"
 
@@ -85,7 +86,7 @@ def _submit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--progress", choices=("auto", "always", "never"), default="auto")
 
 
-def _placed(client: Any, role: str, data: bytes, params: dict[str, str], algorithm: str) -> list[DropSpec]:
+def placed(client: Any, role: str, data: bytes, params: dict[str, str], algorithm: str) -> list[DropSpec]:
     """The graph's specs, placed on the manager's nodes (and islands) where they are not already."""
     import msgspec
 
@@ -110,27 +111,79 @@ def _placed(client: Any, role: str, data: bytes, params: dict[str, str], algorit
     return specs
 
 
+#: Drop states that are final: what progress counts.
+SETTLED = frozenset({"COMPLETED", "ERROR", "EXPIRED", "DELETED", "CANCELLED", "SKIPPED", "FINISHED"})
+#: Persisted in-memory results fetched after a session: how many, and up to what size each.
+VALUES_KEPT = 100
+VALUE_BYTES = 64 * 1024
+PREVIEW = 200
+
+
+def settled(client: Any, session_id: str) -> int:
+    """Drops of the session that have settled: from its info (a node manager says), or else from the drops
+    by state of its summary (an island or master adds up its nodes')."""
+    info = client.session_info(session_id)
+    if isinstance(info.get("settled"), int):
+        return int(info["settled"])
+    by_state = client.summary(session_id).get("by_state") or {}
+    return int(sum(n for state, n in by_state.items() if state in SETTLED))
+
+
 def _follow(client: Any, session_id: str, mode: str) -> dict[str, Any]:
     show = mode == "always" or (mode == "auto" and sys.stderr.isatty())
     bar = None
     if show:
         from tqdm import tqdm
 
-        bar = tqdm(total=client.graph_size(session_id), unit="drop", file=sys.stderr, desc=session_id[:40])
+        total = int(client.graph_size(session_id))
+        bar = tqdm(total=total, unit="drop", file=sys.stderr, desc=session_id[:40])
     try:
         while True:
             answer = client.wait(session_id, 1.0)
             if bar is not None:
-                info = client.session_info(session_id)
-                bar.update(info.get("settled", bar.n) - bar.n)
+                bar.update(min(settled(client, session_id), int(bar.total)) - bar.n)
             if answer["ended"]:
                 summary: dict[str, Any] = answer["summary"]
                 if bar is not None:
-                    bar.update(bar.total - bar.n)
+                    bar.update(int(bar.total) - bar.n)
                 return summary
     finally:
         if bar is not None:
             bar.close()
+
+
+def _preview(entry: dict[str, Any]) -> str:
+    from ..managers.results import decode_value
+
+    if entry.get("error"):
+        return f"<{entry['error']}>"
+    if entry.get("codec") == "pickle":
+        return f"<pickle, {entry.get('size')} bytes>"
+    try:
+        text = repr(decode_value(entry))
+    except Exception as exc:  # a preview must never break a summary
+        text = f"<cannot decode: {exc}>"
+    return text if len(text) <= PREVIEW else text[: PREVIEW - 3] + "..."
+
+
+def fetch_values(client: Any, session_id: str, specs: list[DropSpec]) -> dict[str, dict[str, Any]]:
+    """The persisted in-memory results of an ended session: drop id -> its data (as the REST endpoint gives
+    it, base64, when at most VALUE_BYTES) and a short preview, or the error that kept it back."""
+    from ..drops.spec import DataSpec
+    from ..managers.errors import ApiError
+    from ..managers.results import fetch
+
+    wanted = [s for s in specs if isinstance(s, DataSpec) and s.persist and s.TRAITS.value][:VALUES_KEPT]
+    out: dict[str, dict[str, Any]] = {}
+    for spec in wanted:
+        try:
+            entry = fetch(client, session_id, spec.id, VALUE_BYTES)
+        except ApiError as exc:
+            entry = {"uid": spec.id, "codec": spec.effective_codec(), "error": exc.message}
+        entry.pop("sessionId", None)
+        entry["preview"] = _preview(entry)
+        out[spec.id] = entry
+    return out
 
 
 def _print_summary(summary: dict[str, Any], url: str) -> None:
@@ -146,18 +199,21 @@ def _print_summary(summary: dict[str, Any], url: str) -> None:
         print(f"    drop {f['uid']!r}{where}: {head}")
         for line in rest[-6:]:
             print(f"      {line}")
+    for uid, entry in list((summary.get("values") or {}).items())[:10]:
+        print(f"  {uid} = {entry.get('preview')}")
 
 
 @command("submit", _submit_args)
 def cmd_submit(args: argparse.Namespace) -> int:
     from ..engine.workspace import check_session_id
     from ..loading import read_graph_bytes
+    from ..managers.errors import ApiError
 
     client = _client(args)
     data = read_graph_bytes(args.graph)
     info = client.info()
     role = info.get("role")
-    specs = _placed(client, role, data, params(args.param), args.algorithm)
+    specs = placed(client, role, data, params(args.param), args.algorithm)
     base = os.path.basename(args.graph).split(".")[0] if args.graph != "-" else "stdin"
     session_id = args.session_id or f"{base}-{datetime.now():%Y%m%dT%H%M%S}-{os.urandom(2).hex()}"
     try:
@@ -166,8 +222,15 @@ def cmd_submit(args: argparse.Namespace) -> int:
         raise UsageError(f"--session-id: {exc}") from None
     started = time.time()
     client.create_session(session_id)
-    client.append(session_id, specs)
-    client.deploy(session_id)
+    try:
+        client.append(session_id, specs)
+        client.deploy(session_id)
+    except ApiError as exc:
+        if 400 <= exc.status < 500:
+            # Refused: nothing ran. Leave no FAILED session behind, so the id is free to submit again.
+            with contextlib.suppress(ApiError):
+                client.delete_session(session_id)
+        raise
     placement = Counter(s.node for s in specs if s.node)
     print(f"submitted {len(specs)} drops as session {session_id} to {role} {args.to}", file=sys.stderr)
     if not args.wait:
@@ -179,6 +242,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
         client.cancel(session_id)
         print(f"dropflow submit: interrupted; session {session_id} cancelled", file=sys.stderr)
         return EXIT_INTERRUPTED
+    if summary.get("status") in ("FINISHED", "FAILED"):
+        summary["values"] = fetch_values(client, session_id, specs)
     _print_summary(summary, args.to)
     if args.report:
         report = {
@@ -196,6 +261,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
             "wall_seconds": round(time.time() - started, 3),
             "deploy_seconds": summary.get("deploy_seconds"),
             "run_seconds": summary.get("run_seconds"),
+            "values": summary.get("values") or {},
         }
         with open(args.report, "w") as f:
             json.dump(report, f, indent=2)
@@ -215,7 +281,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2))
     else:
         _print_summary(summary, args.to)
-    return EXIT_OK
+    # Like `dropflow slurm status`: 0 while it runs or once it FINISHED, 1 if it ended otherwise.
+    return EXIT_FAILED if summary.get("status") in ("FAILED", "CANCELLED") else EXIT_OK
 
 
 @command("cancel", _session_args)

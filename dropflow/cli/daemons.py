@@ -293,6 +293,20 @@ def _cluster_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--node-port", type=_port, default=8100, help="first node manager's port (default 8100)")
     p.add_argument("--workspace", metavar="DIR", help="workspace root of the node managers")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for daemons (default 60)")
+    p.add_argument(
+        "--allow-path",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="let file drops use paths under DIR, outside the workspaces (repeatable)",
+    )
+    p.add_argument(
+        "--pythonpath",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="where the node managers import Python function apps from (repeatable)",
+    )
 
 
 @command("cluster", _cluster_args)
@@ -315,8 +329,18 @@ def cmd_cluster(args: argparse.Namespace) -> int:
                 + (f" ({len(killed)} had to be killed)" if killed else "")
             )
             return 0
+        for d in [*args.allow_path, *args.pythonpath]:
+            if not os.path.isdir(d):
+                raise localcluster.ClusterError(f"{d!r} is not a directory")
         cluster = localcluster.up(
-            args.dir, args.nodes, args.port, args.node_port, args.workspace, args.timeout
+            args.dir,
+            args.nodes,
+            args.port,
+            args.node_port,
+            args.workspace,
+            args.timeout,
+            allow_paths=args.allow_path,
+            pythonpath=args.pythonpath,
         )
     except localcluster.ClusterError as exc:
         raise UsageError(str(exc)) from None

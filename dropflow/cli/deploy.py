@@ -72,6 +72,13 @@ def _add_args(p: argparse.ArgumentParser) -> None:
     s.add_argument(
         "--param", action="append", default=[], metavar="NAME=VALUE", help="logical graph parameter"
     )
+    s.add_argument(
+        "--pythonpath",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="where Python function apps are imported from, besides the graph's directory (repeatable)",
+    )
     s.add_argument("--dry-run", action="store_true", help="print the job script instead of submitting it")
     s.add_argument("--wait", action="store_true", help="wait for the job to end and print its report")
     _results_arg(s)
@@ -100,6 +107,7 @@ def _request(args: argparse.Namespace) -> jobs.JobRequest:
         port_base=args.port_base,
         workspace=args.workspace,
         params=params(args.param),
+        pythonpath=tuple(os.path.abspath(d) for d in args.pythonpath),
     )
 
 

@@ -18,14 +18,27 @@ from typing import TYPE_CHECKING, Any
 from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, command, integer, params
 
 if TYPE_CHECKING:
+    from ..drops.spec import DropSpec
     from ..engine import Session, Summary
 
 __all__ = ["cmd_run", "cmd_validate"]
+
+#: The summary shows what this many apps printed, the last lines of each (--json has it all).
+OUTPUTS_SHOWN = 10
+OUTPUT_LINES = 5
 
 
 def _graph_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "graph", help="graph file (native physical or logical, EAGLE .graph, DALiuGE PG); - for stdin"
+    )
+    p.add_argument(
+        "--pythonpath",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="where Python function apps are imported from (repeatable; the graph's directory "
+        "is always included)",
     )
     p.add_argument(
         "--param",
@@ -59,14 +72,6 @@ def _run_args(p: argparse.ArgumentParser) -> None:
         help="where Python functions that name no executor run (default: a thread; other kinds: their own)",
     )
     p.add_argument(
-        "--pythonpath",
-        action="append",
-        default=[],
-        metavar="DIR",
-        help="where Python function apps are imported from (repeatable; the graph's directory "
-        "is always included)",
-    )
-    p.add_argument(
         "--progress",
         choices=("auto", "always", "never"),
         default="auto",
@@ -98,6 +103,51 @@ def _add_pythonpath(args: argparse.Namespace) -> None:
             sys.path.insert(0, d)
 
 
+def _check_inputs(drops: list[DropSpec], graph: str, allowed: list[str]) -> None:
+    """Refuse, with what to do, a root file given by a relative path that names a file of the user's.
+
+    A relative path is inside the session's workspace, which does not exist before the session: a root
+    input there is missing for sure, and if the path names a file here, that file was surely meant.
+    """
+    from ..drops.errors import GraphError, Problem
+    from ..drops.spec import AppSpec, DataSpec
+
+    produced = {
+        d
+        for s in drops
+        if isinstance(s, AppSpec)
+        for v in s.outputs.values()
+        for d in ([v] if isinstance(v, str) else v)
+    }
+    problems = []
+    bases = [os.getcwd()] + ([os.path.dirname(os.path.abspath(graph))] if graph != "-" else [])
+    for spec in drops:
+        path = getattr(spec, "path", None)
+        if not isinstance(spec, DataSpec) or not spec.TRAITS.must_exist or spec.id in produced:
+            continue
+        if not path or os.path.isabs(path):
+            continue
+        found = next((os.path.join(b, path) for b in bases if os.path.exists(os.path.join(b, path))), None)
+        if found is None:
+            continue
+        found = os.path.abspath(found)
+        allow = (
+            ""
+            if any(found.startswith(os.path.abspath(a) + os.sep) for a in allowed)
+            else (f" and --allow-path {os.path.dirname(found)}")
+        )
+        problems.append(
+            Problem(
+                spec.label(),
+                "path",
+                f"{path!r} is relative, so it would be looked for in the new session's workspace, where it "
+                f'cannot be; to read {found}, give "path": {found!r}{allow}',
+            )
+        )
+    if problems:
+        raise GraphError(problems, graph)
+
+
 def _follow(session: Session, mode: str) -> None:
     """Wait for the session, with a progress bar on standard error when wanted."""
     show = mode == "always" or (mode == "auto" and sys.stderr.isatty())
@@ -110,7 +160,6 @@ def _follow(session: Session, mode: str) -> None:
     with tqdm(
         total=total,
         unit="drop",
-        unit_scale=True,
         file=sys.stderr,
         dynamic_ncols=True,
         desc=session.id[:40],
@@ -119,8 +168,8 @@ def _follow(session: Session, mode: str) -> None:
         while not session.ended:
             session.wait(0.2)
             done, _ = session.progress()
-            bar.update(done - bar.n)
-        bar.update(session.progress()[0] - bar.n)
+            bar.update(int(done) - bar.n)
+        bar.update(int(session.progress()[0]) - bar.n)
 
 
 def _format_summary(s: Summary, load_seconds: float) -> str:
@@ -142,6 +191,16 @@ def _format_summary(s: Summary, load_seconds: float) -> str:
         lines.append(f"  {uid} = {text}")
     for path in s.persisted:
         lines.append(f"  kept: {path}")
+    shown = list(s.outputs.items())[:OUTPUTS_SHOWN]
+    if shown:
+        lines.append(
+            f"  output of {len(s.outputs)} app(s)"
+            + (", the first shown:" if len(shown) < len(s.outputs) else ":")
+        )
+    for uid, text in shown:
+        tail = text.rstrip().splitlines()[-OUTPUT_LINES:]
+        lines.append(f"    {uid}:")
+        lines += [f"      {line}" for line in tail]
     return "\n".join(lines)
 
 
@@ -154,6 +213,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _add_pythonpath(args)
     t0 = time.perf_counter()
     graph = load_graph(args.graph, params(args.param))
+    _check_inputs(graph.drops, args.graph, args.allow_path)
     load_seconds = time.perf_counter() - t0
     session_id = _session_id(args, graph.name)
     node = Node(
@@ -192,6 +252,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             "failures": [{"uid": f.uid, "kind": f.kind, "message": f.message} for f in summary.failures],
             "persisted": summary.persisted,
             "values": summary.values,
+            "outputs": summary.outputs,
         }
         print(json.dumps(out, indent=2))
     else:
@@ -209,7 +270,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from ..engine.workspace import Workspace, default_root
     from ..loading import load_graph
 
+    _add_pythonpath(args)
     graph = load_graph(args.graph, params(args.param))
+    _check_inputs(graph.drops, args.graph, args.allow_path)
     ws = Workspace(default_root(), "validate", args.allow_path)
     # Components that translate but cannot run here are reported, not refused: they are refused at deploy.
     foreign = [s for s in graph.drops if isinstance(s, ForeignAppSpec | ForeignDataSpec)]

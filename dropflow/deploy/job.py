@@ -103,6 +103,8 @@ class JobRequest:
     workspace: str | None = None
     params: Mapping[str, str] = field(default_factory=dict)
     startup_timeout: float | None = None
+    #: More directories that Python function apps import from (the graph's own is always one).
+    pythonpath: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +186,7 @@ def template_values(req: JobRequest, job_dir: str) -> dict[str, str]:
         islands=req.islands,
         workspace=workspace,
         # Python function apps import modules that sit beside the graph, as with `dropflow run`.
-        pythonpath=[os.path.dirname(os.path.abspath(req.graph))],
+        pythonpath=[os.path.dirname(os.path.abspath(req.graph)), *req.pythonpath],
         params=req.params,
         startup_timeout=req.startup_timeout,
     )

@@ -11,6 +11,12 @@ SIGTERM to the daemons in the reverse order of their start (the island manager f
 running after the timeout, and removes the file; :func:`read_state` and :func:`LocalCluster.alive` answer
 ``status``. If ``up`` fails or is interrupted half way, it stops every daemon it had started before the
 error goes on, so nothing is left behind without a state file naming it.
+
+A port that something else holds -- often another local cluster, whose daemons would answer the health
+checks in place of ours -- is found before anything starts, by binding each port once; and a daemon that
+answers its health check must still be running, or the answer came from someone else. ``pythonpath`` and
+``allow_paths`` reach the node managers (``$PYTHONPATH``, ``--allow-path``), so that their Python apps
+import the user's modules and their file drops may use the user's directories.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -105,7 +112,7 @@ def wait_healthy(
         pause.wait(0.1)
 
 
-def _start(argv: list[str], log_path: str) -> int:
+def _start(argv: list[str], log_path: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     log = open(log_path, "ab")  # noqa: SIM115  (the daemon keeps the file after we return)
     proc = subprocess.Popen(
         [sys.executable, "-m", "dropflow", *argv],
@@ -113,9 +120,39 @@ def _start(argv: list[str], log_path: str) -> int:
         stderr=log,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
+        env=env,
     )
     log.close()
-    return proc.pid
+    return proc
+
+
+def port_taken(port: int, host: str = "127.0.0.1") -> bool:
+    """Is ``port`` held by something (a listener), so that a daemon could not bind it?"""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # As the daemons do: connections of a cluster just stopped (TIME_WAIT) do not hold the port.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def _check_ports(ports: list[int]) -> None:
+    taken = [p for p in ports if p and port_taken(p)]
+    if taken:
+        raise ClusterError(
+            f"port(s) {', '.join(map(str, taken))} on 127.0.0.1 are in use (another local cluster? "
+            "'dropflow cluster status --dir DIR' tells of one): choose others with --port and --node-port"
+        )
+
+
+def _healthy(url: str, proc: subprocess.Popen[bytes], timeout: float, what: str, log: str) -> None:
+    """Wait for the daemon ``proc`` at ``url``; an answer while ``proc`` is dead is someone else's."""
+    if wait_healthy(url, timeout) is None or proc.poll() is not None:
+        code = proc.poll()
+        why = f"it exited with status {code}" if code is not None else "no answer"
+        raise ClusterError(f"{what} {url} did not start ({why}); see {log}")
 
 
 def up(
@@ -125,6 +162,8 @@ def up(
     node_port: int = 8100,
     workspace: str | None = None,
     timeout: float = 60.0,
+    allow_paths: list[str] | tuple[str, ...] = (),
+    pythonpath: list[str] | tuple[str, ...] = (),
 ) -> LocalCluster:
     """Start a cluster of ``nodes`` node managers (ports ``node_port`` and up) under an island manager on
     ``port``, and record it in ``directory``.
@@ -135,41 +174,38 @@ def up(
     path = state_path(directory)
     if os.path.exists(path):
         raise ClusterError(f"a cluster is already up ({path}); run 'dropflow cluster down' first")
+    _check_ports([port, *(node_port + i for i in range(nodes))])
     logs = os.path.join(directory, "logs")
     os.makedirs(logs, exist_ok=True)
     workspace = workspace or os.path.abspath(os.path.join(directory, "workspace"))
+    env = dict(os.environ)
+    if pythonpath:
+        paths = [os.path.abspath(p) for p in pythonpath]
+        env["PYTHONPATH"] = os.pathsep.join([*paths, *filter(None, [env.get("PYTHONPATH")])])
+    allow = [arg for p in allow_paths for arg in ("--allow-path", os.path.abspath(p))]
     pids: list[int] = []
+    procs: list[subprocess.Popen[bytes]] = []
     node_urls = []
     try:
         for i in range(nodes):
             nm_port = node_port + i
-            pids.append(
-                _start(
-                    [
-                        "nm",
-                        "--port",
-                        str(nm_port),
-                        "--name",
-                        f"node-{i}",
-                        "--workspace",
-                        os.path.join(workspace, f"node-{i}"),
-                    ],
-                    os.path.join(logs, f"nm-{i}.log"),
-                )
-            )
+            argv = ["nm", "--port", str(nm_port), "--name", f"node-{i}"]
+            argv += ["--workspace", os.path.join(workspace, f"node-{i}"), *allow]
+            procs.append(_start(argv, os.path.join(logs, f"nm-{i}.log"), env))
+            pids.append(procs[-1].pid)
             node_urls.append(f"http://127.0.0.1:{nm_port}")
-        for url in node_urls:
-            if wait_healthy(url, timeout) is None:
-                raise ClusterError(f"node manager {url} did not start; see {directory}/logs")
+        for i, url in enumerate(node_urls):
+            _healthy(url, procs[i], timeout, "node manager", os.path.join(directory, "logs", f"nm-{i}.log"))
         url = f"http://127.0.0.1:{port}"
-        pids.append(
+        procs.append(
             _start(
                 ["dim", "--port", str(port), "--name", "island", "--nodes", ",".join(node_urls)],
                 os.path.join(logs, "dim.log"),
+                env,
             )
         )
-        if wait_healthy(url, timeout) is None:
-            raise ClusterError(f"island manager {url} did not start; see {directory}/logs/dim.log")
+        pids.append(procs[-1].pid)
+        _healthy(url, procs[-1], timeout, "island manager", os.path.join(directory, "logs", "dim.log"))
     except BaseException:
         stop(pids, ABORT_TIMEOUT)
         raise

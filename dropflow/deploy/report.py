@@ -57,6 +57,8 @@ class JobReport:
     exit_status: int = 1
     #: The report of ``dropflow submit`` as it was, if there is one.
     session: dict[str, Any] | None = None
+    #: Persisted in-memory results (small ones with their data), which outlive the job here.
+    values: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def take_session(self, submitted: dict[str, Any]) -> None:
         """Adopt the end state, counts and failures from a ``dropflow submit`` report."""
@@ -73,6 +75,9 @@ class JobReport:
         drops = submitted.get("drops")
         if isinstance(drops, int):
             self.drops = drops
+        values = submitted.get("values")
+        if isinstance(values, dict):
+            self.values = {str(k): v for k, v in values.items() if isinstance(v, dict)}
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "version": VERSION, **asdict(self)}
@@ -137,6 +142,9 @@ def format_summary(r: dict[str, Any]) -> str:
             lines += [f"      {line}" for line in rest[-6:]]
         if len(failures) > 10:
             lines.append(f"    ... and {len(failures) - 10} more (report.json has them all)")
+    values = r.get("values") or {}
+    for uid, entry in list(values.items())[:10]:
+        lines.append(f"  {uid} = {entry.get('preview') if isinstance(entry, dict) else entry}")
     logs = r.get("logs") or {}
     if logs:
         lines.append("  logs: " + ", ".join(sorted(logs.values())))

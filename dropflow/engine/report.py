@@ -8,16 +8,19 @@ nodes' drops are left out: their owners count them. Persisted in-memory results 
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..drops.states import DropState
+
 if TYPE_CHECKING:
     from .session import Session
 
-__all__ = ["Failure", "Summary", "summarize"]
+__all__ = ["Failure", "Summary", "kept", "summarize"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +44,8 @@ class Summary:
     persisted: list[str] = field(default_factory=list)
     #: Short previews of persisted in-memory results (drop id -> repr).
     values: dict[str, str] = field(default_factory=dict)
+    #: App id -> the tail of what it printed that no drop received.
+    outputs: dict[str, str] = field(default_factory=dict)
 
 
 def summarize(session: Session) -> Summary:
@@ -57,9 +62,26 @@ def summarize(session: Session) -> Summary:
         failures=session.failures(),
         deploy_seconds=t["running"] - t["deploy"] if "running" in t else None,
         run_seconds=(t.get("end", time.time()) - t["run"]) if "run" in t else None,
-        persisted=list(session.persisted),
+        persisted=kept(session),
         values=previews(session),
+        outputs=dict(session.outputs),
     )
+
+
+def kept(session: Session) -> list[str]:
+    """The kept paths that hold a result: those of persisted drops that COMPLETED and exist."""
+    graph = session.graph
+    if graph is None:
+        return list(session.persisted)
+    done = {
+        path
+        for data in graph.data
+        if data.spec.persist
+        and data.state is DropState.COMPLETED
+        and data.store is not None
+        and (path := data.store.fspath()) is not None
+    }
+    return [p for p in session.persisted if p in done and os.path.exists(p)]
 
 
 def previews(session: Session, limit: int = 10, width: int = 200) -> dict[str, str]:

@@ -79,6 +79,13 @@ COMPLETED, RUNNING = DropState.COMPLETED, AppState.RUNNING
 _live: weakref.WeakSet[Session] = weakref.WeakSet()
 
 
+#: Why a root file given by a relative path is missing, nearly always.
+_RELATIVE_HINT = (
+    " (a relative path is inside the session's workspace, which is new; for a file of yours, give its "
+    "absolute path and allow its directory with --allow-path)"
+)
+
+
 def live_sessions() -> list[Session]:
     """Sessions still in memory in this process (for leak checks: a deleted session must not be here)."""
     return list(_live)
@@ -151,6 +158,8 @@ class Session:
 
     #: Seconds a cancelled app gets to stop before it is given up on (its slot freed, the session ended).
     ABANDON_AFTER = 1.0
+    #: How many apps' printed output a session keeps (each is bounded by its runner).
+    OUTPUTS_KEPT = 1000
 
     def __init__(self, node: Node, session_id: str, workspace: Workspace, distributed: bool = False) -> None:
         self.node = node
@@ -187,6 +196,8 @@ class Session:
         self.error: str | None = None
         #: Paths kept at the end because their drops persist.
         self.persisted: list[str] = []
+        #: App id -> the tail of what it printed that no drop received (the first OUTPUTS_KEPT apps).
+        self.outputs: dict[str, str] = {}
         _live.add(self)
 
     # -- StoreContext ---------------------------------------------------------------------------------------
@@ -351,6 +362,7 @@ class Session:
                 if not store.exists():
                     failed[spec.id] = (
                         f"input {spec.kind} {store.fspath()} does not exist and nothing produces it"
+                        + _RELATIVE_HINT * (not os.path.isabs(getattr(spec, "path", None) or "/"))
                     )
         return failed
 
@@ -509,6 +521,8 @@ class Session:
             return
         if self._finalized:
             return
+        if outcome.output and len(self.outputs) < self.OUTPUTS_KEPT:
+            self.outputs[app.spec.id] = outcome.output
         if outcome.ok:
             by_id = core.graph.by_id
             for uid, store in outcome.stores.items():

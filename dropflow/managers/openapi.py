@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import __version__
+from . import results
 
 __all__ = ["openapi"]
 
@@ -383,6 +384,7 @@ def openapi(role: str) -> dict[str, Any]:
             "get": {"summary": "This document", "responses": {**_ok({"type": "object"}), **_errors(401)}}
         },
         **_session_paths(),
+        **results.openapi_paths(_errors, _ok, SID, UID),
     }
     paths["/api/heartbeat"] = {
         "post": {

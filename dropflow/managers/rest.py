@@ -45,6 +45,8 @@ from .auth import bearer_ok, proof
 from .errors import ApiError, BadGraph, BadRequest, NotFound
 from .heartbeat import LEASE
 from .openapi import openapi
+from .results import PATH as DROP_DATA_PATH
+from .results import DropData
 
 __all__ = ["MAX_BODY", "RestApp", "make_app"]
 
@@ -546,6 +548,7 @@ def make_app(
     app.add_route("/api/sessions/{sid}/wait", _Wait(manager, pool))
     route("/api/sessions/{sid}/logs/{uid}", _DropLog(manager))
     route("/api/sessions/{sid}/peers", _Peers(manager))
+    route(DROP_DATA_PATH, DropData(manager))
     if manager.role != "nm":
         route("/api/nodes", _Nodes(manager))
         route("/api/node/{node}", _Node(manager))

@@ -78,6 +78,10 @@ def to_specs(template: Template, placement: Placement | None = None) -> list[Dro
             where = [(nodes_of[p], islands_of[p]) for p in parts[lo:hi]]
         else:
             where = [(None, None)] * block.count
+        if "node" in fields or "island" in fields:  # pinned by the graph's author: every copy goes there
+            fields = dict(fields)
+            pin = (fields.pop("node", None), fields.pop("island", None))
+            where = [(pin[0] or n, pin[1] or isl) for n, isl in where]
         if node.role == "data":
             specs += [
                 cls(id=i, name=name, node=n, island=isl, **fields)

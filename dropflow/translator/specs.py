@@ -23,8 +23,9 @@ from ..drops.spec import AppSpec, DataSpec, DropSpec
 
 __all__ = ["RESERVED_FIELDS", "check_fields", "spec_class"]
 
-#: Spec fields the translator fills in itself.
-RESERVED_FIELDS = frozenset({"id", "kind", "node", "island", "inputs", "outputs"})
+#: Spec fields the translator fills in itself. (``node`` and ``island`` may be given: they pin every copy of
+#: the node there, whatever the mapping says.)
+RESERVED_FIELDS = frozenset({"id", "kind", "inputs", "outputs"})
 
 
 def _classes() -> dict[str, type[DropSpec]]:

@@ -105,6 +105,8 @@ class Outcome:
     skip_ports: tuple[str, ...] = ()
     #: Seconds the runner took (measured by ``execute`` where it ran).
     seconds: float = 0.0
+    #: The tail of what the app printed that no drop received (for its log; bounded by the runner).
+    output: str = ""
 
     @classmethod
     def failed(cls, error: str) -> Outcome:

@@ -3,8 +3,8 @@
 Theory of operation
 -------------------
 The runner talks to a Docker engine through the Docker SDK (``DOCKER_HOST`` or the default socket, or the
-spec's ``docker_host``). ``command`` is a ``str.format`` template like a shell app's: each ``{port}`` becomes
-the shell-quoted path of the port's drop, and ``{session_id}``, ``{drop_id}``, ``{workdir}`` are available.
+spec's ``docker_host``). ``command`` is a template like a shell app's: each ``%i[port]`` / ``%o[port]``
+(or ``{port}``) becomes the shell-quoted path of the port's drop, and the built-in fields are available.
 Paths are the *same* inside the container as outside: the session's working directory is bind-mounted at
 its own path (read-write), and so is every input that lies elsewhere (read-only, e.g. under an allowed
 directory) and the parent directory of every output that lies elsewhere. A command therefore needs no path
@@ -40,7 +40,7 @@ import msgspec
 from ..errors import Problem
 from ..spec import AppSpec, DataTraits, Seconds
 from .base import CancelToken, Outcome, Task
-from .shell import template_problems
+from .shell import substitute, template_problems
 
 __all__ = ["DockerSpec", "EngineUnreachable", "check_docker", "run"]
 
@@ -164,13 +164,11 @@ def render(task: Task, spec: DockerSpec) -> str:
     words: dict[str, list[str]] = {}
     for link in _links(task):
         words.setdefault(link.port, []).append(shlex.quote(link.path))
-    fields: dict[str, Any] = {port: " ".join(w) for port, w in words.items()}
-    fields.update(
-        session_id=shlex.quote(task.session_id),
-        drop_id=shlex.quote(task.spec.id),
-        workdir=shlex.quote(task.workdir),
-    )
-    return spec.command.format_map(fields)
+    fields: dict[str, str] = {port: " ".join(w) for port, w in words.items()}
+    fields.setdefault("session_id", shlex.quote(task.session_id))
+    fields.setdefault("drop_id", shlex.quote(task.spec.id))
+    fields.setdefault("workdir", shlex.quote(task.workdir))
+    return substitute(spec.command, fields)
 
 
 def _under(path: str, top: str) -> bool:

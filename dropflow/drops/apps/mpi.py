@@ -2,13 +2,14 @@
 
 Theory of operation
 -------------------
-``command`` is the program and its arguments as a ``str.format`` template: each ``{port}`` becomes the
-shell-quoted path of the port's drop (as in a shell app), then the line is split into words -- there is no
-shell, the launcher starts the program itself. :func:`launch_command`, a pure function, puts the launcher in
-front: ``srun --ntasks=N ...`` when the engine runs inside a Slurm allocation (``SLURM_JOB_ID`` is set) and
-``mpirun -n N ...`` otherwise, unless the spec names one. The launcher inherits the session's environment
-and the spec's ``env``. Open MPI refuses to run as root unless told otherwise; an engine running as root (as
-in most containers) tells it through ``OMPI_ALLOW_RUN_AS_ROOT*``, which other MPI libraries ignore.
+``command`` is the program and its arguments as a template: each ``%i[port]`` / ``%o[port]`` (or
+``{port}``) becomes the shell-quoted path of the port's drop (as in a shell app), then the line is split
+into words -- there is no shell, the launcher starts the program itself. :func:`launch_command`, a pure
+function, puts the launcher in front: ``srun --ntasks=N ...`` when the engine runs inside a Slurm
+allocation (``SLURM_JOB_ID`` is set) and ``mpirun -n N ...`` otherwise, unless the spec names one. The
+launcher inherits the session's environment and the spec's ``env``. Open MPI refuses to run as root unless
+told otherwise; an engine running as root (as in most containers) tells it through
+``OMPI_ALLOW_RUN_AS_ROOT*``, which other MPI libraries ignore.
 
 Inside an allocation the step is started with ``--overlap``: when the engine itself runs as a Slurm job, its
 node managers are job steps that hold the nodes' CPUs, and an MPI step must be allowed to share them.
@@ -55,7 +56,7 @@ class MpiSpec(AppSpec, tag="mpi", frozen=True, gc=False, kw_only=True):
     #: A thread waits for the launcher; a worker process would add nothing.
     EXECUTORS: ClassVar[tuple[str, ...]] = ("thread",)
 
-    #: Program and arguments (a template; ``{port}`` placeholders become paths). No shell is involved.
+    #: Program and arguments (a template; ``%i[port]`` placeholders become paths). No shell is involved.
     command: str
     #: Number of MPI ranks (processes).
     ranks: PositiveInt = 1

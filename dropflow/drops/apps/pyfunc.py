@@ -11,7 +11,13 @@ or, with several, from a dict keyed by port; a port listing several drops takes 
 drop. ``kwargs`` in the spec add constant arguments.
 
 The callable is resolved and its signature checked against the ports when the graph is validated, so a
-missing function or an argument no port provides is refused before anything runs.
+missing function or an argument no port provides is refused before anything runs. ``func`` may also be given
+as the function itself when a spec is made in Python: :func:`callable_ref` turns it into its
+``module:function`` name, or refuses (a lambda, a nested function) with a message that says what to do. A
+function of the script being run (``__main__``) is named by the script's module name, so that worker
+processes, which import the script as a module, find it too.
+
+What the function prints is captured (:mod:`.capture`), and its tail returned as the app's output.
 """
 
 from __future__ import annotations
@@ -19,9 +25,12 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import os
+import sys
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
+import msgspec
 import numpy as np
 
 from ..codecs import CodecError, decode, encode
@@ -29,8 +38,62 @@ from ..errors import Problem
 from ..spec import AppSpec
 from ..stores import Writer
 from .base import AppError, CancelToken, InputRef, Outcome, OutputRef, Task, format_exception
+from .capture import captured
 
-__all__ = ["Output", "PythonSpec", "call_function", "check_callable", "resolve_callable", "run"]
+__all__ = [
+    "Output",
+    "PythonSpec",
+    "call_function",
+    "callable_ref",
+    "check_callable",
+    "main_module_name",
+    "resolve_callable",
+    "run",
+]
+
+
+def main_module_name() -> str | None:
+    """The name under which other processes import the script running as ``__main__`` (None: there is none,
+    e.g. an interactive session). ``python -m pkg.mod`` gives ``pkg.mod``; ``python path/script.py`` gives
+    ``script``, which imports from the script's directory."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name and spec.name != "__main__":
+        return str(spec.name)
+    path = getattr(main, "__file__", None)
+    if not path:
+        return None
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return stem if stem.isidentifier() else None
+
+
+def callable_ref(func: Any) -> str:
+    """The ``module:qualified.name`` of a function that can be imported by name, or TypeError saying why not.
+
+    A function of the ``__main__`` script is named after the script's module (see :func:`main_module_name`),
+    and that name is made to stand for the running script in this process, so that resolving it here does
+    not run the script a second time.
+    """
+    if isinstance(func, str):
+        return func
+    name = getattr(func, "__qualname__", None)
+    module = getattr(func, "__module__", None)
+    if not callable(func) or not isinstance(name, str) or not isinstance(module, str):
+        raise TypeError(f"func must be a 'module:function' string or a function, not {type(func).__name__}")
+    if "<lambda>" in name or "<locals>" in name:
+        what = "a lambda" if "<lambda>" in name else "a function defined inside another function"
+        raise TypeError(
+            f"{name} is {what}, which another process cannot import by name: "
+            "define it with def at the top level of a module (or of your script)"
+        )
+    if module == "__main__":
+        script = main_module_name()
+        if script is not None:
+            main = sys.modules["__main__"]
+            known = sys.modules.setdefault(script, main)
+            if known is main:
+                return f"{script}:{name}"
+    return f"{module}:{name}"
 
 
 class PythonSpec(AppSpec, tag="python", frozen=True, gc=False, kw_only=True):
@@ -43,6 +106,10 @@ class PythonSpec(AppSpec, tag="python", frozen=True, gc=False, kw_only=True):
     #: Constant keyword arguments.
     kwargs: dict[str, Any] = {}
 
+    def __post_init__(self) -> None:
+        if type(self.func) is not str:  # given the function itself, in Python
+            msgspec.structs.force_setattr(self, "func", callable_ref(self.func))
+
 
 @functools.lru_cache(maxsize=1024)
 def resolve_callable(path: str) -> Callable[..., Any]:
@@ -52,13 +119,27 @@ def resolve_callable(path: str) -> Callable[..., Any]:
         raise AppError(f"{path!r} is not of the form 'module:function'")
     try:
         obj: Any = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        hint = ""
+        if exc.name == module_name.partition(".")[0]:
+            hint = (
+                "; put its directory on the Python path (dropflow run and validate --pythonpath DIR, "
+                "dropflow cluster up --pythonpath DIR, or $PYTHONPATH for the daemons)"
+            )
+        raise AppError(f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}{hint}") from None
     except Exception as exc:  # any import-time failure of user code is reported, not raised
         raise AppError(f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}") from None
     for part in attr_path.split("."):
         try:
             obj = getattr(obj, part)
         except AttributeError:
-            raise AppError(f"module {module_name!r} has no attribute {attr_path!r}") from None
+            hint = ""
+            if module_name == "__main__":
+                hint = (
+                    f" ({attr_path!r} was defined in the script that built the graph, which this process "
+                    "does not run: define it in a module, or run it in a thread with executor 'thread')"
+                )
+            raise AppError(f"module {module_name!r} has no attribute {attr_path!r}{hint}") from None
     if not callable(obj):
         raise AppError(f"{path!r} is a {type(obj).__name__}, not a callable")
     return obj  # type: ignore[no-any-return]
@@ -265,14 +346,41 @@ def store_return(value: Any, ports: dict[str, list[OutputRef]]) -> None:
         _write_value(refs, value[port])
 
 
+def _bytes_hint(task: Task) -> str:
+    """A hint for a function that failed while it was given a file's bytes (perhaps it wanted the path)."""
+    ports = sorted(
+        {r.port for r in task.inputs if r.traits.path and r.codec == "bytes" and r.store is not None}
+    )
+    if not ports:
+        return ""
+    names = ", ".join(repr(p) for p in ports)
+    codecs = ", ".join(f'"{p}": "path"' for p in ports)
+    return (
+        f"\n(hint: input {names} received the file's bytes; to receive its path instead, "
+        f"give the app codecs {{{codecs}}})"
+    )
+
+
+def _with_output(outcome: Outcome, printed: str) -> Outcome:
+    if printed:
+        outcome.output = printed
+        if not outcome.ok and outcome.error is not None:
+            lines = printed.rstrip().splitlines()[-10:]
+            outcome.error += "\nit printed (last lines):\n" + "\n".join(lines)
+    return outcome
+
+
 def run(task: Task, token: CancelToken) -> Outcome:
     spec = task.spec
     assert isinstance(spec, PythonSpec)
-    try:
-        value, rest = call_function(task, spec.func, spec.kwargs)
-        store_return(value, rest)
-    except AppError as exc:
-        return Outcome.failed(str(exc))
-    except Exception as exc:  # the user's function failed: report its exception and frames
-        return Outcome.failed(format_exception(exc, skip_frames=2))
-    return Outcome(True, stores={ref.drop_id: ref.store for ref in task.outputs})
+    with captured() as printed:
+        try:
+            value, rest = call_function(task, spec.func, spec.kwargs)
+            store_return(value, rest)
+        except AppError as exc:
+            return _with_output(Outcome.failed(str(exc)), printed.text())
+        except Exception as exc:  # the user's function failed: report its exception and frames
+            error = format_exception(exc, skip_frames=2) + _bytes_hint(task)
+            return _with_output(Outcome.failed(error), printed.text())
+    outcome = Outcome(True, stores={ref.drop_id: ref.store for ref in task.outputs})
+    return _with_output(outcome, printed.text())

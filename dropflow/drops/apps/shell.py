@@ -1,39 +1,143 @@
-"""Shell command apps: a command template whose ``{port}`` placeholders become paths.
+"""Shell command apps: a command template whose placeholders become the paths of the app's drops.
 
 Theory of operation
 -------------------
-``command`` is a ``str.format`` template run by ``/bin/sh -c`` in the session's working directory. Each
-``{port}`` placeholder becomes the shell-quoted path of the port's drop (several drops: several words):
-files and directories by their path, shared-memory drops by their segment's path, null drops as /dev/null.
+``command`` is run by ``/bin/sh -c`` in the session's working directory. Its placeholders are written in a
+syntax that no shell uses, DALiuGE's: ``%i[port]`` (an input port), ``%o[port]`` (an output port) and
+``%[name]`` (either, or one of the built-in fields ``session_id``, ``drop_id``, ``workdir``). Each becomes
+the shell-quoted path of the port's drop (several drops: several words): files and directories by their
+path, shared-memory drops by their segment's path, null drops as /dev/null. ``%%[``, ``%%i[`` and ``%%o[``
+stand for the literal ``%[``, ``%i[`` and ``%o[``; every other character, braces included, is the shell's.
+
+A command that uses none of these placeholders is read in the older ``{port}`` syntax, kept for existing
+graphs: ``{name}`` is a placeholder when ``name`` is an identifier not preceded by ``$`` (so ``${HOME}``,
+awk's ``'{print $1}'`` and ``{ a; b; }`` stay the shell's), and ``{{`` / ``}}`` are literal braces. One
+renderer (:func:`substitute`) serves the shell, MPI and container apps, and one checker
+(:func:`template_problems`) refuses, before anything runs, a placeholder that names no port, or an input
+port written ``%o[...]``.
+
 Memory drops have no path; they connect through the special ports ``stdin`` (the drop's bytes are fed to
-the command's standard input) and ``stdout`` (the command's standard output is written to the drop).
-``{session_id}``, ``{drop_id}`` and ``{workdir}`` are also available, and the same three values are in the
-environment as ``DROPFLOW_SESSION_ID``, ``DROPFLOW_DROP_ID`` and ``DROPFLOW_WORKDIR``.
+the command's standard input) and ``stdout`` (the command's standard output is written to the drop). The
+values of the built-in fields are also in the environment as ``DROPFLOW_SESSION_ID``, ``DROPFLOW_DROP_ID``
+and ``DROPFLOW_WORKDIR``.
 
 The command runs in a process group of its own, which the engine kills when the session is cancelled or
 the command times out, and which is reaped when the command ends, so nothing it started outlives it. A
-non-zero exit puts the app in ERROR with the tail of its standard error.
+non-zero exit puts the app in ERROR with the tail of its standard error. Output that no drop receives -- the
+standard output of a command without a ``stdout`` port, the standard error of one that succeeded -- is not
+thrown away: its tail goes back with the outcome, as the app's output (``dropflow run`` shows it).
 """
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import shlex
-import string
 import subprocess
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 from ..errors import Problem
 from ..spec import AppSpec, DataTraits, Seconds
 from ..stores import CHUNK
 from .base import CancelToken, InputRef, Outcome, OutputRef, Task
 
-__all__ = ["ShellSpec", "check_command", "render", "run", "template_problems"]
+__all__ = [
+    "BUILTIN_FIELDS",
+    "Placeholder",
+    "ShellSpec",
+    "check_command",
+    "parse",
+    "placeholders",
+    "render",
+    "run",
+    "substitute",
+    "template_problems",
+]
 
 BUILTIN_FIELDS = frozenset({"session_id", "drop_id", "workdir"})
-#: Data kinds that can stand in a placeholder (they have a path).
 STDERR_TAIL = 2048
+#: How much of a successful command's unlinked output is kept (its tail).
+OUTPUT_TAIL = 2048
+
+# %i[port], %o[port], %[name]; a doubled % makes them literal.
+_DROPFLOW = re.compile(r"%(?P<esc>%)?(?P<dir>[io]?)\[(?P<name>[A-Za-z_][A-Za-z0-9_.-]*)\]")
+# {name} (not after $), and the {{ }} escapes of str.format.
+_LEGACY = re.compile(r"\{\{|\}\}|(?<!\$)\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)\}")
+
+Syntax = Literal["dropflow", "legacy"]
+
+
+@dataclass(frozen=True, slots=True)
+class Placeholder:
+    """One placeholder of a command template."""
+
+    name: str
+    #: "in" for ``%i[...]``, "out" for ``%o[...]``, None for ``%[...]`` and ``{...}``.
+    direction: Literal["in", "out"] | None
+    #: As written in the command (for messages).
+    text: str
+
+
+Segment = str | Placeholder
+
+
+def _syntax(command: str) -> Syntax:
+    return "dropflow" if any(m.group("esc") is None for m in _DROPFLOW.finditer(command)) else "legacy"
+
+
+def parse(command: str) -> tuple[list[Segment], Syntax]:
+    """The command as literal text and placeholders, and which syntax it is written in.
+
+    >>> parse("gzip -c %i[data] > %o[out]")[0][1]
+    Placeholder(name='data', direction='in', text='%i[data]')
+    >>> parse("awk '{print $1}' {inp} > ${HOME}/x")[0][1:3]
+    [Placeholder(name='inp', direction=None, text='{inp}'), ' > ${HOME}/x']
+    """
+    syntax = _syntax(command)
+    segments: list[Segment] = []
+    pos = 0
+    pattern = _DROPFLOW if syntax == "dropflow" else _LEGACY
+    for m in pattern.finditer(command):
+        segments.append(command[pos : m.start()])
+        pos = m.end()
+        text = m.group(0)
+        if syntax == "dropflow":
+            if m.group("esc") is not None:
+                segments.append(text[1:])  # %%i[x] -> %i[x]
+                continue
+            direction = {"i": "in", "o": "out"}.get(m.group("dir"))
+            segments.append(Placeholder(m.group("name"), direction, text))  # type: ignore[arg-type]
+        elif m.group("name") is None:
+            segments.append(text[0])  # {{ -> {, }} -> }
+        else:
+            segments.append(Placeholder(m.group("name"), None, text))
+    segments.append(command[pos:])
+    return [s for s in segments if s != ""], syntax
+
+
+def placeholders(command: str) -> list[str]:
+    """Names of the placeholders a command uses, in order."""
+    return [s.name for s in parse(command)[0] if isinstance(s, Placeholder)]
+
+
+def substitute(command: str, fields: Mapping[str, str]) -> str:
+    """The command with each placeholder replaced by its field's text.
+
+    A legacy ``{name}`` that names no field stays as written (a checked graph has none).
+
+    >>> substitute("cp %i[a] %o[b]; echo '{x}' 100%%[sic]", {"a": "/in", "b": "/out"})
+    "cp /in /out; echo '{x}' 100%[sic]"
+    """
+    out = []
+    for seg in parse(command)[0]:
+        if isinstance(seg, str):
+            out.append(seg)
+        else:
+            out.append(fields.get(seg.name, seg.text))
+    return "".join(out)
 
 
 class ShellSpec(AppSpec, tag="shell", frozen=True, gc=False, kw_only=True):
@@ -49,13 +153,13 @@ class ShellSpec(AppSpec, tag="shell", frozen=True, gc=False, kw_only=True):
     timeout: Seconds | None = None
 
 
-def placeholders(command: str) -> list[str]:
-    """Field names used by a command template; raises ValueError on a malformed template."""
-    names = []
-    for _literal, field_name, _spec, _conv in string.Formatter().parse(command):
-        if field_name is not None:
-            names.append(field_name)
-    return names
+def _unknown(spec: AppSpec, seg: Placeholder, syntax: Syntax) -> str:
+    ports = sorted({*spec.inputs, *spec.outputs})
+    close = difflib.get_close_matches(seg.name, [*ports, *sorted(BUILTIN_FIELDS)], n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f" (its ports: {', '.join(ports) or 'none'})"
+    if syntax == "legacy":
+        hint += f"; for literal braces write {{{{{seg.name}}}}}, or use %i[port] / %o[port] placeholders"
+    return f"placeholder {seg.text} names no port of this app{hint}"
 
 
 def template_problems(
@@ -66,27 +170,40 @@ def template_problems(
 ) -> list[Problem]:
     """Problems with a command template of shell, MPI and container apps.
 
-    Every placeholder must name a port of the app (or a built-in field). With ``pathless``, a placeholder
-    whose drop has no path is a problem too, explained by ``pathless(placeholder, drop id, drop kind)``.
+    Every placeholder must name a port of the app (or a built-in field), in its direction when it says one.
+    With ``pathless``, a placeholder whose drop has no path is a problem too, explained by
+    ``pathless(placeholder, drop id, drop kind)``.
     """
     where = spec.label()
-    try:
-        names = placeholders(command)
-    except ValueError as exc:
-        return [Problem(where, "command", f"malformed template: {exc}")]
+    segments, syntax = parse(command)
     problems = []
-    ports = {**spec.inputs, **spec.outputs}
-    for name in names:
-        if name in BUILTIN_FIELDS:
+    for seg in segments:
+        if isinstance(seg, str) or (seg.name in BUILTIN_FIELDS and seg.direction is None):
             continue
-        if name not in ports:
-            problems.append(Problem(where, "command", f"placeholder {{{name}}} names no port of this app"))
+        ports = spec.inputs if seg.direction == "in" else spec.outputs if seg.direction == "out" else None
+        if ports is not None and seg.name not in ports:
+            other = spec.outputs if seg.direction == "in" else spec.inputs
+            if seg.name in other:
+                right = "%o" if seg.direction == "in" else "%i"
+                problems.append(
+                    Problem(
+                        where,
+                        "command",
+                        f"placeholder {seg.text}: {seg.name!r} is an "
+                        f"{'output' if seg.direction == 'in' else 'input'} port; write {right}[{seg.name}]",
+                    )
+                )
+            else:
+                problems.append(Problem(where, "command", _unknown(spec, seg, syntax)))
             continue
-        value = ports[name]
+        value = {**spec.inputs, **spec.outputs}.get(seg.name)
+        if value is None:
+            problems.append(Problem(where, "command", _unknown(spec, seg, syntax)))
+            continue
         for drop_id in [value] if isinstance(value, str) else value:
             traits = kinds.get(drop_id)
             if pathless is not None and traits is not None and not (traits.path or traits.discards):
-                problems.append(Problem(where, "command", pathless(name, drop_id, traits.kind)))
+                problems.append(Problem(where, "command", pathless(seg.text, drop_id, traits.kind)))
     return problems
 
 
@@ -96,43 +213,53 @@ def check_command(spec: ShellSpec, kinds: Mapping[str, DataTraits]) -> list[Prob
         spec,
         spec.command,
         kinds,
-        lambda name, drop_id, kind: (
-            f"placeholder {{{name}}} needs a drop with a path, but {drop_id!r} is a "
+        lambda text, drop_id, kind: (
+            f"placeholder {text} needs a drop with a path, but {drop_id!r} is a "
             f"{kind} drop; connect it to the 'stdin' or 'stdout' port instead"
         ),
     )
     where = spec.label()
-    for port in ("stdin",):
-        if port in spec.outputs:
-            problems.append(Problem(where, "outputs", "'stdin' is an input port"))
+    if "stdin" in spec.outputs:
+        problems.append(Problem(where, "outputs", "'stdin' is an input port"))
     if "stdout" in spec.inputs:
         problems.append(Problem(where, "inputs", "'stdout' is an output port"))
     return problems
 
 
-def render(task: Task, command: str) -> str:
-    """A command template with its ``{port}`` placeholders replaced by the quoted paths of the drops."""
+def fields_of(task: Task) -> dict[str, str]:
+    """Placeholder values of a task: each port's quoted paths, and the built-in fields."""
     words: dict[str, list[str]] = {}
     refs: list[InputRef | OutputRef] = [*task.inputs, *task.outputs]
     for ref in refs:
         path = "/dev/null" if ref.store is None or ref.traits.discards else ref.store.fspath()
         words.setdefault(ref.port, []).append(shlex.quote(path or ""))
-    fields: dict[str, Any] = {port: " ".join(w) for port, w in words.items()}
-    fields.update(
-        session_id=shlex.quote(task.session_id),
-        drop_id=shlex.quote(task.spec.id),
-        workdir=shlex.quote(task.workdir),
-    )
-    return command.format_map(fields)
+    fields = {port: " ".join(w) for port, w in words.items()}
+    # A port of the same name as a built-in field wins: %o[workdir] names the app's own port.
+    fields.setdefault("session_id", shlex.quote(task.session_id))
+    fields.setdefault("drop_id", shlex.quote(task.spec.id))
+    fields.setdefault("workdir", shlex.quote(task.workdir))
+    return fields
 
 
-def _tail(path: str) -> str:
+def render(task: Task, command: str) -> str:
+    """A command template with its placeholders replaced by the quoted paths of the drops."""
+    return substitute(command, fields_of(task))
+
+
+def _tail(path: str, size: int = STDERR_TAIL) -> str:
     try:
         with open(path, "rb") as f:
-            f.seek(max(0, os.fstat(f.fileno()).st_size - STDERR_TAIL))
+            f.seek(max(0, os.fstat(f.fileno()).st_size - size))
             return f.read().decode(errors="replace").strip()
     except FileNotFoundError:
         return ""
+
+
+def _output(stdout: str, stderr: str) -> str:
+    """What a successful command printed that no drop received, for the app's log."""
+    if stdout and stderr:
+        return f"{stdout}\n[stderr]\n{stderr}"
+    return stdout or (f"[stderr]\n{stderr}" if stderr else "")
 
 
 def run(task: Task, token: CancelToken) -> Outcome:
@@ -142,18 +269,20 @@ def run(task: Task, token: CancelToken) -> Outcome:
     env = {**os.environ, **task.env(), **spec.env}
     log_dir = os.path.join(task.workdir, ".dropflow", "logs")
     os.makedirs(log_dir, exist_ok=True)
-    stderr_path = os.path.join(log_dir, f"{os.getpid()}-{id(task)}.stderr")
+    base = os.path.join(log_dir, f"{os.getpid()}-{id(task)}")
+    stderr_path, stdout_path = base + ".stderr", base + ".stdout"
     stdin_refs = [r for r in task.inputs if r.port == "stdin" and r.store is not None]
     stdout_refs = [r for r in task.outputs if r.port == "stdout"]
     stdin_data = b"".join(r.store.buffer() for r in stdin_refs if r.store is not None) if stdin_refs else None
-    with open(stderr_path, "wb") as stderr:
+    # Unlinked standard output goes to a file, whose tail is kept: never into a pipe nobody reads.
+    with open(stderr_path, "wb") as stderr, open(stdout_path, "wb") as spare:
         try:
             proc = subprocess.Popen(
                 ["/bin/sh", "-c", command],
                 cwd=task.workdir,
                 env=env,
                 stdin=subprocess.PIPE if stdin_data is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE if stdout_refs else subprocess.DEVNULL,
+                stdout=subprocess.PIPE if stdout_refs else spare,
                 stderr=stderr,
                 start_new_session=True,
             )
@@ -171,7 +300,9 @@ def run(task: Task, token: CancelToken) -> Outcome:
         finally:
             token.detach()
     tail = _tail(stderr_path)
+    printed = _tail(stdout_path, OUTPUT_TAIL)
     os.unlink(stderr_path)
+    os.unlink(stdout_path)
     if token.cancelled and not timed_out:
         return Outcome.failed("cancelled")
     if timed_out:
@@ -182,6 +313,8 @@ def run(task: Task, token: CancelToken) -> Outcome:
             if proc.returncode < 0
             else f"exit status {proc.returncode}"
         )
+        if not tail and printed:
+            return Outcome.failed(f"command failed ({how}); output:\n{printed}")
         return Outcome.failed(f"command failed ({how})" + (f"; stderr:\n{tail}" if tail else ""))
     for ref in stdout_refs:
         w = ref.store.writer()
@@ -189,4 +322,6 @@ def run(task: Task, token: CancelToken) -> Outcome:
         for start in range(0, len(view), CHUNK):
             w.write(view[start : start + CHUNK])
         w.close()
-    return Outcome(True, stores={ref.drop_id: ref.store for ref in task.outputs})
+    return Outcome(
+        True, stores={ref.drop_id: ref.store for ref in task.outputs}, output=_output(printed, tail)
+    )
