@@ -29,8 +29,19 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "apps"))  # test app functions live in tests/apps/
 
 
-def poll_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.01) -> Any:
-    """Wait until ``predicate()`` is truthy (returning it), or fail after ``timeout`` seconds."""
+def ours() -> list[str]:
+    """dropflow's threads in this process (an abandoned app thread included)."""
+    return [t.name for t in threading.enumerate() if t.name.startswith("dropflow-")]
+
+
+def poll_for(
+    predicate: Callable[[], Any],
+    timeout: float,
+    interval: float = 0.01,
+    what: Callable[[], str] | None = None,
+) -> Any:
+    """Wait until ``predicate()`` is truthy (returning it), or fail after ``timeout`` seconds (saying
+    ``what()`` if given)."""
     deadline = time.monotonic() + timeout
     event = threading.Event()
     while True:
@@ -38,7 +49,7 @@ def poll_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.0
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s: {predicate}")
+            raise AssertionError(f"condition not met within {timeout} s: {what() if what else predicate}")
         event.wait(interval)
 
 
@@ -124,10 +135,7 @@ def node(workspace_root: str) -> Iterator[Node]:
         validate_all(n)
     finally:
         n.close()
-        poll_for(
-            lambda: not [t.name for t in threading.enumerate() if t.name.startswith("dropflow-")],
-            timeout=10,
-        )
+        poll_for(lambda: not ours(), timeout=10, what=lambda: f"threads left: {ours()}")
         poll_for(lambda: children() <= kids_before, timeout=10)
         leaked = shm_segments(workspace_root)
         assert not leaked, f"shared memory leaked: {leaked}"
