@@ -184,7 +184,7 @@ class Session:
     def session_id(self) -> str:
         return self.id
 
-    def resolve(self, spec: DataSpec, path: str | None) -> tuple[str, bool]:
+    def resolve(self, spec: DataSpec, path: str | None) -> tuple[str, bool, str]:
         return self.workspace.resolve(spec, path)
 
     # -- state ----------------------------------------------------------------------------------------------

@@ -156,15 +156,24 @@ def _check_acyclic(graph: LogicalGraph, problems: list[Problem]) -> None:
                 ready.append(s)
     if ordered == len(graph.nodes):
         return
-    # Walk forward through nodes left with predecessors until one repeats: that closes a cycle.
+    # Walk backwards through nodes left with predecessors until one repeats: that closes a cycle. (Forwards
+    # would not do: a blocked node downstream of a cycle has no blocked successor.)
+    pred: dict[str, list[str]] = defaultdict(list)
+    for link in graph.links:
+        if not link.carried and indeg[link.src] > 0:
+            pred[link.dst].append(link.src)
     node = next(n for n, d in indeg.items() if d > 0)
     seen: dict[str, int] = {}
     path: list[str] = []
     while node not in seen:
         seen[node] = len(path)
         path.append(node)
-        node = next(s for s in succ[node] if indeg[s] > 0)
-    cycle = [*path[seen[node] :], node]
+        node = pred[node][0]
+    cycle = path[seen[node] :][::-1]
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    first = min(range(len(cycle)), key=lambda i: order[cycle[i]])  # start at the node listed first
+    cycle = cycle[first:] + cycle[:first]
+    cycle.append(cycle[0])
     problems.append(
         Problem(
             graph.nodes[cycle[0]].where,

@@ -79,11 +79,20 @@ def _raw_value(f: Mapping[str, Any]) -> Any:
     return value
 
 
+def _list(value: Any) -> list[Any]:
+    """A list from the document, or an empty one: a value of another type is reported where it is used."""
+    return value if isinstance(value, list) else []
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _globals(doc: Mapping[str, Any], overrides: Mapping[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    for n in doc.get("nodeDataArray") or []:
+    for n in _list(doc.get("nodeDataArray")):
         if isinstance(n, dict) and n.get("category") in _GLOBALS:
-            for f in n.get("fields") or []:
+            for f in _list(n.get("fields")):
                 if isinstance(f, dict) and isinstance(f.get("name"), str):
                     values[f["name"]] = _raw_value(f)
     problems: list[Problem] = []
@@ -121,14 +130,14 @@ def _config(doc: Mapping[str, Any]) -> dict[str, Any]:
     configs = doc.get("graphConfigurations") or {}
     if not active or not isinstance(configs, dict):
         return {}
-    config = configs.get(active)
+    config = configs.get(active) if isinstance(active, str) else None
     if not isinstance(config, dict):
         raise GraphError.one(
-            "graph", "activeGraphConfigId", f"names no configuration in graphConfigurations: {active!r}"
+            "graph", "activeGraphConfigId", f"names no configuration in graphConfigurations: {active!r:.80}"
         )
     out: dict[str, Any] = {}
-    for node in (config.get("nodes") or {}).values():
-        for field_id, setting in ((node or {}).get("fields") or {}).items():
+    for node in _dict(config.get("nodes")).values():
+        for field_id, setting in _dict(_dict(node).get("fields")).items():
             if isinstance(setting, dict) and "value" in setting:
                 out[field_id] = setting["value"]
     return out
@@ -142,7 +151,11 @@ class _Reader:
         self.problems: list[Problem] = []
 
     def value(self, f: Mapping[str, Any]) -> Any:
-        value = self.config.get(f.get("id", ""), _raw_value(f))
+        field_id = f.get("id")
+        if isinstance(field_id, str) and field_id in self.config:
+            value = self.config[field_id]
+        else:
+            value = _raw_value(f)
         if isinstance(value, str) and "{" in value:
             whole = _REF.fullmatch(value.strip())
             if whole and whole.group(1) in self.globals:
@@ -170,11 +183,11 @@ def _size(reader: _Reader, comp: _Comp, key: str) -> int:
         try:
             value = int(value.strip())
         except ValueError:
-            raise GraphError.one(comp.where, key, f"must be an integer, not {value!r}") from None
+            raise GraphError.one(comp.where, key, f"must be an integer, not {value!r:.80}") from None
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise GraphError.one(comp.where, key, f"must be an integer, not {value!r}")
+        raise GraphError.one(comp.where, key, f"must be an integer, not {value!r:.80}")
     if value < 1:
         raise GraphError.one(comp.where, key, f"must be at least 1, not {value}")
     return value
@@ -182,7 +195,7 @@ def _size(reader: _Reader, comp: _Comp, key: str) -> int:
 
 def _embedded(n: Mapping[str, Any], node_id: str, parent: str | None, side: str) -> _Comp | None:
     app_type = n.get(f"{side}ApplicationType")
-    fields = n.get(f"{side}AppFields") or []
+    fields = [f for f in _list(n.get(f"{side}AppFields")) if isinstance(f, dict)]
     if app_type in (None, "", "None") and not fields:
         return None
     emb_id = node_id if side == "input" else f"{node_id}/out"
@@ -193,7 +206,7 @@ def _embedded(n: Mapping[str, Any], node_id: str, parent: str | None, side: str)
         str(app_type),
         "Application",
         parent,
-        list(fields),
+        fields,
         f"{side} application {name!r} of {_where(n.get('name'), node_id, n.get('category'))}",
     )
     _ports(comp)
@@ -246,7 +259,7 @@ def parse_eagle(doc: Mapping[str, Any], overrides: Mapping[str, str]) -> Logical
             category,
             str(n.get("categoryType", "")),
             parent,
-            [f for f in n.get("fields") or [] if isinstance(f, dict)],
+            [f for f in _list(n.get("fields")) if isinstance(f, dict)],
             where,
         )
         if category in _UNSUPPORTED_CONSTRUCTS:
@@ -313,6 +326,8 @@ def _finish(
 ) -> LogicalGraph:
     problems: list[Problem] = []
     raw_links = doc.get("linkDataArray") or []
+    if not isinstance(raw_links, list):
+        raise GraphError.one("graph", "linkDataArray", "must be a list of links")
     # (src comp, src port, dst comp, dst port, carried, where)
     links: list[tuple[_Comp, str | None, _Comp, str | None, bool, str]] = []
     for index, raw in enumerate(raw_links):
@@ -395,7 +410,7 @@ def _build(
         dp = dport if not _is_data(dst) else None
         out.append(Link(src.id, dst.id, sp, dp, where, carried))
     _close_loops(reader, comps, constructs, nodes, out)
-    name = (reader.doc.get("modelData") or {}).get("filePath")
+    name = _dict(reader.doc.get("modelData")).get("filePath")
     return LogicalGraph(str(name).rsplit(".", 1)[0] if name else None, nodes, constructs, out, "eagle")
 
 
@@ -408,9 +423,10 @@ def _node(reader: _Reader, comp: _Comp, inputs: set[str], outputs: list[str]) ->
         weight = _weight(values, "data_volume")
     elif comp.category_type in ("Application", "Control", "Service") or comp.category == "Branch":
         args = [
-            (str(f["name"]), reader.value(f), bool(f.get("positional")))
+            (f["name"], reader.value(f), bool(f.get("positional")))
             for f in comp.fields
-            if f.get("parameterType") == "ApplicationArgument"
+            if isinstance(f.get("name"), str)
+            and f.get("parameterType") == "ApplicationArgument"
             and f.get("usage") in (None, "NoPort")
             and reader.value(f) not in (None, "")
         ]
