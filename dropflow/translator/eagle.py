@@ -50,6 +50,8 @@ _IGNORED = frozenset({"Comment", "Description"})
 _GLOBALS = frozenset({"GlobalVariable", "GlobalVariables"})
 _PORT_USAGE: dict[str, Direction] = {"InputPort": "in", "OutputPort": "out", "InputOutput": "inout"}
 _REF = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+#: A loop closed DALiuGE's way links each of its group_end data to each group_start app: a few, not a square.
+_MAX_LOOP_LINKS = 10_000
 
 
 @dataclass(slots=True)
@@ -91,7 +93,7 @@ def _dict(value: Any) -> dict[str, Any]:
 def _globals(doc: Mapping[str, Any], overrides: Mapping[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for n in _list(doc.get("nodeDataArray")):
-        if isinstance(n, dict) and n.get("category") in _GLOBALS:
+        if isinstance(n, dict) and str(n.get("category")) in _GLOBALS:
             for f in _list(n.get("fields")):
                 if isinstance(f, dict) and isinstance(f.get("name"), str):
                     values[f["name"]] = _raw_value(f)
@@ -276,7 +278,9 @@ def parse_eagle(doc: Mapping[str, Any], overrides: Mapping[str, str]) -> Logical
             except GraphError as exc:
                 problems += exc.problems
                 continue
-            constructs[node_id] = Construct(node_id, kind, where, parent, size, clamp=True)
+            constructs[node_id] = Construct(
+                node_id, kind, where, parent, size, clamp=True, size_field=size_key
+            )
             inner = parent if kind == "scatter" else node_id
             for side in ("input", "output"):
                 emb = _embedded(n, node_id, inner, side)
@@ -368,8 +372,9 @@ def _finish(
         links.append((src, sport, dst, dport, bool(raw.get("closesLoop")), where))
     if problems:
         raise GraphError(problems)
+    linked = {id(end) for link in links for end in (link[0], link[2])}
     for emb in embedded.values():
-        if any(emb is link[0] or emb is link[2] for link in links):
+        if id(emb) in linked:
             comps[emb.id] = emb
     return _build(reader, comps, constructs, links)
 
@@ -385,18 +390,18 @@ def _build(
     links: list[tuple[_Comp, str | None, _Comp, str | None, bool, str]],
 ) -> LogicalGraph:
     used_in: dict[str, set[str]] = defaultdict(set)
-    used_out: dict[str, list[str]] = defaultdict(list)
+    used_out: dict[str, dict[str, None]] = defaultdict(dict)  # an ordered set: ports in first-use order
     for src, sport, dst, dport, _carried, _w in links:
         if not _is_data(dst) and dport is not None:
             used_in[dst.id].add(dport)
-        if not _is_data(src) and sport is not None and sport not in used_out[src.id]:
-            used_out[src.id].append(sport)
+        if not _is_data(src) and sport is not None:
+            used_out[src.id].setdefault(sport)
     problems: list[Problem] = []
     nodes: dict[str, Node] = {}
     renames: dict[str, dict[str, str]] = {}
     for comp in comps.values():
         try:
-            node, rename = _node(reader, comp, used_in[comp.id], used_out[comp.id])
+            node, rename = _node(reader, comp, used_in[comp.id], list(used_out[comp.id]))
         except GraphError as exc:
             problems += exc.problems
             continue
@@ -476,10 +481,13 @@ def _close_loops(
 ) -> None:
     """Close loops that have no ``closesLoop`` link DALiuGE's way: group_end data -> group_start apps."""
     closed = {nodes[link.dst].parent for link in links if link.carried}
+    children: dict[str | None, list[Node]] = defaultdict(list)
+    for n in nodes.values():
+        children[n.parent].append(n)
     for loop in constructs.values():
         if loop.kind != "loop" or loop.id in closed:
             continue
-        members = [n for n in nodes.values() if n.parent == loop.id]
+        members = children[loop.id]
         ends = [
             n
             for n in members
@@ -489,6 +497,14 @@ def _close_loops(
         starts = [
             n for n in members if n.role == "app" and n.loop_start and n.kind not in ("python", "branch")
         ]
+        if len(ends) * len(starts) > _MAX_LOOP_LINKS:
+            raise GraphError.one(
+                loop.where,
+                "group_end",
+                f"{len(ends)} group_end data nodes and {len(starts)} group_start apps would close the loop "
+                f"with {len(ends) * len(starts):,} links (at most {_MAX_LOOP_LINKS:,}); mark fewer of them, "
+                'or close the loop with "closesLoop" links',
+            )
         for end in ends:
             for start in starts:
                 start.ports["loop"] = "in"

@@ -3,7 +3,8 @@
 Theory of operation
 -------------------
 The *corpus* is every graph the project and DALiuGE's test package ship: the native logical and physical
-graphs of ``examples/``, native physical graphs made by translating them, the EAGLE ``.graph`` files and the
+graphs of ``examples/`` and of ``tests/fuzz/seeds/`` (every construct and kind), native physical graphs made
+by translating the logical ones, the EAGLE ``.graph`` files and the
 DALiuGE physical graphs (``.spec``, ``*PG.graph``) of the ``eagle-test-graphs`` package. Each is decoded once,
 and every path into its JSON tree is listed, so that a mutation can pick a place with one draw.
 
@@ -51,6 +52,8 @@ Path = tuple[str | int, ...]
 @dataclass(frozen=True, slots=True)
 class Seed:
     name: str
+    #: "logical", "physical" (native), "eagle" or "daliuge-physical".
+    format: str
     doc: Any
     #: Every path into the tree (to a value of any type), root excluded.
     paths: tuple[Path, ...]
@@ -60,9 +63,21 @@ class Seed:
     links: tuple[Path, ...]
     #: Paths to the values that say what a thing is (kind, category, construct, ...).
     kinds: tuple[Path, ...]
+    #: Paths to values that matter: sizes, paths, commands, ids, links (and EAGLE fields of those names).
+    targets: tuple[Path, ...]
 
 
 _KIND_KEYS = frozenset({"kind", "app", "data", "construct", "category", "categoryType", "type", "dropclass"})
+#: Names of the fields a hostile value is most worth putting in (as keys, or as EAGLE fields' names).
+_TARGET_NAMES = """
+    copies iterations width clamp seconds size ranks nodes data path command func kwargs codec codecs retries
+    lifespan timeout error_tolerance executor inputs outputs id oid parent parentId from to fromPort toPort
+    from_port to_port loop closesLoop num_of_copies num_of_inputs num_of_iter num_of_procs maxprocs sleep_time
+    filepath dirname greet func_name func_code group_start group_end persist format version params default
+    seed low high axis function image env launcher mpirun launcher_args integer reduce_axes value_port
+    rest_port
+"""
+_TARGETS = frozenset(_TARGET_NAMES.split())
 
 
 def _walk(doc: Any, path: Path = ()) -> Iterator[tuple[Path, Any]]:
@@ -82,7 +97,12 @@ def _seed(name: str, doc: Any) -> Seed:
     containers: list[Path] = [()]
     links: list[Path] = []
     kind_paths: list[Path] = []
+    targets: list[Path] = []
     for p, value in _walk(doc):
+        if p[-1] in _TARGETS:
+            targets.append(p)
+        elif isinstance(value, dict) and value.get("name") in _TARGETS:  # an EAGLE field
+            targets += [(*p, k) for k in ("value", "defaultValue") if k in value]
         paths.append(p)
         if isinstance(value, dict | list):
             containers.append(p)
@@ -92,7 +112,30 @@ def _seed(name: str, doc: Any) -> Seed:
             links.append(p)
         if p[-1] in _KIND_KEYS and isinstance(value, str):
             kind_paths.append(p)
-    return Seed(name, doc, tuple(sorted(paths, key=repr)), tuple(containers), tuple(links), tuple(kind_paths))
+    if isinstance(doc, list):
+        fmt = "daliuge-physical"
+    elif isinstance(doc, dict) and doc.get("format") in ("dropflow/logical-graph", "dropflow/physical-graph"):
+        fmt = doc["format"].split("/")[1].split("-")[0]
+    else:
+        fmt = "eagle"
+    return Seed(
+        name,
+        fmt,
+        doc,
+        tuple(sorted(paths, key=repr)),
+        tuple(containers),
+        tuple(links),
+        tuple(kind_paths),
+        tuple(sorted(targets, key=repr)) or tuple(paths[:1]),
+    )
+
+
+def _short(path: str) -> str:
+    """A seed's name: its path under examples/ or under the eagle-test-graphs package."""
+    for top, label in ((EXAMPLES, "examples"), (DALIUGE, "daliuge_tests"), (HERE, "tests/fuzz")):
+        if path.startswith(top + os.sep):
+            return label + "/" + os.path.relpath(path, top)
+    return path
 
 
 def _translated(path: str) -> bytes | None:
@@ -109,6 +152,7 @@ def _translated(path: str) -> bytes | None:
 
 def _load_corpus() -> list[Seed]:
     files = sorted(glob.glob(os.path.join(EXAMPLES, "*.json")) + glob.glob(os.path.join(EXAMPLES, "*.graph")))
+    files += sorted(glob.glob(os.path.join(HERE, "seeds", "*.json")))  # every native construct and kind
     files += sorted(
         f
         for pattern in ("**/*.graph", "**/*.spec", "engine/graphs/*.json")
@@ -123,8 +167,10 @@ def _load_corpus() -> list[Seed]:
                 doc = json.load(f)
             except ValueError:
                 continue
-        seeds.append(_seed(os.path.relpath(path, os.path.dirname(EXAMPLES)), doc))
-    logical = sorted(glob.glob(os.path.join(EXAMPLES, "*.lg.json")))
+        seeds.append(_seed(_short(path), doc))
+    logical = sorted(
+        glob.glob(os.path.join(EXAMPLES, "*.lg.json")) + glob.glob(os.path.join(HERE, "seeds", "*.lg.json"))
+    )
     logical.append(os.path.join(EXAMPLES, "eagle_scatter_gather.graph"))
     for path in logical:
         data = _translated(path)
@@ -134,6 +180,10 @@ def _load_corpus() -> list[Seed]:
 
 
 CORPUS: list[Seed] = _load_corpus()
+#: The corpus by format: a case draws a format first, so that each gets a fair share whatever its count.
+FORMATS: dict[str, list[Seed]] = {}
+for _s in CORPUS:
+    FORMATS.setdefault(_s.format, []).append(_s)
 
 #: Names that mean a kind somewhere: dropflow kinds, EAGLE categories and types, constructs.
 VOCABULARY: list[str] = sorted(
@@ -182,6 +232,8 @@ HOSTILE: list[Any] = [
     -5,
     0.5,
     -0.5,
+    1000,
+    30_000,
     2**31,
     10**7,
     10**9,
@@ -296,22 +348,22 @@ def encode(doc: Any) -> bytes:
         return json.dumps(doc).encode()
 
 
+#: Mutations, weighted by repetition: hostile values in the fields that matter come up most.
+OPS = ("target", "target", "target", "value", "delete", "duplicate", "kind", "link", "nest", "bytes")
+
+
 @st.composite
 def case(draw: st.DrawFn) -> Case:
     """A seed graph with one to four hostile mutations."""
-    seed = draw(st.sampled_from(CORPUS))
+    seed = draw(st.sampled_from(FORMATS[draw(st.sampled_from(sorted(FORMATS)))]))
     doc = seed.doc
     ops: list[str] = []
     nests: list[tuple[str, int, bool, Any]] = []
     for _ in range(draw(st.integers(1, 4))):
-        op = draw(
-            st.sampled_from(
-                ("value", "value", "value", "delete", "duplicate", "kind", "kind", "link", "nest", "bytes")
-            )
-        )
+        op = draw(st.sampled_from(OPS))
         try:
-            if op == "value":
-                path = draw(st.sampled_from(seed.paths))
+            if op in ("value", "target"):
+                path = draw(st.sampled_from(seed.targets if op == "target" else seed.paths))
                 value = draw(st.sampled_from(HOSTILE))
                 doc = _replace(doc, path, lambda _old, v=value: v)
                 ops.append(f"set {list(path)} = {value!r:.60}")
