@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import functools
 import logging
 import os
 import threading
@@ -137,7 +138,7 @@ class _ProxyContext:
 
     def __init__(self, session_id: str, workspace: Workspace) -> None:
         self.session_id = session_id
-        self.resolve = workspace.resolve
+        self.resolve = functools.partial(workspace.resolve, links=False)
         self.shm_scope = workspace.shm_scope
 
 
@@ -185,7 +186,8 @@ class Session:
         return self.id
 
     def resolve(self, spec: DataSpec, path: str | None) -> tuple[str, bool, str]:
-        return self.workspace.resolve(spec, path)
+        # Links were checked when the graph was; one made since is refused when a store opens the path.
+        return self.workspace.resolve(spec, path, links=False)
 
     # -- state ----------------------------------------------------------------------------------------------
 

@@ -101,6 +101,8 @@ class Workspace:
         self.session_id = check_session_id(session_id)
         self.root = os.path.abspath(root)
         self.dir = os.path.join(self.root, session_id)
+        #: The allowed directories as given (absolute) and as they really are (links resolved).
+        self._given = tuple(os.path.abspath(a) for a in allowed)
         self.allowed = tuple(os.path.realpath(a) for a in allowed)
         #: Every shared-memory segment of the session is named under this scope (see drops.shm).
         self.shm_scope = shm.session_scope(self.root, session_id)
@@ -108,12 +110,16 @@ class Workspace:
         self._lock = SessionLock(self.root, session_id, self.shm_scope)
         self._persisted: set[str] = set()
 
-    def resolve(self, spec: DataSpec, path: str | None) -> Resolved:
+    def resolve(self, spec: DataSpec, path: str | None, links: bool = True) -> Resolved:
         """Absolute path of a file/directory drop, whether the session owns (may delete) it, and its anchor.
 
         Raises :class:`PathNotAllowed` for a path outside the workspace and the allowed directories, one
         that passes through a symbolic link below the workspace or leads out of the allowed directories
         through one, and one that no filesystem accepts (a NUL character, nothing at all).
+
+        With ``links`` False (when a store is made, after validation), links are not looked for: a link
+        made since then is refused by the store when it opens the path, which fails the app that does so
+        with the reason -- rather than the session, as an error here would.
         """
         if path is None:
             path = _safe_name(spec.id)
@@ -123,7 +129,7 @@ class Workspace:
             raise PathNotAllowed("is empty; name a file, or leave the path out for one in the workspace")
         full = os.path.normpath(path if os.path.isabs(path) else os.path.join(self.dir, path))
         if _under(full, self.dir) and full != self.dir:
-            link = _link_below(self.dir, full)
+            link = _link_below(self.dir, full) if links else None
             if link is not None:
                 raise PathNotAllowed(
                     f"{path!r} passes through the symbolic link {link!r}; dropflow's apps follow no link "
@@ -137,6 +143,12 @@ class Workspace:
         for top in self.allowed:
             if _under(real, top):
                 return Resolved(real, False, top)
+        if not links:
+            # A link made since validation leads out: anchor the path as written below its allowed
+            # directory, so that the store meets the link, and refuses it, when it opens the path.
+            for given, top in zip(self._given, self.allowed, strict=True):
+                if _under(full, given):
+                    return Resolved(os.path.join(top, os.path.relpath(full, given)), False, top)
         through = f" (through symbolic links it leads to {real!r})" if real != full else ""
         raise PathNotAllowed(
             f"{path!r} is outside the session workspace{through}; allow its directory explicitly "
