@@ -28,6 +28,7 @@ import io
 import json
 import os
 import signal
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -450,13 +451,17 @@ def _watchdog(seconds: float) -> Iterator[None]:
     def alarm(_signum: int, _frame: Any) -> None:
         raise Hang(f"still running after {seconds} s")
 
+    # pytest-timeout may have its own alarm running: keep what is left of it, and put it back after.
     old = signal.signal(signal.SIGALRM, alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    outer, _interval = signal.setitimer(signal.ITIMER_REAL, seconds)
+    start = time.monotonic()
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+        if outer:
+            signal.setitimer(signal.ITIMER_REAL, max(outer - (time.monotonic() - start), 0.001))
 
 
 def render(exc: BaseException) -> str:
