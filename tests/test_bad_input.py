@@ -740,3 +740,28 @@ def test_nul_in_a_file_path_is_refused_by_validate_and_run(tmp_path):
     )
     for command in ("validate", "run"):
         refused(tmp_path, doc, "file drop 'f'", "field 'path'", "NUL", command=command)
+
+
+def test_the_size_bomb_over_rest_is_a_400_naming_the_construct(tmp_path):
+    """Over REST it was an HTML 500 after 29 s (and GBs); now the append is refused at once, as a bad graph.
+    (In-process through falcon's test client; the daemons serve the same app.)"""
+    from falcon import testing
+
+    from dropflow.managers.node_manager import NodeManager
+    from dropflow.managers.rest import make_app
+
+    nm = NodeManager("node-1", workspace_root=str(tmp_path / "ws"), threads=1, processes=1).start()
+    try:
+        api = testing.TestClient(make_app(nm))
+        assert api.simulate_post("/api/sessions", json={"sessionId": "s1"}).status_code == 201
+        resp = api.simulate_post(
+            "/api/sessions/s1/graph/append",
+            body=json.dumps(BOMB),
+            headers={"Content-Type": "application/json"},
+        )
+        assert resp.status_code == 400, resp.text
+        (problem,) = resp.json["error"]["problems"]
+        assert problem["where"] == "node 's' (scatter)" and problem["field"] == "copies"
+        assert "more than the limit of 10,000,000" in problem["message"]
+    finally:
+        nm.close()
