@@ -352,9 +352,6 @@ class DirectoryStore(FileStore):
     __slots__ = ()
     KIND = "directory"
 
-    def __init__(self, path: str, owned: bool = True, anchor: str | None = None) -> None:
-        super().__init__(path, owned, anchor)
-
     def _make(self) -> None:
         if self._implicit:
             os.makedirs(self.path, exist_ok=True)
