@@ -306,3 +306,462 @@ def test_bad_command_line_arguments(tmp_path, args, message):
     assert result.returncode == 2, result
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# -- Hostile input (issue 10, items 6, 7): refused cleanly, in every format, before anything is allocated
+#
+# These run ``dropflow validate`` in this process (its ``main``, on a file): the same code path as the
+# command, fast enough for many cases. Each case failed before the fix with a traceback, a hang, gigabytes
+# of memory, or by being accepted.
+
+
+def validate(tmp_path, doc: object | bytes, capsys, *args: str) -> tuple[int, str]:
+    from dropflow.cli import main
+
+    path = tmp_path / "graph.json"
+    path.write_bytes(doc if isinstance(doc, bytes) else json.dumps(doc).encode())
+    code = main(["validate", str(path), *args])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return code, err
+
+
+def rejects(tmp_path, capsys, doc: object | bytes, *expected: str) -> str:
+    code, err = validate(tmp_path, doc, capsys)
+    assert code == 2, err
+    for text in expected:
+        assert text in err, f"{text!r} not in:\n{err}"
+    return err
+
+
+def logical(nodes: list[dict], links: list[dict] = ()) -> dict:  # type: ignore[assignment]
+    return {"format": "dropflow/logical-graph", "version": 1, "nodes": nodes, "links": list(links)}
+
+
+def eagle_field(name: str, value: object, usage: str = "NoPort", fid: str | None = None) -> dict:
+    return {
+        "id": fid or f"f-{name}",
+        "name": name,
+        "value": value,
+        "usage": usage,
+        "parameterType": "ComponentParameter",
+    }
+
+
+def eagle_comp(cid: str, category: str, ctype: str, fields: list[dict], parent: str | None = None) -> dict:
+    comp = {"id": cid, "name": cid, "category": category, "categoryType": ctype, "fields": fields}
+    if parent:
+        comp["parentId"] = parent
+    return comp
+
+
+def eagle(nodes: list[dict], links: list[dict] = ()) -> dict:  # type: ignore[assignment]
+    return {
+        "modelData": {"schemaVersion": "OJS", "filePath": "t.graph"},
+        "nodeDataArray": nodes,
+        "linkDataArray": list(links),
+    }
+
+
+def eagle_scatter(copies: object) -> dict:
+    """Scatter(copies) of hello -> memory: the EAGLE form of the size bomb."""
+    return eagle(
+        [
+            eagle_comp("s", "Scatter", "Construct", [eagle_field("num_of_copies", copies)]),
+            eagle_comp(
+                "a",
+                "PythonApp",
+                "Application",
+                [
+                    eagle_field("dropclass", "dlg.apps.simple.HelloWorldApp"),
+                    eagle_field("out", None, "OutputPort", "a-out"),
+                ],
+                "s",
+            ),
+            eagle_comp("d", "Memory", "Data", [eagle_field("d", None, "InputOutput", "d-p")], "s"),
+        ],
+        [{"from": "a", "fromPort": "a-out", "to": "d", "toPort": "d-p"}],
+    )
+
+
+def test_cycle_found_from_a_drop_downstream_of_it(tmp_path, capsys):
+    """3 drops: 'e' (listed first) reads 'd'; 'a' reads and writes 'd' (a cycle). The first blocked drop lies
+    downstream of the cycle, where a forward walk found no way on (StopIteration)."""
+    err = rejects(
+        tmp_path,
+        capsys,
+        graph(
+            {"id": "e", "kind": "noop", "inputs": {"i": "d"}},
+            {"id": "a", "kind": "noop", "inputs": {"i": "d"}, "outputs": {"o": "d"}},
+            {"id": "d", "kind": "memory"},
+        ),
+        "the graph has a cycle: a -> d -> a",
+    )
+    assert "StopIteration" not in err
+
+
+def test_logical_cycle_found_from_a_node_downstream_of_it(tmp_path, capsys):
+    rejects(
+        tmp_path,
+        capsys,
+        logical(
+            [
+                {"id": "z", "data": "memory"},
+                {"id": "a", "app": "noop", "inputs": ["i"], "outputs": ["o", "p"]},
+                {"id": "d", "data": "memory"},
+            ],
+            [
+                {"from": "a", "from_port": "p", "to": "z"},
+                {"from": "a", "from_port": "o", "to": "d"},
+                {"from": "d", "to": "a", "to_port": "i"},
+            ],
+        ),
+        "node 'a' (noop): the graph has a cycle that is not declared as a loop: 'a' -> 'd' -> 'a'",
+    )
+
+
+@pytest.mark.parametrize("self_link", [False, True])
+def test_eagle_cycle_and_self_link(tmp_path, capsys, self_link):
+    """EAGLE: a link back from the app's output data to its input (a cycle), or from the app's output port
+    to its own input port (a self-link); the data node downstream is listed first."""
+    back = (
+        {"from": "w", "fromPort": "w-out", "to": "w", "toPort": "w-in"}
+        if self_link
+        else {"from": "m", "fromPort": "m-p", "to": "w", "toPort": "w-in"}
+    )
+    doc = eagle(
+        [
+            eagle_comp("out", "Memory", "Data", [eagle_field("o", None, "InputOutput", "out-p")]),
+            eagle_comp(
+                "w",
+                "PyFuncApp",
+                "Application",
+                [
+                    eagle_field("func_name", "json.dumps"),
+                    eagle_field("obj", None, "InputPort", "w-in"),
+                    eagle_field("o", None, "OutputPort", "w-out"),
+                ],
+            ),
+            eagle_comp("m", "Memory", "Data", [eagle_field("m", None, "InputOutput", "m-p")]),
+        ],
+        [
+            {"from": "w", "fromPort": "w-out", "to": "m", "toPort": "m-p"},
+            {"from": "w", "fromPort": "w-out", "to": "out", "toPort": "out-p"},
+            back,
+        ],
+    )
+    rejects(tmp_path, capsys, doc, "the graph has a cycle")
+
+
+def deep(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize(
+    "template,message",
+    [
+        # (A typed decoder stops at the first value of the wrong type, before it nests further.)
+        ('{"format": "dropflow/physical-graph", "version": 1, "drops": %s}', "drops[0]: Expected `object`"),
+        (
+            '{"format": "dropflow/physical-graph", "version": 1, "drops": [{"id": "a", "kind": "memory", '
+            '"data": %s}]}',
+            "graph: nested too deeply",
+        ),
+        (
+            '{"format": "dropflow/logical-graph", "version": 1, "nodes": [{"id": "a", "app": "noop", '
+            '"x": %s}]}',
+            "graph: nested too deeply",
+        ),
+        ('{"nodeDataArray": [{"id": "a", "category": "Memory", "fields": %s}]}', "graph: nested too deeply"),
+        (
+            '[{"oid": "a", "categoryType": "Data", "category": "Memory", "consumers": %s}]',
+            "graph: nested too deeply",
+        ),
+    ],
+    ids=["physical", "physical-field", "logical", "eagle", "daliuge"],
+)
+def test_json_nested_20000_deep(tmp_path, capsys, template, message):
+    rejects(tmp_path, capsys, (template % deep(20_000)).encode(), message)
+
+
+@pytest.mark.parametrize(
+    "mutate,expected",
+    [
+        (lambda d: d.update(linkDataArray=0.5), "field 'linkDataArray': must be a list"),
+        (lambda d: d.update(modelData="x"), "valid"),
+        (lambda d: d["nodeDataArray"][1]["fields"].__setitem__(0, {"id": ["a"], "name": "dropclass"}), ""),
+        (lambda d: d["nodeDataArray"][1].update(fields=-1e308), ""),
+        (lambda d: d["nodeDataArray"][1].update(inputAppFields=["\x00"]), ""),
+        (lambda d: d["nodeDataArray"][1].update(category={"a": 1}), "valid"),  # the dropclass decides
+        (
+            lambda d: d.update(activeGraphConfigId=["x"], graphConfigurations={"x": {}}),
+            "field 'activeGraphConfigId'",
+        ),
+        (lambda d: d.update(activeGraphConfigId="x", graphConfigurations={"x": {"nodes": [1]}}), "valid"),
+    ],
+)
+def test_eagle_values_of_the_wrong_type(tmp_path, capsys, mutate, expected):
+    """Wrong types anywhere in an EAGLE graph give a refusal (or a graph without the broken part), never a
+    TypeError or AttributeError."""
+    doc = eagle_scatter(3)
+    mutate(doc)
+    code, err = validate(tmp_path, doc, capsys)
+    assert code in (0, 2) and expected in (err if code else "valid")
+
+
+@pytest.mark.parametrize(
+    "drop,field,message",
+    [
+        (
+            {"oid": "a", "categoryType": "Application", "category": "PythonApp", "applicationArgs": 0.5},
+            "applicationArgs",
+            "must be an object",
+        ),
+        (
+            {"oid": "a", "categoryType": "Data", "category": "Memory", "consumers": 5},
+            "consumers",
+            "must be a list",
+        ),
+        (
+            {"oid": "a", "categoryType": "Data", "category": "Memory", "consumers": [7]},
+            "consumers",
+            "entries are oids",
+        ),
+        (
+            {"oid": "a", "categoryType": "Data", "category": "Memory", "fields": "x"},
+            "fields",
+            "must be a list",
+        ),
+        ({"oid": ["a"], "categoryType": "Data", "category": "Memory"}, "oid", "must be a string"),
+    ],
+)
+def test_daliuge_physical_values_of_the_wrong_type(tmp_path, capsys, drop, field, message):
+    rejects(tmp_path, capsys, [drop], f"field '{field}'", message)
+
+
+def test_daliuge_physical_graph_with_a_duplicated_oid(tmp_path, capsys):
+    drop = {"oid": "a", "categoryType": "Data", "category": "Memory"}
+    rejects(tmp_path, capsys, [drop, dict(drop)], "drop 'a' ([1]), field 'oid': duplicate oid")
+
+
+# -- sizes: counted before anything is allocated
+
+BOMB = {  # 250 bytes: a scatter of 10**7 copies of an app and its output, 2 * 10**7 drops
+    "format": "dropflow/logical-graph",
+    "version": 1,
+    "nodes": [
+        {"id": "s", "construct": "scatter", "copies": 10**7},
+        {"id": "a", "app": "noop", "parent": "s", "outputs": ["o"]},
+        {"id": "d", "data": "memory", "parent": "s"},
+    ],
+    "links": [{"from": "a", "from_port": "o", "to": "d"}],
+}
+
+
+def peak_rss_of_validate(tmp_path, doc: dict, env: dict[str, str] | None = None) -> tuple[int, str, int]:
+    """Run ``dropflow validate`` in a child of a small wrapper process; its exit code, stderr and peak RSS
+    in MiB (the wrapper's only child, so RUSAGE_CHILDREN is this command's). The address space is capped at
+    4 GiB, so that a regression fails here instead of exhausting the machine."""
+    path = tmp_path / "bomb.json"
+    path.write_text(json.dumps(doc))
+    wrapper = (
+        "import resource, subprocess, sys\n"
+        "cap = lambda: resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))\n"
+        "r = subprocess.run(sys.argv[1:], capture_output=True, text=True, preexec_fn=cap)\n"
+        "sys.stderr.write(r.stderr)\n"
+        "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", wrapper, sys.executable, "-m", "dropflow.cli", "validate", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+    code, rss_kib = result.stdout.split()
+    return int(code), result.stderr, int(rss_kib) // 1024
+
+
+def test_a_250_byte_scatter_of_ten_million_is_refused_at_small_memory(tmp_path):
+    assert len(json.dumps(BOMB)) < 302
+    code, err, rss = peak_rss_of_validate(tmp_path, BOMB)
+    assert code == 2, err
+    assert "node 's' (scatter), field 'copies'" in err and "20,000,000 drops" in err
+    assert "limit of 10,000,000" in err and "DROPFLOW_MAX_DROPS" in err
+    assert "Traceback" not in err
+    assert rss < 300, f"validate peaked at {rss} MiB"
+
+
+@pytest.mark.parametrize(
+    "copies,message",
+    [
+        (10**9, "2,000,000,000 drops"),
+        (2**63, "18,446,744,073,709,551,616 drops"),
+        (2**64 + 1, "drops, more than the limit"),
+        ("1000000000", "2,000,000,000 drops"),
+        (-5, "must be at least 1, not -5"),
+        (0, "must be at least 1, not 0"),
+        ("many", "must be an integer, not 'many'"),
+    ],
+)
+def test_eagle_num_of_copies(tmp_path, copies, message):
+    """In a capped child process: before the limit, 10**9 copies took 13.6 GB."""
+    code, err, rss = peak_rss_of_validate(tmp_path, eagle_scatter(copies))
+    assert code == 2 and "node 's' (Scatter, id s), field 'num_of_copies'" in err and message in err, err
+    assert "Traceback" not in err and rss < 300
+
+
+@pytest.mark.parametrize(
+    "node,field,message",
+    [
+        ({"id": "s", "construct": "scatter", "copies": 2**63}, "copies", "drops, more than the limit"),
+        ({"id": "s", "construct": "scatter", "copies": -1}, "copies", "must be at least 1"),
+        ({"id": "s", "construct": "loop", "iterations": 10**12}, "iterations", "drops, more than the limit"),
+    ],
+)
+def test_native_construct_sizes(tmp_path, node, field, message):
+    code, err, rss = peak_rss_of_validate(
+        tmp_path, logical([node, {"id": "a", "app": "noop", "parent": "s"}])
+    )
+    assert code == 2 and f"node 's' ({node['construct']}), field '{field}'" in err and message in err, err
+    assert "Traceback" not in err and rss < 300
+
+
+def test_the_limit_is_a_setting(tmp_path, capsys, monkeypatch):
+    """DROPFLOW_MAX_DROPS moves the limit both ways; a bad value is refused, naming the variable."""
+    doc = logical(
+        [{"id": "s", "construct": "scatter", "copies": 100}, {"id": "a", "app": "noop", "parent": "s"}]
+    )
+    monkeypatch.setenv("DROPFLOW_MAX_DROPS", "99")
+    rejects(tmp_path, capsys, doc, "100 drops, more than the limit of 99")
+    monkeypatch.setenv("DROPFLOW_MAX_DROPS", "100")
+    assert validate(tmp_path, doc, capsys)[0] == 0
+    monkeypatch.setenv("DROPFLOW_MAX_DROPS", "lots")
+    rejects(
+        tmp_path, capsys, doc, "environment variable DROPFLOW_MAX_DROPS: 'lots' is not a positive integer"
+    )
+
+
+def test_links_are_bounded_too(tmp_path, capsys, monkeypatch):
+    """100 copies gathered whole into each of 100 copies of a consumer: 300 drops, but 10,000 links."""
+    monkeypatch.setenv("DROPFLOW_MAX_DROPS", "1000")
+    doc = logical(
+        [
+            {"id": "s", "construct": "scatter", "copies": 100},
+            {"id": "make", "app": "noop", "parent": "s", "outputs": ["o"]},
+            {"id": "x", "data": "memory", "parent": "s"},
+            {"id": "g", "construct": "gather", "width": 100},
+            {"id": "t", "construct": "scatter", "copies": 100, "parent": "g"},
+            {"id": "use", "app": "noop", "parent": "t", "inputs": ["i"]},
+        ],
+        [{"from": "make", "from_port": "o", "to": "x"}, {"from": "x", "to": "use", "to_port": "i"}],
+    )
+    rejects(tmp_path, capsys, doc, "node 't' (scatter), field 'copies'", "more than 4,000 links")
+
+
+def test_constructs_nested_thousands_deep_are_refused_quickly(tmp_path, capsys):
+    """3,000 scatters, each inside the previous, and 3,000 apps in the innermost: unrolling work grows with
+    depth x nodes (10 s here before the bound); refused at the 65th level."""
+    nodes = [
+        {"id": f"c{i}", "construct": "scatter", "copies": 1, **({"parent": f"c{i - 1}"} if i else {})}
+        for i in range(3000)
+    ]
+    nodes += [{"id": f"a{i}", "app": "noop", "parent": "c2999"} for i in range(3000)]
+    rejects(tmp_path, capsys, logical(nodes), "node 'c64' (scatter), field 'parent': constructs nest 65 deep")
+
+
+def test_many_duplicate_app_to_app_links_cost_linear_time(tmp_path, capsys):
+    """Each app -> app link gets a null drop whose id must be new; 20,000 duplicates of one link used to try
+    every earlier name first (quadratic, with ids thousands of characters long)."""
+    links = [{"from": "a", "from_port": "o", "to": "b", "to_port": "i"}] * 20_000
+    doc = logical(
+        [{"id": "a", "app": "noop", "outputs": ["o"]}, {"id": "b", "app": "noop", "inputs": ["i"]}], links
+    )
+    code, err = validate(tmp_path, doc, capsys)
+    assert code == 0, err
+
+
+# -- values that pass a type check but cannot run -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "drop,field,message",
+    [
+        ({"id": "s", "kind": "sleep", "seconds": -5}, "seconds", ">= 0.0"),
+        ({"id": "r", "kind": "random_array", "size": -1}, "size", ">= 0"),
+        ({"id": "r", "kind": "random_array", "size": 2**40}, "size", "<= 2147483647"),
+        ({"id": "r", "kind": "random_array", "seed": -3}, "seed", ">= 0"),
+        ({"id": "m", "kind": "mpi", "command": "true", "ranks": 10**7}, "ranks", "<= 4194304"),
+        ({"id": "n", "kind": "noop", "retries": 10**9}, "retries", "<= 1000"),
+    ],
+)
+def test_numbers_out_of_range(tmp_path, capsys, drop, field, message):
+    rejects(tmp_path, capsys, graph(drop), "drops[0]", f"field '{field}'", message)
+
+
+@pytest.mark.parametrize(
+    "category,fields,field,message",
+    [
+        ("PythonApp", [("dropclass", "dlg.apps.simple.SleepApp"), ("sleep_time", "-5")], "seconds", ">= 0.0"),
+        ("PythonApp", [("dropclass", "dlg.apps.simple.RandomArrayApp"), ("size", -10)], "size", ">= 0"),
+        (
+            "PythonApp",
+            [("dropclass", "dlg.apps.simple.RandomArrayApp"), ("size", "1e999")],
+            "size",
+            "is not a number",
+        ),
+        ("Mpi", [("command", "true"), ("num_of_procs", 10**7)], "ranks", "<= 4194304"),
+        ("Mpi", [("command", "true"), ("num_of_procs", 1e308)], "ranks", "<= 4194304"),
+    ],
+)
+def test_eagle_numbers_out_of_range(tmp_path, capsys, category, fields, field, message):
+    doc = eagle([eagle_comp("x", category, "Application", [eagle_field(k, v) for k, v in fields])])
+    rejects(tmp_path, capsys, doc, "node 'x'", f"field '{field}'", message)
+
+
+@pytest.mark.parametrize(
+    "codec,data",
+    [("npy", {"a": 1}), ("npy", [[1], [1, 2]]), ("bytes", 5), ("utf-8", [1]), ("path", "x")],
+)
+def test_memory_data_its_codec_cannot_encode(tmp_path, capsys, codec, data):
+    rejects(
+        tmp_path,
+        capsys,
+        graph({"id": "m", "kind": "memory", "codec": codec, "data": data}),
+        "memory drop 'm', field 'data'",
+        f"cannot be encoded with the {codec} codec",
+    )
+
+
+def test_nul_in_a_file_path_is_refused_by_validate_and_run(tmp_path):
+    """Accepted by validate before, then a ValueError traceback in run."""
+    doc = graph(
+        {"id": "h", "kind": "hello", "outputs": {"o": "f"}}, {"id": "f", "kind": "file", "path": "a\0b"}
+    )
+    for command in ("validate", "run"):
+        refused(tmp_path, doc, "file drop 'f'", "field 'path'", "NUL", command=command)
+
+
+def test_the_size_bomb_over_rest_is_a_400_naming_the_construct(tmp_path):
+    """Over REST it was an HTML 500 after 29 s (and GBs); now the append is refused at once, as a bad graph.
+    (In-process through falcon's test client; the daemons serve the same app.)"""
+    from falcon import testing
+
+    from dropflow.managers.node_manager import NodeManager
+    from dropflow.managers.rest import make_app
+
+    nm = NodeManager("node-1", workspace_root=str(tmp_path / "ws"), threads=1, processes=1).start()
+    try:
+        api = testing.TestClient(make_app(nm))
+        assert api.simulate_post("/api/sessions", json={"sessionId": "s1"}).status_code == 201
+        resp = api.simulate_post(
+            "/api/sessions/s1/graph/append",
+            body=json.dumps(BOMB),
+            headers={"Content-Type": "application/json"},
+        )
+        assert resp.status_code == 400, resp.text
+        (problem,) = resp.json["error"]["problems"]
+        assert problem["where"] == "node 's' (scatter)" and problem["field"] == "copies"
+        assert "more than the limit of 10,000,000" in problem["message"]
+    finally:
+        nm.close()

@@ -26,6 +26,7 @@ from .spec import DropSpec
 
 __all__ = [
     "FORMAT",
+    "NESTED_TOO_DEEPLY",
     "VERSION",
     "PhysicalGraph",
     "decode_physical",
@@ -36,6 +37,8 @@ __all__ = [
 
 FORMAT = "dropflow/physical-graph"
 VERSION = 1
+#: The refusal of JSON nested deeper than the decoder's recursion allows (about a thousand levels).
+NESTED_TOO_DEEPLY = "nested too deeply: JSON arrays and objects may nest a few hundred levels at most"
 
 
 class PhysicalGraph(msgspec.Struct, frozen=True, kw_only=True):
@@ -134,6 +137,8 @@ def decode_physical(data: bytes, source: str | None = None) -> PhysicalGraph:
     """Decode a native physical graph, or raise :class:`GraphError` naming the drop and field."""
     try:
         doc = _decoder().decode(data)
+    except RecursionError:
+        raise GraphError.one("graph", None, NESTED_TOO_DEEPLY, source) from None
     except msgspec.DecodeError as exc:
         problem = _malformed(data, exc) if not isinstance(exc, msgspec.ValidationError) else None
         if problem is not None:
@@ -161,6 +166,8 @@ def _header(data: bytes) -> Problem | None:
         header = msgspec.json.decode(data, type=_Header)
     except msgspec.ValidationError:
         return Problem("graph", None, f'expected a JSON object with "format": {FORMAT!r}')
+    except (msgspec.DecodeError, RecursionError):
+        return None  # malformed past the first invalid value: that value is the problem to report
     if header.format is None:
         return Problem("graph", "format", f'missing; a dropflow physical graph has "format": {FORMAT!r}')
     if header.format != FORMAT:

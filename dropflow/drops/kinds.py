@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Protocol
 
-from . import shm
+from . import codecs, shm
 from .apps import builtin, pyfunc, shell
 from .apps.base import CancelToken, Outcome, Task, format_exception
 from .errors import Problem
@@ -73,8 +72,9 @@ class StoreContext(Protocol):
         """The scope of the session's shared-memory segment names (see :mod:`dropflow.drops.shm`)."""
         ...
 
-    def resolve(self, spec: DataSpec, path: str | None) -> tuple[str, bool]:
-        """Absolute path for a file or directory drop, and whether the session owns it."""
+    def resolve(self, spec: DataSpec, path: str | None) -> tuple[str, bool, str]:
+        """Absolute path for a file or directory drop, whether the session owns it, and the directory below
+        which its path may hold no symbolic link (see :mod:`dropflow.drops.beneath`)."""
         ...
 
 
@@ -179,11 +179,8 @@ def app_kind(spec: AppSpec) -> AppKind:
 def _prepare_outputs(task: Task) -> None:
     """Directories that outputs with paths need, so that apps can simply open their output paths."""
     for ref in task.outputs:
-        if not ref.traits.mountable:
-            continue  # no path, or one on a filesystem of its own (/dev/shm)
-        path = ref.store.fspath()
-        if path is not None:
-            os.makedirs(path if ref.traits.directory else os.path.dirname(path), exist_ok=True)
+        if ref.traits.mountable:  # not: no path, or one on a filesystem of its own (/dev/shm)
+            ref.store.prepare(ref.traits.directory)
 
 
 def execute(task: Task, token: CancelToken) -> Outcome:
@@ -230,6 +227,19 @@ def _check_path(spec: DataSpec, ctx: StoreContext) -> list[Problem]:
     return []
 
 
+def _check_memory(spec: DataSpec, ctx: StoreContext) -> list[Problem]:
+    """The initial ``data`` of a memory drop must encode with its codec: found now, not when it runs."""
+    assert isinstance(spec, MemorySpec)
+    if spec.data is None:
+        return []
+    try:
+        codecs.encode(spec.effective_codec(), spec.data)
+    except (codecs.CodecError, ValueError, TypeError, OverflowError, RecursionError) as exc:
+        codec = spec.effective_codec()
+        return [Problem(spec.label(), "data", f"cannot be encoded with the {codec} codec: {exc}")]
+    return []
+
+
 def _check_shm(spec: DataSpec, ctx: StoreContext) -> list[Problem]:
     if spec.persist:
         return [
@@ -246,7 +256,7 @@ def _path_store(cls: type[FileStore]) -> StoreFactory:
     return make
 
 
-register_data(MemorySpec, lambda spec, ctx: MemoryStore())
+register_data(MemorySpec, lambda spec, ctx: MemoryStore(), _check_memory)
 register_data(
     SharedMemorySpec,
     lambda spec, ctx: SharedMemoryStore(shm.segment_name(ctx.shm_scope, ctx.session_id, spec.id)),

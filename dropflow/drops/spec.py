@@ -53,7 +53,8 @@ EXECUTORS: tuple[str, ...] = ("inline", "thread", "process")
 #: Port name -> a data drop id, or a list of ids (the argument is then a list).
 Ports = dict[str, str | list[str]]
 
-NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
+#: Retries of a failed app: a few, not a loop that never ends.
+Retries = Annotated[int, msgspec.Meta(ge=0, le=1000)]
 Fraction = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 Seconds = Annotated[float, msgspec.Meta(gt=0.0)]
 DropId = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
@@ -219,7 +220,7 @@ class AppSpec(DropSpec, frozen=True, gc=False, kw_only=True):
     #: Where the app runs: in the owner loop (only for trivial apps), a thread, or a worker process.
     executor: Executor | None = None
     #: How many times a failed run is retried before the app is in ERROR.
-    retries: NonNegInt = 0
+    retries: Retries = 0
     #: Fraction of inputs that may be in ERROR (or missing) while the app still runs.
     error_tolerance: Fraction = 0.0
     #: Per-port codec overrides, e.g. ``{"image": "path"}`` to receive a file path instead of its bytes.

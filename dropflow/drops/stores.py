@@ -12,21 +12,25 @@ are computed when asked for (``checksum()``), not on every write. Reads stream i
 whole content as a buffer that is a view of the storage where the storage allows (memory, a mapped segment,
 a mapped file). ``array`` allocates an .npy-encoded array *inside*
 the store so that a producer can fill it in place and consumers see it without a copy.
+
+File and directory stores never follow a symbolic link below their *anchor* (the workspace, or the allowed
+directory that holds them): every open, mkdir and delete goes through :mod:`.beneath`, so that a link that an
+app of the graph planted in a drop's path -- after the graph was validated -- cannot send a write, a
+truncation or a deletion outside.
 """
 
 from __future__ import annotations
 
-import contextlib
 import mmap
 import os
-import shutil
+import stat
 import zlib
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import numpy as np
 
-from . import shm
+from . import beneath, shm
 from .codecs import BytesLike, CodecError, npy_header, npy_view
 
 __all__ = [
@@ -95,6 +99,13 @@ class Store:
 
     def fspath(self) -> str | None:
         return None
+
+    def prepare(self, directory: bool) -> None:
+        """Make what a program needs to open this output by its path: the directory (``directory``), or the
+        directory that will hold the file. Nothing for storage without a path."""
+        path = self.fspath()
+        if path is not None:
+            os.makedirs(path if directory else os.path.dirname(path), exist_ok=True)
 
     def exists(self) -> bool:
         return True
@@ -263,50 +274,81 @@ class SharedMemoryStore(Store):
 
 
 class FileStore(Store):
-    """A file; ``owned`` files (inside the session workspace) may be garbage-collected."""
+    """A file; ``owned`` files (inside the session workspace) may be garbage-collected.
 
-    __slots__ = ("owned", "path")
+    ``anchor`` is the directory below which no component of ``path`` may be a symbolic link (see
+    :mod:`.beneath`); by default the file's own directory, which is then made as an ordinary directory.
+    """
+
+    __slots__ = ("_implicit", "anchor", "owned", "path")
     KIND = "file"
 
-    def __init__(self, path: str, owned: bool = True) -> None:
+    def __init__(self, path: str, owned: bool = True, anchor: str | None = None) -> None:
         self.path = path
         self.owned = owned
+        self._implicit = anchor is None
+        self.anchor = os.path.dirname(path) if anchor is None else anchor
 
-    def __getstate__(self) -> tuple[str, bool]:
-        return (self.path, self.owned)
+    def __getstate__(self) -> tuple[str, bool, str | None]:
+        return (self.path, self.owned, None if self._implicit else self.anchor)
 
-    def __setstate__(self, state: tuple[str, bool]) -> None:
-        self.path, self.owned = state
+    def __setstate__(self, state: tuple[str, bool, str | None]) -> None:
+        path, owned, anchor = state
+        self.path, self.owned, self._implicit = path, owned, anchor is None
+        self.anchor = os.path.dirname(path) if anchor is None else anchor
+
+    def _open(self, flags: int, make_dirs: bool = False) -> int:
+        if make_dirs and self._implicit:
+            os.makedirs(self.anchor, exist_ok=True)
+        return beneath.open_file(self.anchor, self.path, flags, 0o644, make_dirs)
+
+    def prepare(self, directory: bool) -> None:
+        if self._implicit:
+            os.makedirs(self.anchor, exist_ok=True)
+        else:
+            beneath.makedirs(self.anchor, os.path.dirname(self.path))
 
     def writer(self) -> Writer:
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        return _FdWriter(fd)
+        return _FdWriter(self._open(os.O_WRONLY | os.O_CREAT | os.O_TRUNC, make_dirs=True))
 
     def buffer(self) -> BytesLike:
-        with open(self.path, "rb") as f:
-            if os.fstat(f.fileno()).st_size == 0:
+        fd = self._open(os.O_RDONLY)
+        try:
+            if os.fstat(fd).st_size == 0:
                 return b""
-            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            return mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+        finally:
+            os.close(fd)
 
     def chunks(self, size: int = CHUNK) -> Iterator[BytesLike]:
-        with open(self.path, "rb") as f:
+        with os.fdopen(self._open(os.O_RDONLY), "rb") as f:
             while chunk := f.read(size):
                 yield chunk
 
     def array(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray[Any, Any]:
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        arr: np.ndarray[Any, Any] = np.lib.format.open_memmap(self.path, mode="w+", dtype=dtype, shape=shape)
-        return arr
+        dt = np.dtype(dtype)
+        header = npy_header(tuple(shape), dt)
+        total = len(header) + int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+        fd = self._open(os.O_RDWR | os.O_CREAT | os.O_TRUNC, make_dirs=True)
+        try:
+            os.ftruncate(fd, total)
+            os.pwrite(fd, header, 0)
+            view = mmap.mmap(fd, total, access=mmap.ACCESS_WRITE)
+        finally:
+            os.close(fd)
+        return npy_view(view)
 
     def fspath(self) -> str:
         return self.path
 
     def exists(self) -> bool:
-        return os.path.isfile(self.path)
+        try:
+            return stat.S_ISREG(beneath.stat_path(self.anchor, self.path).st_mode)
+        except (OSError, ValueError):
+            return False
 
     def size(self) -> int:
-        return os.stat(self.path).st_size
+        return beneath.stat_path(self.anchor, self.path).st_size
 
     def checksum(self) -> int:
         crc = 0
@@ -316,8 +358,7 @@ class FileStore(Store):
 
     def delete(self) -> None:
         if self.owned:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.path)
+            beneath.unlink(self.anchor, self.path)
 
 
 class DirectoryStore(FileStore):
@@ -326,8 +367,17 @@ class DirectoryStore(FileStore):
     __slots__ = ()
     KIND = "directory"
 
+    def _make(self) -> None:
+        if self._implicit:
+            os.makedirs(self.path, exist_ok=True)
+        else:
+            beneath.makedirs(self.anchor, self.path)
+
+    def prepare(self, directory: bool) -> None:
+        self._make()
+
     def writer(self) -> Writer:
-        os.makedirs(self.path, exist_ok=True)
+        self._make()
 
         def refuse(_chunk: memoryview) -> None:
             raise CodecError("a directory drop is written through its path, not as a byte stream")
@@ -340,27 +390,32 @@ class DirectoryStore(FileStore):
     def array(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray[Any, Any]:
         raise CodecError("a directory drop cannot hold an array in place")
 
-    def _files(self) -> list[str]:
-        found = []
-        for top, _dirs, files in os.walk(self.path):
-            found += [os.path.join(top, f) for f in files]
-        return sorted(found)
+    def _files(self) -> list[tuple[str, int]]:
+        """(relative path, size) of its regular files, in name order; links inside are not followed."""
+        try:
+            return sorted(beneath.listdir_files(self.anchor, self.path))
+        except FileNotFoundError:
+            return []
 
     def exists(self) -> bool:
-        return os.path.isdir(self.path)
+        try:
+            return stat.S_ISDIR(beneath.stat_path(self.anchor, self.path).st_mode)
+        except (OSError, ValueError):
+            return False
 
     def size(self) -> int:
-        return sum(os.path.getsize(f) for f in self._files())
+        return sum(size for _name, size in self._files())
 
     def checksum(self) -> int:
         crc = 0
-        for name in self._files():
-            crc = zlib.crc32(os.path.relpath(name, self.path).encode(), crc)
-            with open(name, "rb") as f:
+        for name, _size in self._files():
+            crc = zlib.crc32(name.encode(), crc)
+            path = os.path.join(self.path, name)
+            with os.fdopen(beneath.open_file(self.anchor, path, os.O_RDONLY), "rb") as f:
                 while chunk := f.read(CHUNK):
                     crc = zlib.crc32(chunk, crc)
         return crc
 
     def delete(self) -> None:
         if self.owned:
-            shutil.rmtree(self.path, ignore_errors=True)
+            beneath.rmtree(self.anchor, self.path)

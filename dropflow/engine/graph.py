@@ -151,10 +151,6 @@ def _check_app(spec: AppSpec, problems: list[Problem]) -> None:
             problems.append(Problem(_where(spec), "codecs", f"names no port of this app: {port!r}"))
 
 
-def _successors(node: Node) -> Sequence[Node]:
-    return (node.consumers or ()) if type(node) is DataNode else node.outputs  # type: ignore[union-attr]
-
-
 def _count_waiting(graph: Graph) -> None:
     """Set every node's ``waiting`` to its number of predecessors."""
     for data in graph.data:
@@ -166,16 +162,37 @@ def _count_waiting(graph: Graph) -> None:
 
 
 def _find_cycle(graph: Graph) -> list[str]:
-    """Ids around one cycle among the nodes Kahn's algorithm left with predecessors."""
+    """Ids around one cycle among the nodes Kahn's algorithm left with predecessors.
+
+    Walks *backwards*: a node left blocked always has a blocked predecessor (else its count would have
+    reached zero), so the walk can only end by repeating a node, which closes a cycle. (A blocked node need
+    not have a blocked successor: it may lie downstream of the cycle.)
+
+    ::
+
+        x -> a -> y -> b -> x     a cycle
+                  y -> c -> z     downstream of it: z and c are blocked, with no blocked successor
+    """
+    producers: dict[int, list[AppNode]] = {}
+    for app in graph.apps:
+        if app.waiting > 0:
+            for d in app.outputs:
+                producers.setdefault(id(d), []).append(app)
     node: Node = next(n for n in graph.by_id.values() if n.waiting > 0)
-    # Walk forward through blocked nodes until one repeats: the repetition closes a cycle.
     seen: dict[int, int] = {}
     path: list[Node] = []
     while id(node) not in seen:
         seen[id(node)] = len(path)
         path.append(node)
-        node = next(s for s in _successors(node) if s.waiting > 0)
-    return [n.spec.id for n in path[seen[id(node)] :]] + [node.spec.id]
+        before: Sequence[Node] = node.inputs if type(node) is AppNode else producers.get(id(node), ())
+        node = next(p for p in before if p.waiting > 0)
+    cycle = path[seen[id(node)] :]
+    cycle.reverse()  # the walk went against the links; say it in their direction
+    # Start at the drop listed first in the graph, so that the message does not depend on the walk.
+    order = {id(n): i for i, n in enumerate(graph.by_id.values())}
+    first = min(range(len(cycle)), key=lambda i: order[id(cycle[i])])
+    cycle = cycle[first:] + cycle[:first]
+    return [n.spec.id for n in cycle] + [cycle[0].spec.id]
 
 
 def _check_acyclic(graph: Graph, problems: list[Problem], proxies: int) -> None:

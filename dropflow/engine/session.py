@@ -31,6 +31,7 @@ session through snapshots: single attributes, and the core's append-only failure
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import threading
@@ -149,7 +150,7 @@ class _ProxyContext:
 
     def __init__(self, session_id: str, workspace: Workspace) -> None:
         self.session_id = session_id
-        self.resolve = workspace.resolve
+        self.resolve = functools.partial(workspace.resolve, links=False)
         self.shm_scope = workspace.shm_scope
 
 
@@ -206,8 +207,9 @@ class Session:
     def session_id(self) -> str:
         return self.id
 
-    def resolve(self, spec: DataSpec, path: str | None) -> tuple[str, bool]:
-        return self.workspace.resolve(spec, path)
+    def resolve(self, spec: DataSpec, path: str | None) -> tuple[str, bool, str]:
+        # Links were checked when the graph was; one made since is refused when a store opens the path.
+        return self.workspace.resolve(spec, path, links=False)
 
     # -- state ----------------------------------------------------------------------------------------------
 

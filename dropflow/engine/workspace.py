@@ -9,6 +9,13 @@ the operator granted (``--allow-path``); such external data is never deleted by 
 session the workspace is removed, except the paths of persisted drops, and so is every shared-memory segment
 of the session's scope.
 
+Paths are checked for real, not only as text. Below the workspace, no component of a drop's path may be a
+symbolic link; a path under an allowed directory is taken as its real path (links resolved), which must
+still lie under an allowed directory. :meth:`Workspace.resolve` checks this when the graph is validated, and
+returns the *anchor* -- the workspace, or the allowed directory -- below which the stores open every path
+without following links (:mod:`dropflow.drops.beneath`), so that a link made later, by an app of the same
+graph, is refused when the path is opened.
+
 From ``create`` (at deploy) to the end of ``cleanup``, the workspace holds its session's liveness lock
 (:class:`~dropflow.engine.sweep.SessionLock`), which records the persisted paths that ``resolve`` met, so
 that if the process dies, the next one to start on the root sweeps the rest away (:mod:`.sweep`).
@@ -21,12 +28,13 @@ import hashlib
 import os
 import re
 from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 from ..drops import shm
 from ..drops.spec import DataSpec
 from .sweep import SessionLock, prune
 
-__all__ = ["PathNotAllowed", "Workspace", "check_session_id", "default_root"]
+__all__ = ["PathNotAllowed", "Resolved", "Workspace", "check_session_id", "default_root"]
 
 _SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -34,6 +42,31 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 class PathNotAllowed(ValueError):
     pass
+
+
+class Resolved(NamedTuple):
+    """Where a file or directory drop lives (what a store is made from: ``FileStore(*resolved)``)."""
+
+    path: str
+    #: The session owns it (it is in the workspace): the lifecycle manager may delete it.
+    owned: bool
+    #: The directory below which no component of ``path`` may be a symbolic link.
+    anchor: str
+
+
+def _link_below(anchor: str, path: str) -> str | None:
+    """The first existing component of ``path`` below ``anchor`` that is a symbolic link, if any."""
+    current = anchor
+    for part in os.path.relpath(path, anchor).split(os.sep):
+        current = os.path.join(current, part)
+        try:
+            if os.path.islink(current):
+                return current
+            if not os.path.isdir(current):
+                return None  # missing (made later, by the stores, without links) or the file itself
+        except OSError:
+            return None
+    return None
 
 
 def check_session_id(session_id: str) -> str:
@@ -68,6 +101,8 @@ class Workspace:
         self.session_id = check_session_id(session_id)
         self.root = os.path.abspath(root)
         self.dir = os.path.join(self.root, session_id)
+        #: The allowed directories as given (absolute) and as they really are (links resolved).
+        self._given = tuple(os.path.abspath(a) for a in allowed)
         self.allowed = tuple(os.path.realpath(a) for a in allowed)
         #: Every shared-memory segment of the session is named under this scope (see drops.shm).
         self.shm_scope = shm.session_scope(self.root, session_id)
@@ -75,20 +110,48 @@ class Workspace:
         self._lock = SessionLock(self.root, session_id, self.shm_scope)
         self._persisted: set[str] = set()
 
-    def resolve(self, spec: DataSpec, path: str | None) -> tuple[str, bool]:
-        """Absolute path of a file/directory drop and whether the session owns (may delete) it."""
+    def resolve(self, spec: DataSpec, path: str | None, links: bool = True) -> Resolved:
+        """Absolute path of a file/directory drop, whether the session owns (may delete) it, and its anchor.
+
+        Raises :class:`PathNotAllowed` for a path outside the workspace and the allowed directories, one
+        that passes through a symbolic link below the workspace or leads out of the allowed directories
+        through one, and one that no filesystem accepts (a NUL character, nothing at all).
+
+        With ``links`` False (when a store is made, after validation), links are not looked for: a link
+        made since then is refused by the store when it opens the path, which fails the app that does so
+        with the reason -- rather than the session, as an error here would.
+        """
         if path is None:
             path = _safe_name(spec.id)
+        if "\0" in path:
+            raise PathNotAllowed(f"{path!r} contains a NUL character, which no file name may hold")
+        if not path.strip():
+            raise PathNotAllowed("is empty; name a file, or leave the path out for one in the workspace")
         full = os.path.normpath(path if os.path.isabs(path) else os.path.join(self.dir, path))
         if _under(full, self.dir) and full != self.dir:
+            link = _link_below(self.dir, full) if links else None
+            if link is not None:
+                raise PathNotAllowed(
+                    f"{path!r} passes through the symbolic link {link!r}; dropflow's apps follow no link "
+                    "inside the workspace"
+                )
             if spec.persist and full not in self._persisted:
                 self._persisted.add(full)  # a sweep after a crash must keep it, as cleanup does
                 self._lock.keep(full)
-            return full, True
-        if any(_under(full, top) for top in self.allowed):
-            return full, False
+            return Resolved(full, True, self.dir)
+        real = os.path.realpath(full)
+        for top in self.allowed:
+            if _under(real, top):
+                return Resolved(real, False, top)
+        if not links:
+            # A link made since validation leads out: anchor the path as written below its allowed
+            # directory, so that the store meets the link, and refuses it, when it opens the path.
+            for given, top in zip(self._given, self.allowed, strict=True):
+                if _under(full, given):
+                    return Resolved(os.path.join(top, os.path.relpath(full, given)), False, top)
+        through = f" (through symbolic links it leads to {real!r})" if real != full else ""
         raise PathNotAllowed(
-            f"{path!r} is outside the session workspace; allow its directory explicitly "
+            f"{path!r} is outside the session workspace{through}; allow its directory explicitly "
             "(dropflow run --allow-path DIR) to use it"
         )
 

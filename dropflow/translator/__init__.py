@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..drops.errors import GraphError, Problem
+from ..drops.graph import NESTED_TOO_DEEPLY
 from ..drops.spec import DropSpec
 from .partition import ALGORITHMS
 from .pipeline import Read, Translation, place, read, translate
@@ -37,4 +38,4 @@ def load_logical(
     except GraphError as exc:
         raise exc.with_source(source) from None
     except RecursionError:
-        raise GraphError([Problem("graph", None, "nested too deeply to translate")], source) from None
+        raise GraphError([Problem("graph", None, NESTED_TOO_DEEPLY)], source) from None

@@ -32,23 +32,39 @@ _CONSUMERS = ("consumers", "streamingConsumers")
 _PRODUCERS = ("producers",)
 
 
-def _entries(value: Any) -> list[tuple[str, str | None]]:
+def _entries(value: Any, where: str, field: str) -> list[tuple[str, str | None]]:
+    """The links in one of a drop's link lists: each an oid, or ``{oid: port}``."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise GraphError.one(where, field, 'must be a list of oids (or of {"oid": "port"})')
     out: list[tuple[str, str | None]] = []
-    for item in value or []:
+    for item in value:
         if isinstance(item, str):
             out.append((item, None))
         elif isinstance(item, dict):
-            out += [(str(k), str(v) if v is not None else None) for k, v in item.items()]
+            for k, v in item.items():
+                if v is not None and not isinstance(v, str):
+                    raise GraphError.one(where, field, f"the port of {k!r} must be a name, not {v!r:.80}")
+                out.append((k, v))
+        else:
+            raise GraphError.one(where, field, f'entries are oids or {{"oid": "port"}}, not {item!r:.80}')
     return out
 
 
-def _params(d: Mapping[str, Any]) -> tuple[dict[str, Any], list[tuple[str, Any, bool]]]:
+def _params(d: Mapping[str, Any], where: str) -> tuple[dict[str, Any], list[tuple[str, Any, bool]]]:
     values: dict[str, Any] = {k: v for k, v in d.items() if not isinstance(v, dict | list)}
     args: list[tuple[str, Any, bool]] = []
-    for f in d.get("fields") or []:
+    fields = d.get("fields") or []
+    if not isinstance(fields, list):
+        raise GraphError.one(where, "fields", "must be a list of fields")
+    for f in fields:
         if isinstance(f, dict) and isinstance(f.get("name"), str):
             values.setdefault(f["name"], f.get("value"))
-    for name, arg in (d.get("applicationArgs") or {}).items():
+    app_args = d.get("applicationArgs") or {}
+    if not isinstance(app_args, dict):
+        raise GraphError.one(where, "applicationArgs", "must be an object of name: argument")
+    for name, arg in app_args.items():
         value = arg.get("value") if isinstance(arg, dict) else arg
         values[name] = value
         usage = arg.get("usage", "NoPort") if isinstance(arg, dict) else "NoPort"
@@ -77,7 +93,11 @@ def parse_daliuge_pg(doc: list[Any]) -> list[DropSpec]:
     problems: list[Problem] = []
     by_oid: dict[str, dict[str, Any]] = {}
     for index, d in enumerate(drops):
-        oid = str(d["oid"])
+        oid = d["oid"]
+        if not isinstance(oid, str) or not 0 < len(oid) <= 512:
+            message = f"must be a string of 1-512 characters, not {oid!r:.80}"
+            problems.append(Problem(f"[{index}]", "oid", message))
+            continue
         if oid in by_oid:
             problems.append(Problem(f"drop {oid!r} ([{index}])", "oid", "duplicate oid"))
         by_oid[oid] = d
@@ -106,20 +126,23 @@ def parse_daliuge_pg(doc: list[Any]) -> list[DropSpec]:
 
     for oid, d in by_oid.items():
         where = f"drop {oid!r}"
-        if _is_app(d):
-            for key in _IN:
-                for other, port in _entries(d.get(key)):
-                    add(oid, other, True, port, where)
-            for key in _OUT:
-                for other, port in _entries(d.get(key)):
-                    add(oid, other, False, port, where)
-        else:
-            for key in _CONSUMERS:
-                for other, port in _entries(d.get(key)):
-                    add(other, oid, True, port, where)
-            for key in _PRODUCERS:
-                for other, port in _entries(d.get(key)):
-                    add(other, oid, False, port, where)
+        try:
+            if _is_app(d):
+                for key in _IN:
+                    for other, port in _entries(d.get(key), where, key):
+                        add(oid, other, True, port, where)
+                for key in _OUT:
+                    for other, port in _entries(d.get(key), where, key):
+                        add(oid, other, False, port, where)
+            else:
+                for key in _CONSUMERS:
+                    for other, port in _entries(d.get(key), where, key):
+                        add(other, oid, True, port, where)
+                for key in _PRODUCERS:
+                    for other, port in _entries(d.get(key), where, key):
+                        add(other, oid, False, port, where)
+        except GraphError as exc:
+            problems += exc.problems
     if problems:
         raise GraphError(problems)
     ports: dict[str, tuple[dict[str, list[str]], dict[str, list[str]]]] = {}
@@ -144,7 +167,7 @@ def _spec(
     category = str(d.get("category") or d.get("storage") or "")
     dropclass = str(d.get("dropclass") or d.get("app") or "")
     where = f"drop {oid!r} ({category or dropclass})"
-    values, args = _params(d)
+    values, args = _params(d, where)
     ins, outs = ports
     if _is_app(d):
         mapped = dlgclasses.map_app(category, dropclass, values, args, list(outs), where, list(ins))

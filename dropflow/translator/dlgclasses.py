@@ -17,6 +17,7 @@ missing, and that a session refuses when it is deployed.
 
 from __future__ import annotations
 
+import math
 import re
 import shlex
 from collections.abc import Mapping, Sequence
@@ -116,9 +117,24 @@ def _bool(value: Any) -> bool:
 
 def _number(value: Any, default: float) -> float:
     try:
-        return float(value)
-    except (TypeError, ValueError):
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
         return default
+    return number if math.isfinite(number) else default
+
+
+def _integer(value: Any, where: str, field: str) -> int:
+    """An integer parameter (EAGLE often writes numbers as strings, or as floats like ``4.0``)."""
+    if isinstance(value, str):
+        try:
+            value = float(value.strip()) if "." in value or "e" in value.lower() else int(value.strip())
+        except ValueError:
+            raise GraphError.one(where, field, f"{value!r:.80} is not a number (an integer)") from None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise GraphError.one(where, field, f"{value!r:.80} is not a number (an integer)")
+    return value
 
 
 def _present(value: Any) -> bool:
@@ -292,11 +308,8 @@ def _docker(values: Mapping[str, Any], where: str) -> Mapped:
 
 
 def _mpi(values: Mapping[str, Any], where: str) -> Mapped:
-    ranks = next((values[k] for k in ("num_of_procs", "maxprocs", "ranks") if _present(values.get(k))), 1)
-    try:
-        count = int(ranks)
-    except (TypeError, ValueError):
-        raise GraphError.one(where, "num_of_procs", f"{ranks!r} is not a number of MPI ranks") from None
+    key = next((k for k in ("num_of_procs", "maxprocs", "ranks") if _present(values.get(k))), None)
+    count = 1 if key is None else _integer(values[key], where, key)
     if count < 1:
         raise GraphError.one(where, "num_of_procs", f"an MPI app needs at least one rank, not {count}")
     return Mapped("mpi", {"command": _command(values, where, "Mpi"), "ranks": count})
@@ -411,7 +424,7 @@ def _map_app(
     if cls == "RandomArrayApp":
         fields: dict[str, Any] = {}
         if _present(values.get("size")):
-            fields["size"] = int(_number(values["size"], 100))
+            fields["size"] = _integer(values["size"], where, "size")
         if _present(values.get("integer")):
             fields["integer"] = _bool(values["integer"])
         for key in ("low", "high"):

@@ -48,6 +48,8 @@ class Construct:
     size: int = 1
     #: gather only: a gather wider than its source takes everything (DALiuGE's behaviour) instead of failing.
     clamp: bool = False
+    #: The document's name of the size field (``copies``, ``num_of_copies``, ...), for messages.
+    size_field: str | None = None
 
 
 @dataclass(slots=True)

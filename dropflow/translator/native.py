@@ -106,7 +106,7 @@ def _node(raw: Any, index: int, values: Mapping[str, Any]) -> Node | Construct:
         clamp = resolved.get("clamp", False)
         if not isinstance(clamp, bool):
             raise GraphError.one(where, "clamp", "must be true or false")
-        return Construct(node_id, kind, where, parent, size, clamp)
+        return Construct(node_id, kind, where, parent, size, clamp, size_key)
     if not isinstance(kind, str):
         raise GraphError.one(where, role, "must be the name of a drop kind")
     where = _where(raw, index, kind)

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..drops.errors import GraphError
 from ..drops.graph import FORMAT as PHYSICAL_FORMAT
-from ..drops.graph import decode_physical
+from ..drops.graph import NESTED_TOO_DEEPLY, decode_physical
 from ..drops.spec import AppSpec, DropSpec, port_drops
 from . import daliuge_pg, eagle, native
 from .mapping import map_partitions
@@ -60,6 +60,8 @@ def read(data: bytes, params: Mapping[str, str] | None = None) -> Read:
         doc = msgspec.json.decode(data)
     except msgspec.DecodeError as exc:
         raise GraphError.one("graph", None, f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise GraphError.one("graph", None, NESTED_TOO_DEEPLY) from None
     if isinstance(doc, list):
         if params:
             raise GraphError.one("graph", None, "--param applies to logical graphs; this is a physical graph")

@@ -29,11 +29,18 @@ prefix, so the work per link is a few vector operations over its edges: no per-d
 tests, and a gather of 300,000 inputs costs what 300,000 one-to-one links cost. Gather and group-by sizes
 depend on the dimensions of what they gather, so construct sizes are resolved first, on demand, with a
 check that no construct's size depends on itself.
+
+Sizes are counted before anything is allocated. A few bytes of JSON can ask for 10**9 copies; the number of
+drops (and a bound on the number of links) is known from the construct sizes alone, in Python integers that
+do not overflow, and a graph past the limit (:func:`max_drops`: 10 million drops by default,
+``DROPFLOW_MAX_DROPS`` to change it) is refused naming the construct and its size field -- before a single
+array, let alone a drop spec, is made.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -43,7 +50,40 @@ from ..drops.errors import GraphError, Problem
 from .check import check_graph, construct_chain
 from .model import Construct, Link, LogicalGraph, Node
 
-__all__ = ["Block", "PortDrops", "Template", "unroll"]
+__all__ = [
+    "DEFAULT_MAX_DROPS",
+    "LINKS_PER_DROP",
+    "MAX_DROPS_ENV",
+    "Block",
+    "PortDrops",
+    "Template",
+    "max_drops",
+    "unroll",
+]
+
+#: The largest logical graph unrolled by default, in drops: a few GB of drop specs.
+DEFAULT_MAX_DROPS = 10_000_000
+#: The environment variable that sets another limit (a positive integer).
+MAX_DROPS_ENV = "DROPFLOW_MAX_DROPS"
+#: Links may number this many times the drop limit (a gather links each of its inputs, and so on).
+LINKS_PER_DROP = 4
+
+
+def max_drops() -> int:
+    """The limit on a logical graph's unrolled size: ``$DROPFLOW_MAX_DROPS``, or the default."""
+    text = os.environ.get(MAX_DROPS_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_DROPS
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise GraphError.one(
+            f"environment variable {MAX_DROPS_ENV}", None, f"{text!r:.40} is not a positive integer"
+        )
+    return value
+
 
 Int = np.int64
 _EMPTY = np.zeros(0, dtype=Int)
@@ -198,7 +238,7 @@ def _restrict(dims: list[int], keep: list[tuple[int, int]]) -> np.ndarray:
 
 
 class _Unroller:
-    def __init__(self, graph: LogicalGraph) -> None:
+    def __init__(self, graph: LogicalGraph, limit: int) -> None:
         self.graph = graph
         self.chains = {nid: _dim_chain(graph, n) for nid, n in graph.nodes.items()}
         self.sizes = _Sizes(graph, self.chains)
@@ -206,10 +246,68 @@ class _Unroller:
         base = 0
         for nid, node in graph.nodes.items():
             dims = tuple(self.sizes.of(c) for c in self.chains[nid])
-            count = math.prod(dims)
+            count = math.prod(dims)  # a Python integer: no overflow, however large the sizes
             self.blocks[nid] = Block(node, dims, base, count)
             base += count
         self.total = base
+        if base > limit:
+            raise self._too_many_drops(limit)
+        links = 0
+        for link in graph.links:
+            edges = self._edge_bound(link)
+            links += edges
+            if links > limit * LINKS_PER_DROP:
+                raise self._too_many_links(link, edges, limit * LINKS_PER_DROP)
+
+    def _culprit(self, chain: list[Construct]) -> Construct | None:
+        """The construct to blame for a big block: the largest declared size (scatter copies, loop
+        iterations), else the largest derived one."""
+        declared = [c for c in chain if c.kind in ("scatter", "loop")] or chain
+        return max(declared, key=self.sizes.of, default=None)
+
+    def _factors(self, chain: list[Construct]) -> str:
+        return " x ".join(f"{self.sizes.of(c):,} ({c.kind} {c.id!r})" for c in chain)
+
+    def _too_many_drops(self, limit: int) -> GraphError:
+        block = max(self.blocks.values(), key=lambda b: b.count)
+        chain = self.chains[block.node.id]
+        culprit = self._culprit(chain)
+        factors = self._factors(chain) or "no construct"
+        message = (
+            f"the graph would unroll to {self.total:,} drops, more than the limit of {limit:,}: node "
+            f"{block.node.id!r} alone makes {block.count:,} copies ({factors}); "
+            f"make it smaller, or raise the limit ({MAX_DROPS_ENV}=N)"
+        )
+        if culprit is None:
+            return GraphError.one("graph", "nodes", message)
+        return GraphError.one(culprit.where, culprit.size_field, message)
+
+    def _edge_bound(self, link: Link) -> int:
+        """At most how many edges :meth:`pairs` makes for a link (computed from sizes, nothing allocated)."""
+        bs, bd = self.blocks[link.src], self.blocks[link.dst]
+        if link.carried:
+            return bs.count
+        cs, cd = self.chains[link.src], self.chains[link.dst]
+        p = _split(cs, cd)
+        npre = math.prod(bs.dims[:p])
+        na, nb = math.prod(bs.dims[p:]), math.prod(bd.dims[p:])
+        if len(cs) > p and len(cd) > p and cd[p].kind in ("gather", "groupby"):
+            return npre * na * math.prod(bd.dims[p + 1 :])
+        return npre * max(na, nb)
+
+    def _too_many_links(self, link: Link, edges: int, limit: int) -> GraphError:
+        chain = self.chains[link.dst] if len(self.chains[link.dst]) > len(self.chains[link.src]) else []
+        chain = chain or self.chains[link.src]
+        culprit = self._culprit(chain)
+        factors = self._factors(chain) or "no construct"
+        message = (
+            f"the graph would unroll to more than {limit:,} links ({link.where} alone makes {edges:,}: "
+            f"{factors}); make it smaller, or raise the limit ({MAX_DROPS_ENV}=N drops allows "
+            f"{LINKS_PER_DROP} N links)"
+        )
+        if culprit is None:
+            return GraphError.one(link.where, None, message)
+        return GraphError.one(culprit.where, culprit.size_field, message)
 
     def pairs(self, link: Link) -> tuple[np.ndarray, np.ndarray, bool]:
         """Edges of a link as drop numbers (producer, consumer), and whether the app side is a fan."""
@@ -317,11 +415,15 @@ class _Unroller:
         return template
 
 
-def unroll(graph: LogicalGraph) -> Template:
-    """Check and unroll a logical graph (the graph is normalised in place)."""
+def unroll(graph: LogicalGraph, limit: int | None = None) -> Template:
+    """Check and unroll a logical graph (the graph is normalised in place).
+
+    Refuses a graph of more than ``limit`` drops (default: :func:`max_drops`) before allocating anything.
+    """
     check_graph(graph)
+    unroller = _Unroller(graph, max_drops() if limit is None else limit)
     try:
-        return _Unroller(graph).run()
+        return unroller.run()
     except GraphError:
         raise
     except MemoryError:

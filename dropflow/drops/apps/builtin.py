@@ -12,7 +12,9 @@ single input drop, the taken side receives a copy of that input's bytes, so a br
 from __future__ import annotations
 
 import threading
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
+
+import msgspec
 
 from ..spec import AppSpec
 from .base import AppError, CancelToken, Outcome, Task, format_exception
@@ -39,7 +41,7 @@ class NoopSpec(AppSpec, tag="noop", frozen=True, gc=False, kw_only=True):
 class SleepSpec(AppSpec, tag="sleep", frozen=True, gc=False, kw_only=True):
     """Sleeps, then completes its outputs empty."""
 
-    seconds: float = 1.0
+    seconds: Annotated[float, msgspec.Meta(ge=0.0)] = 1.0
 
 
 class CopySpec(AppSpec, tag="copy", frozen=True, gc=False, kw_only=True):

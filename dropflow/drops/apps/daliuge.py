@@ -17,7 +17,7 @@ from __future__ import annotations
 import pickle
 import threading
 import urllib.request
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 import numpy as np
@@ -61,12 +61,13 @@ class HelloSpec(AppSpec, tag="hello", frozen=True, gc=False, kw_only=True):
 class RandomArraySpec(AppSpec, tag="random_array", frozen=True, gc=False, kw_only=True):
     """Writes an array of random numbers to every output (DALiuGE's RandomArrayApp)."""
 
-    size: int = 100
+    #: Number of elements (at most 2**31 - 1: an array of 16 GiB; it is a stand-in app, not a big-data one).
+    size: Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)] = 100
     integer: bool = True
     low: float = 0
     high: float = 100
     #: Fixed seed for a reproducible array; none draws a fresh one.
-    seed: int | None = None
+    seed: Annotated[int, msgspec.Meta(ge=0)] | None = None
 
 
 class PickOneSpec(AppSpec, tag="pick_one", frozen=True, gc=False, kw_only=True):

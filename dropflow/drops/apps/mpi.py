@@ -47,7 +47,9 @@ __all__ = ["MpiSpec", "check_mpi", "launch_command", "launcher_for", "run"]
 TAIL_CHARS = 2048
 ROOT_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
 
-PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+#: At most 2**22 (4 million) ranks or nodes: more than any machine has; a bigger number is a mistake (or an
+#: attack: ``mpirun -n 10000000`` on one host), refused when the graph is checked.
+PositiveInt = Annotated[int, msgspec.Meta(ge=1, le=2**22)]
 
 
 class MpiSpec(AppSpec, tag="mpi", frozen=True, gc=False, kw_only=True):
