@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -186,13 +187,16 @@ def _prepare_outputs(task: Task) -> None:
 def execute(task: Task, token: CancelToken) -> Outcome:
     """Run a task with its kind's runner; a runner that raises yields a failed outcome, never an exception."""
     kind = app_kind(task.spec)
+    started = time.perf_counter()
     try:
         _prepare_outputs(task)
-        return kind.run(task, token)
+        outcome = kind.run(task, token)
     except Exception as exc:  # a bug or an I/O error in a runner must fail the app, not the engine
-        return Outcome.failed(f"{kind.name} runner failed: {format_exception(exc)}")
+        outcome = Outcome.failed(f"{kind.name} runner failed: {format_exception(exc)}")
     except BaseException as exc:
-        return Outcome.failed(f"{kind.name} app raised {format_exception(exc)}")
+        outcome = Outcome.failed(f"{kind.name} app raised {format_exception(exc)}")
+    outcome.seconds = time.perf_counter() - started
+    return outcome
 
 
 def _check_python(spec: AppSpec, kinds: Mapping[str, DataTraits]) -> list[Problem]:

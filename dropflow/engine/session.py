@@ -60,6 +60,7 @@ from .core import Core, InvariantError
 from .eventlog import Event, EventLog
 from .gcpause import bulk_allocation
 from .graph import AppNode, DataNode, Graph, build
+from .observe import OutputTails
 from .report import Failure, Summary, summarize
 from .transfers import Transfers
 from .workspace import Workspace
@@ -176,6 +177,8 @@ class Session:
         self.error: str | None = None
         #: Paths kept at the end because their drops persist.
         self.persisted: list[str] = []
+        #: The end of each app's standard output and error, where its runner captured them (bounded).
+        self.outputs = OutputTails()
         _live.add(self)
 
     # -- StoreContext ---------------------------------------------------------------------------------------
@@ -463,6 +466,9 @@ class Session:
             return
         if self._finalized:
             return
+        self.node.stats.record(outcome.seconds, outcome.ok)
+        if outcome.stdout or outcome.stderr:
+            self.outputs.keep(app.spec.id, outcome.stdout, outcome.stderr)
         if outcome.ok:
             by_id = core.graph.by_id
             for uid, store in outcome.stores.items():

@@ -113,6 +113,18 @@ class ThreadPool:
         with self._lock:
             return len(self._workers)
 
+    def load(self) -> dict[str, int]:
+        """For the monitor: the pool's size, its workers, how many run a task, tasks queued, threads given
+        up on (abandoned) that still run."""
+        with self._lock:
+            return {
+                "size": self.size,
+                "threads": len(self._workers),
+                "busy": len(self._workers) - self._idle,
+                "queued": self._pending,
+                "abandoned": sum(1 for w in self._running.values() if w.abandoned),
+            }
+
     def close(self, timeout: float | None = None) -> bool:
         """Cancel queued tasks and stop the workers; True if all stopped within ``timeout`` seconds.
 

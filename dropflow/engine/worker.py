@@ -12,7 +12,9 @@ A worker never outlives its engine: it asks the kernel for SIGKILL when its pare
 (``PR_SET_PDEATHSIG``, on Linux), and exits if the parent is already gone by then; and it exits when its
 task pipe closes. SIGINT is ignored: Ctrl-C is the parent's to handle. Its pipes are not inherited by what
 user code starts, so a stray grandchild never holds them open. ``faulthandler`` prints the Python stack of a
-crash (a segfault in an extension) to standard error, which the daemon logs.
+crash (a segfault in an extension) to standard error, which the daemon logs. While a task runs, the worker's
+standard output and error are captured (:class:`~dropflow.drops.apps.base.OutputCapture`): passed on to the
+daemon's as before, and their tails returned in the outcome for the drop's log.
 """
 
 from __future__ import annotations
@@ -50,18 +52,21 @@ def main(argv: list[str]) -> int:
     except EOFError:
         return 0
     sys.path[:] = path
-    from ..drops.apps.base import CancelToken, Outcome, format_exception
+    from ..drops.apps.base import CancelToken, Outcome, OutputCapture, format_exception
     from ..drops.kinds import execute
 
+    capture = OutputCapture()
     while True:
         try:
             task = inbox.recv()
         except EOFError:
             return 0
         try:
-            outcome = execute(task, CancelToken())
+            with capture:
+                outcome = execute(task, CancelToken())
         except BaseException as exc:  # sys.exit() in user code fails its app, not the worker
             outcome = Outcome.failed(format_exception(exc))
+        capture.fill(outcome)
         try:
             outbox.send(outcome)
         except Exception as exc:  # an outcome that cannot be pickled is the app's failure

@@ -12,7 +12,9 @@ environment as ``DROPFLOW_SESSION_ID``, ``DROPFLOW_DROP_ID`` and ``DROPFLOW_WORK
 
 The command runs in a process group of its own, which the engine kills when the session is cancelled or
 the command times out, and which is reaped when the command ends, so nothing it started outlives it. A
-non-zero exit puts the app in ERROR with the tail of its standard error.
+non-zero exit puts the app in ERROR with the tail of its standard error. Standard output that no drop takes
+and standard error go to files in the workspace while the command runs; their tails go into the outcome
+(the drop's log), the files are removed.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any, ClassVar
 from ..errors import Problem
 from ..spec import AppSpec, DataTraits, Seconds
 from ..stores import CHUNK
-from .base import CancelToken, InputRef, Outcome, OutputRef, Task
+from .base import OUTPUT_TAIL, CancelToken, InputRef, Outcome, OutputRef, Task, tail_of
 
 __all__ = ["ShellSpec", "check_command", "render", "run", "template_problems"]
 
@@ -126,11 +128,10 @@ def render(task: Task, command: str) -> str:
     return command.format_map(fields)
 
 
-def _tail(path: str) -> str:
+def _tail(path: str, limit: int = STDERR_TAIL) -> str:
     try:
         with open(path, "rb") as f:
-            f.seek(max(0, os.fstat(f.fileno()).st_size - STDERR_TAIL))
-            return f.read().decode(errors="replace").strip()
+            return tail_of(f.fileno(), os.fstat(f.fileno()).st_size, limit)
     except FileNotFoundError:
         return ""
 
@@ -143,21 +144,24 @@ def run(task: Task, token: CancelToken) -> Outcome:
     log_dir = os.path.join(task.workdir, ".dropflow", "logs")
     os.makedirs(log_dir, exist_ok=True)
     stderr_path = os.path.join(log_dir, f"{os.getpid()}-{id(task)}.stderr")
+    stdout_path = stderr_path[: -len("stderr")] + "stdout"
     stdin_refs = [r for r in task.inputs if r.port == "stdin" and r.store is not None]
     stdout_refs = [r for r in task.outputs if r.port == "stdout"]
     stdin_data = b"".join(r.store.buffer() for r in stdin_refs if r.store is not None) if stdin_refs else None
-    with open(stderr_path, "wb") as stderr:
+    with open(stderr_path, "wb") as stderr, open(stdout_path, "wb") as stdout_log:
         try:
             proc = subprocess.Popen(
                 ["/bin/sh", "-c", command],
                 cwd=task.workdir,
                 env=env,
                 stdin=subprocess.PIPE if stdin_data is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE if stdout_refs else subprocess.DEVNULL,
+                stdout=subprocess.PIPE if stdout_refs else stdout_log,
                 stderr=stderr,
                 start_new_session=True,
             )
         except OSError as exc:
+            os.unlink(stdout_path)
+            os.unlink(stderr_path)
             return Outcome.failed(f"cannot start /bin/sh: {exc}")
         token.attach(proc.pid)
         try:
@@ -170,23 +174,31 @@ def run(task: Task, token: CancelToken) -> Outcome:
                 out, _ = proc.communicate()
         finally:
             token.detach()
-    tail = _tail(stderr_path)
+    logged = Outcome(True, stdout=_tail(stdout_path, OUTPUT_TAIL), stderr=_tail(stderr_path, OUTPUT_TAIL))
+    tail = logged.stderr[-STDERR_TAIL:].strip()
     os.unlink(stderr_path)
+    os.unlink(stdout_path)
     if token.cancelled and not timed_out:
-        return Outcome.failed("cancelled")
+        return _logged(logged, "cancelled")
     if timed_out:
-        return Outcome.failed(f"timed out after {spec.timeout:g} s" + (f"; stderr:\n{tail}" if tail else ""))
+        return _logged(logged, f"timed out after {spec.timeout:g} s" + (f"; stderr:\n{tail}" if tail else ""))
     if proc.returncode != 0:
         how = (
             f"killed by signal {-proc.returncode}"
             if proc.returncode < 0
             else f"exit status {proc.returncode}"
         )
-        return Outcome.failed(f"command failed ({how})" + (f"; stderr:\n{tail}" if tail else ""))
+        return _logged(logged, f"command failed ({how})" + (f"; stderr:\n{tail}" if tail else ""))
     for ref in stdout_refs:
         w = ref.store.writer()
         view = memoryview(out or b"")
         for start in range(0, len(view), CHUNK):
             w.write(view[start : start + CHUNK])
         w.close()
-    return Outcome(True, stores={ref.drop_id: ref.store for ref in task.outputs})
+    logged.stores = {ref.drop_id: ref.store for ref in task.outputs}
+    return logged
+
+
+def _logged(outcome: Outcome, error: str) -> Outcome:
+    outcome.ok, outcome.error = False, error
+    return outcome
