@@ -43,6 +43,7 @@ from .errors import ApiError, BadGraph, BadRequest, Conflict, NodeFailure, NotFo
 from .heartbeat import LEASE, HeartbeatPolicy, Monitor
 from .node_manager import _batch_job
 from .split import check_whole, split_by_node
+from .why import cross_producers
 
 __all__ = ["DataIslandManager", "NodeClient"]
 
@@ -95,6 +96,8 @@ class _IslandSession:
         self.cancelled = False
         #: Bus addresses of nodes in other islands (set by a master manager): drops there are neighbours.
         self.external_peers: dict[str, str] = {}
+        #: Producers of the drops linked across members, kept from deploy for ``why`` (see managers.why).
+        self.producers: dict[str, list[tuple[str, str | None]]] = {}
         self.watchers: list[Callable[[dict[str, Any]], None]] = []
         self.error: str | None = None
         self.ended = threading.Event()
@@ -324,6 +327,7 @@ class DataIslandManager:
             s.placement = {
                 spec.id: member for spec in s.specs if (member := getattr(spec, self.member_key)) in parts
             }
+            s.producers = cross_producers(s.specs, self.member_key)
             s.specs = []
         self._monitor.wake()  # heartbeats renew the parts' leases while the other parts deploy
         try:

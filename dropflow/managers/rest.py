@@ -25,6 +25,7 @@ import msgspec
 
 from ..drops.errors import GraphError
 from ..loading import decode_graph_bytes
+from . import web
 from .errors import ApiError, BadGraph, BadRequest
 from .heartbeat import LEASE
 from .openapi import openapi
@@ -308,7 +309,7 @@ class _Auth:
         self.expected = f"Bearer {token}".encode()
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if req.path == "/api/health":
+        if req.path == "/api/health" or web.is_public(req.path):
             return
         given = (req.get_header("Authorization") or "").encode()
         if not hmac.compare_digest(given, self.expected):
@@ -374,5 +375,6 @@ def make_app(manager: Any, token: str | None = None) -> falcon.App[Any, Any]:
     if manager.role != "nm":
         app.add_route("/api/nodes", _Nodes(manager))
         app.add_route("/api/node/{node}", _Node(manager))
+    web.add_routes(app, manager)  # the monitor's page and JSON, and /metrics
 
     return app
