@@ -361,7 +361,7 @@ def _ago(seconds: float | None) -> str:
     return f"for {seconds / 3600:.1f} h"
 
 
-def _producer_text(p: dict[str, Any], report: dict[str, Any], now: float) -> str:
+def _producer_text(p: dict[str, Any], report: dict[str, Any]) -> str:
     node = p.get("node")
     state = (report.get("nodes") or {}).get(node, {})
     text = f"{p['uid']} on {node}"
@@ -371,6 +371,17 @@ def _producer_text(p: dict[str, Any], report: dict[str, Any], now: float) -> str
         text += f" ({p['state']})"
     if state.get("status") in ("LOST", "SILENT", "UNREACHABLE"):
         text += f" -- node {node} {_node_problem(state)}"
+    return text
+
+
+def _makers(b: dict[str, Any], report: dict[str, Any], nodes: dict[str, Any]) -> str:
+    makers = b.get("producers") or []
+    if makers:
+        return "; ".join(_producer_text(p, report) for p in makers[:3])
+    owner = nodes.get(str(b.get("node")), {})
+    text = f"an app on node {b.get('node')}"
+    if owner.get("status") in ("LOST", "SILENT", "UNREACHABLE"):
+        text += f" -- node {b.get('node')} {_node_problem(owner)}"
     return text
 
 
@@ -404,23 +415,28 @@ def verdict(report: dict[str, Any], now: float | None = None) -> list[str]:
     if report.get("stopped"):
         lines.append("it stopped (cancelled or a node was lost); this is where it stood then:")
     blockers = report.get("blockers") or []
-    for b in blockers[:5]:
-        makers = b.get("producers") or []
-        by = "; ".join(_producer_text(p, report, now) for p in makers[:3]) if makers else None
-        if by is None:
-            owner = nodes.get(b.get("node"), {})
-            by = f"an app on node {b.get('node')}" + (
-                f" -- node {b.get('node')} {_node_problem(owner)}"
-                if owner.get("status") in ("LOST", "SILENT", "UNREACHABLE")
-                else ""
+    # Inputs that the same apps wait for (the parts of one gather) make one line, not one each.
+    by_waiting: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for b in blockers:
+        by_waiting.setdefault(tuple(b.get("waiting") or ()), []).append(b)
+    for waiting, group in list(by_waiting.items())[:5]:
+        count = max(b["waiting_count"] for b in group)
+        who = ", ".join(waiting[:3]) + (f" and {count - 3} more" if count > 3 else "")
+        inputs = len(group)
+        if len(by_waiting) == 1:  # the report's list was cut: the rest wait for the same apps too
+            inputs += int(report.get("blocker_count") or len(blockers)) - len(blockers)
+        if inputs == 1:
+            b = group[0]
+            lines.append(
+                f"{count} app(s) ({who}) wait for input {b['input']} (on {b.get('node')}), "
+                f"being written by {_makers(b, report, nodes)}"
             )
-        waiting = b.get("waiting") or []
-        who = ", ".join(waiting[:3]) + (
-            f" and {b['waiting_count'] - 3} more" if b["waiting_count"] > 3 else ""
-        )
+            continue
+        shown = "; ".join(f"{b['input']} by {_makers(b, report, nodes)}" for b in group[:3])
+        rest = inputs - min(3, len(group))
         lines.append(
-            f"{b['waiting_count']} app(s) ({who}) wait for input {b['input']} (on {b.get('node')}), "
-            f"being written by {by}"
+            f"{count} app(s) ({who}) wait for {inputs} inputs being written: {shown}"
+            + (f"; and {rest} more" if rest else "")
         )
     running = report.get("running") or []
     if running:

@@ -61,7 +61,7 @@ async function api(path, params) {
 
 function showLogin(error) {
   generation++;
-  main.replaceChildren(document.getElementById("login-template").content.cloneNode(true));
+  put(main, document.getElementById("login-template").content.cloneNode(true));
   if (error) document.getElementById("login-error").textContent = error;
   const input = document.getElementById("token");
   input.focus();
@@ -93,6 +93,11 @@ function h(tag, attrs, ...children) {
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
   return el;
+}
+
+/* Replace an element's children: arrays are flattened, null and undefined left out. */
+function put(el, ...children) {
+  el.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
 }
 
 const badge = (state) => h("span", {class: "state " + state}, state);
@@ -173,7 +178,7 @@ function poll(fn, base) {
 function pageHome() {
   const sessions = h("tbody");
   const members = h("tbody");
-  main.replaceChildren(
+  put(main,
     h("h1", {}, "Sessions"),
     h("p", {id: "page-error", class: "error"}),
     h("table", {id: "sessions"},
@@ -191,7 +196,7 @@ function pageHome() {
       `${{nm: "node manager", dim: "island manager", mm: "master manager"}[m.role] || m.role} ${m.name} \u00b7 dropflow ${m.version}`;
     document.getElementById("members-title").textContent = m.role === "nm" ? "This node" : (m.role === "mm" ? "Islands" : "Nodes");
     const now = Date.now() / 1000;
-    sessions.replaceChildren(...o.sessions.map((s) => {
+    put(sessions, ...o.sessions.map((s) => {
       const ended = ENDED.has(s.status);
       const end = ended ? (s.ended || now) : now;
       return h("tr", {class: "click", dataset: {session: s.sessionId}, onclick: () => { location.hash = sessionHref(s.sessionId); }},
@@ -204,7 +209,7 @@ function pageHome() {
         h("td", {}, (s.nodes || []).join(", ")));
     }));
     if (!o.sessions.length) sessions.append(h("tr", {}, h("td", {colspan: 7, class: "muted"}, "no sessions")));
-    members.replaceChildren(...o.members.map((n) => {
+    put(members, ...o.members.map((n) => {
       const load = n.load || {};
       const t = load.threads || {}, p = load.processes || {};
       return h("tr", {dataset: {member: n.name}},
@@ -234,7 +239,7 @@ function pageSession(sid, tab) {
   const tabs = h("nav", {class: "tabs"}, TABS.map(([k, label]) =>
     h("a", {href: sessionHref(sid, k), class: k === tab ? "active" : null, id: "tab-" + k}, label)));
   const body = h("div", {id: "tab-body"});
-  main.replaceChildren(title, h("p", {id: "page-error", class: "error"}), bar, text, facts, error, tabs, body);
+  put(main, title, h("p", {id: "page-error", class: "error"}), bar, text, facts, error, tabs, body);
   const view = {sid, tab, body, drill: null, last: null, whyLoaded: false};
   if (tab === "graph") setupGraph(view);
   if (tab === "nodes") setupNodes(view);
@@ -246,16 +251,16 @@ function pageSession(sid, tab) {
     const v = await api(`sessions/${encodeURIComponent(sid)}/monitor`);
     view.last = v;
     const ended = ENDED.has(v.status);
-    document.getElementById("session-state").replaceChildren(badge(v.status));
-    bar.replaceChildren(progress(v.settled, v.size));
+    put(document.getElementById("session-state"), badge(v.status));
+    put(bar, progress(v.settled, v.size));
     const pct = v.size ? (100 * v.settled / v.size).toFixed(1) : "0.0";
     text.textContent = `${num(v.settled)} of ${num(v.size)} drops settled (${pct}%)` +
       (v.failure_count ? ` \u00b7 ${num(v.failure_count)} failed` : "");
     const t = v.times || {};
     const now = Date.now() / 1000;
-    facts.replaceChildren(
+    put(facts,
       h("div", {}, h("b", {}, "created"), when(t.created)),
-      h("div", {}, h("b", {}, "deploy"), t.deploy && t.running ? secs(t.running - t.deploy) : "-"),
+      h("div", {}, h("b", {}, "deploy"), t.deploy && (t.running || t.run) ? secs((t.running || t.run) - t.deploy) : "-"),
       h("div", {}, h("b", {}, ended ? "ran" : "running for"), t.run ? secs((t.end || now) - t.run) : "-"),
       h("div", {}, h("b", {}, "ended"), when(t.end)),
       v.census ? h("div", {}, h("b", {}, "counted"), `${secs(v.census.age)} ago in ${secs(v.census.cost)}`) : null);
@@ -271,7 +276,7 @@ function pageSession(sid, tab) {
 function setupGraph(view) {
   const groups = h("tbody");
   const drill = h("div", {id: "drill"});
-  view.body.replaceChildren(
+  put(view.body,
     legend(),
     h("p", {class: "muted"}, "Drops counted by the logical-graph node they were made from. Click a row for its drops."),
     h("table", {id: "groups"}, h("thead", {}, h("tr", {}, ["node of the graph", "kind", "drops", "states", ""].map((x) => h("th", {class: x === "drops" ? "num" : null}, x)))), groups),
@@ -287,7 +292,7 @@ function setupGraph(view) {
         h("td", {}, stateBar(g.counts)),
         h("td", {class: "muted"}, countsText(g.counts)));
     });
-    groups.replaceChildren(...rows);
+    put(groups, ...rows);
     if (!rows.length) groups.append(h("tr", {}, h("td", {colspan: 5, class: "muted"}, "no drops deployed yet")));
     if (view.drill && tick % 3 === 0) view.drill.reload();
   };
@@ -296,11 +301,11 @@ function setupGraph(view) {
 function setupNodes(view) {
   const nodes = h("tbody");
   const drill = h("div", {id: "drill"});
-  view.body.replaceChildren(legend(),
+  put(view.body, legend(),
     h("table", {id: "nodes"}, h("thead", {}, h("tr", {}, ["node", "state", "drops", "states", "owner queue", "apps busy"].map((x) => h("th", {}, x)))), nodes),
     drill);
   view.update = (v, tick) => {
-    nodes.replaceChildren(...Object.entries(v.nodes).sort().map(([name, n]) => {
+    put(nodes, ...Object.entries(v.nodes).sort().map(([name, n]) => {
       const totals = n.totals || {};
       const load = n.load || {};
       const total = Object.values(totals).reduce((a, b) => a + b, 0);
@@ -328,7 +333,7 @@ function openDrill(view, box, what) {
     h("option", {value: ""}, "any state"), STATES.map((s) => h("option", {value: s}, s)));
   const prev = h("button", {type: "button", onclick: () => { offset = Math.max(0, offset - PAGE); reload(); }}, "\u2190 previous");
   const next = h("button", {type: "button", onclick: () => { offset += PAGE; reload(); }}, "next \u2192");
-  box.replaceChildren(h("h2", {}, what.title), h("div", {class: "pager"}, select, prev, next, info),
+  put(box, h("h2", {}, what.title), h("div", {class: "pager"}, select, prev, next, info),
     h("table", {id: "drops"}, h("thead", {}, h("tr", {}, ["drop", "kind", "state", "node"].map((x) => h("th", {}, x)))), rows));
   async function reload() {
     const r = await api(`sessions/${encodeURIComponent(view.sid)}/monitor/drops`,
@@ -336,7 +341,7 @@ function openDrill(view, box, what) {
     info.textContent = r.total ? `${num(offset + 1)}\u2013${num(Math.min(offset + PAGE, r.total))} of ${num(r.total)}` : "none";
     prev.disabled = offset === 0;
     next.disabled = offset + PAGE >= r.total;
-    rows.replaceChildren(...r.drops.map((d) => h("tr", {dataset: {uid: d.uid}},
+    put(rows, ...r.drops.map((d) => h("tr", {dataset: {uid: d.uid}},
       h("td", {}, h("a", {href: dropHref(view.sid, d.uid)}, d.uid), d.name ? h("span", {class: "muted"}, " " + d.name) : null),
       h("td", {}, d.kind), h("td", {}, badge(d.state)), h("td", {}, d.node))));
   }
@@ -348,10 +353,10 @@ function openDrill(view, box, what) {
 
 function setupFailures(view) {
   const list = h("div", {id: "failures"});
-  view.body.replaceChildren(list);
+  put(view.body, list);
   view.update = (v) => {
-    if (!v.failures.length) { list.replaceChildren(h("p", {class: "muted"}, "no drop failed")); return; }
-    list.replaceChildren(
+    if (!v.failures.length) { put(list, h("p", {class: "muted"}, "no drop failed")); return; }
+    put(list,
       v.failure_count > v.failures.length ? h("p", {class: "muted"}, `the first ${v.failures.length} of ${num(v.failure_count)}`) : null,
       ...v.failures.map((f) => h("div", {class: "card failure", dataset: {uid: f.uid}},
         h("div", {}, h("a", {href: dropHref(view.sid, f.uid)}, f.uid), h("span", {class: "muted"}, ` ${f.kind} on ${f.node}`)),
@@ -389,19 +394,19 @@ function renderWhy(sid, r, box) {
         h("td", {}, when(s.start)), h("td", {}, when(s.end)), h("td", {class: "num"}, s.seconds === undefined ? "" : secs(s.seconds)))),
         {id: "critical-path"}));
   }
-  box.replaceChildren(...parts);
+  put(box, ...parts);
 }
 
 function setupWhy(view) {
   const box = h("div", {id: "why"}, h("p", {class: "muted"}, "asking every node\u2026"));
   const button = h("button", {type: "button", onclick: () => load()}, "ask again");
-  view.body.replaceChildren(h("div", {class: "pager"}, button, h("span", {class: "muted"}, "what the session waits for, now")), box);
+  put(view.body, h("div", {class: "pager"}, button, h("span", {class: "muted"}, "what the session waits for, now")), box);
   let busy = false;
   async function load() {
     if (busy) return;
     busy = true;
     try { renderWhy(view.sid, await api(`sessions/${encodeURIComponent(view.sid)}/why`), box); }
-    catch (e) { box.replaceChildren(h("p", {class: "error"}, e.message)); }
+    catch (e) { put(box, h("p", {class: "error"}, e.message)); }
     finally { busy = false; }
   }
   load();
@@ -411,11 +416,11 @@ function setupWhy(view) {
 function setupTimings(view) {
   const box = h("div", {id: "timings"}, h("p", {class: "muted"}, "reading the logs\u2026"));
   const path = h("div", {id: "timings-path"});
-  view.body.replaceChildren(box, path);
+  put(view.body, box, path);
   async function load(v) {
     const t = await api(`sessions/${encodeURIComponent(view.sid)}/monitor/timings`);
     const groups = Object.entries(t.by_group).sort((a, b) => b[1].sum - a[1].sum);
-    box.replaceChildren(
+    put(box,
       t.log_full ? h("p", {class: "muted"}, `the event log reaches back to ${when(t.log_from)} only`) : null,
       h("h2", {}, "Slowest apps"),
       table(["app", "node", "ended", "seconds"], t.slowest.map((a) => h("tr", {},
@@ -431,7 +436,7 @@ function setupTimings(view) {
   view.update = (v, tick) => {
     if (!loaded || (tick % 5 === 4 && !ENDED.has(v.status)) || (ENDED.has(v.status) && loaded !== "ended")) {
       loaded = ENDED.has(v.status) ? "ended" : true;
-      load(v).catch((e) => box.replaceChildren(h("p", {class: "error"}, e.message)));
+      load(v).catch((e) => put(box, h("p", {class: "error"}, e.message)));
     }
   };
 }
@@ -447,14 +452,14 @@ function linkTable(sid, title, rows, count) {
 
 function pageDrop(sid, uid) {
   const box = h("div", {id: "drop"});
-  main.replaceChildren(h("p", {}, h("a", {href: sessionHref(sid)}, "\u2190 session " + sid)),
+  put(main, h("p", {}, h("a", {href: sessionHref(sid)}, "\u2190 session " + sid)),
     h("h1", {}, uid, " ", h("span", {id: "drop-state"})), h("p", {id: "page-error", class: "error"}), box);
   poll(async () => {
     const d = await api(`sessions/${encodeURIComponent(sid)}/monitor/drop`, {uid});
-    document.getElementById("drop-state").replaceChildren(badge(d.state));
+    put(document.getElementById("drop-state"), badge(d.state));
     const t = d.timing || {};
     const cause = (c) => CAUSE_WORDS.has(c) || c.startsWith("node ") || c.startsWith("retry") ? c : h("a", {href: dropHref(sid, c)}, c);
-    box.replaceChildren(
+    put(box,
       h("div", {class: "facts"},
         h("div", {}, h("b", {}, "kind"), d.kind), h("div", {}, h("b", {}, "node of the graph"), d.group),
         h("div", {}, h("b", {}, "node"), d.node + (d.proxy ? " (a copy of another node's drop)" : "")),
