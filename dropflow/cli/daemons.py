@@ -28,6 +28,12 @@ def _common(p: argparse.ArgumentParser, port: int) -> None:
     p.add_argument("--token-file", metavar="FILE", help="file holding the shared secret (or $DROPFLOW_TOKEN)")
     p.add_argument("--no-auth", action="store_true", help="allow binding beyond loopback without a token")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.add_argument(
+        "--log-format",
+        default="text",
+        choices=("text", "json"),
+        help="text: one line per event with key=value fields (default); json: one JSON object per line",
+    )
     p.add_argument("--threads", type=integer(1), default=16, help="REST threads (default 16)")
 
 
@@ -51,7 +57,9 @@ def _name(args: argparse.Namespace) -> str:
 def _serve(args: argparse.Namespace, factory: Any, token: str | None) -> int:
     from ..managers.serve import ManagerApplication
 
-    ManagerApplication(factory, args.host, args.port, token, args.log_level, args.threads).run()
+    ManagerApplication(
+        factory, args.host, args.port, token, args.log_level, args.threads, log_format=args.log_format
+    ).run()
     return 0
 
 

@@ -52,9 +52,11 @@ class ManagerApplication(BaseApplication):  # type: ignore[misc]
         token: str | None = None,
         log_level: str = "info",
         threads: int = 16,
+        log_format: str = "text",
     ) -> None:
         self.factory = factory
         self.token = token
+        self.log_format = log_format
         self.started: Started | None = None
         self.options = {
             "bind": f"{host}:{port}",
@@ -80,9 +82,9 @@ class ManagerApplication(BaseApplication):  # type: ignore[misc]
             self.cfg.set("control_socket_disable", True)
 
     def load(self) -> Any:
-        logging.basicConfig(
-            level=self.cfg.loglevel.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
-        )
+        from .logs import configure
+
+        configure(self.cfg.loglevel, self.log_format)  # one line per event, text or JSON (managers.logs)
         self.started = self.factory()
         return make_app(self.started.manager, token=self.token)
 

@@ -35,10 +35,10 @@ from ..spec import AppSpec, DataTraits
 from ..stores import Store
 
 __all__ = [
+    "OUTPUT_TAIL",
     "AppError",
     "CancelToken",
     "GroupHook",
-    "OUTPUT_TAIL",
     "InputRef",
     "Outcome",
     "OutputCapture",
@@ -142,7 +142,8 @@ class OutputCapture:
     saw before -- and the tails are kept for the outcome."""
 
     def __init__(self) -> None:
-        self._files = [tempfile.TemporaryFile(prefix="dropflow-out-") for _ in range(2)]
+        # Kept open for the worker's life (closed by close()): made once, emptied before each app.
+        self._files = [tempfile.TemporaryFile(prefix="dropflow-out-") for _ in range(2)]  # noqa: SIM115
         self._saved: list[int] = []
         #: (stdout, stderr) tails of the last app.
         self.tails: list[str] = ["", ""]
