@@ -231,6 +231,8 @@ class NodeMonitor:
                 runs.append((e.time - started.pop(e.uid), e.uid, e.time))
         by_group: dict[str, dict[str, Any]] = {}
         specs = graph.by_id if graph is not None else {}
+        proxies = {uid for uid, n in specs.items() if type(n.peer) is str} if graph is not None else set()
+        runs = [r for r in runs if r[1] not in proxies]  # other nodes' apps: their owners time them
         for seconds, uid, _end in runs:
             n = specs.get(uid)
             key = group_key(n.spec) if n is not None else "?"
