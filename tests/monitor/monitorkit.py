@@ -16,11 +16,12 @@ sys.path.insert(0, os.path.join(TESTS, "managers"))  # daemons.py: real daemons 
 
 from daemons import Cluster, Daemon, free_port, start  # noqa: E402
 
-from conftest import LeakCheck, require  # noqa: E402
 from dropflow.engine.bus import InProcBus  # noqa: E402
 from dropflow.managers.heartbeat import HeartbeatPolicy  # noqa: E402
 from dropflow.managers.island import DataIslandManager  # noqa: E402
 from dropflow.managers.node_manager import NodeManager  # noqa: E402
+
+from conftest import LeakCheck, require  # noqa: E402
 
 __all__ = ["APPS_PATH", "Cluster", "Daemon", "browser", "free_port", "in_process", "start"]
 

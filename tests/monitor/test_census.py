@@ -1,4 +1,4 @@
-"""Counting drops by logical-graph node and state: the picture of a session that stays readable at any size."""
+"""Counting drops by logical-graph node and state: a picture of a session that stays readable at any size."""
 
 from __future__ import annotations
 

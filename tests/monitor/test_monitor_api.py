@@ -81,7 +81,7 @@ def test_the_page_is_public_and_the_data_needs_the_token(island):
 
 
 def test_overview_lists_the_session_with_its_progress_and_the_nodes(island):
-    isl, _, client = island
+    _, _, client = island
     o = poll_for(lambda: (o := get(client, "/api/monitor"))["sessions"][0]["settled"] >= 16 and o, timeout=10)
     (s,) = o["sessions"]
     assert s["sessionId"] == "s" and s["status"] == "RUNNING" and s["size"] == 20
