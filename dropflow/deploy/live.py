@@ -100,7 +100,8 @@ def format_live(view: dict[str, Any]) -> str:
     lines = [f"  session {sid} {view.get('status')}: {settled} of {size} drops settled ({pct:.1f}%)"]
     totals = view.get("totals") or {}
     if totals:
-        lines.append("  drops: " + ", ".join(f"{k} {v}" for k, v in totals.items()))
+        order = view.get("states") or sorted(totals)
+        lines.append("  drops: " + ", ".join(f"{k} {totals[k]}" for k in order if totals.get(k)))
     if view.get("failure_count"):
         first = (view.get("failures") or [{}])[0]
         head = (first.get("message") or "").splitlines()
