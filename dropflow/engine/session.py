@@ -707,12 +707,17 @@ class Session:
         """What happened to a drop, oldest first (as far back as the bounded log reaches)."""
         return self.log.story(uid)
 
-    def failures(self) -> list[Failure]:
+    def failures(self, limit: int | None = None) -> list[Failure]:
+        """Root-cause failures in order (the first ``limit`` of them if given)."""
         core, graph = self.core, self.graph
         if core is None or graph is None:
             return []
         # The list is append-only: a slice is a consistent snapshot while the owner appends.
-        return [Failure(uid, graph.by_id[uid].spec.kind, msg) for uid, msg in core.failures[:]]
+        return [Failure(uid, graph.by_id[uid].spec.kind, msg) for uid, msg in core.failures[:limit]]
+
+    def failure_count(self) -> int:
+        """How many drops failed by themselves (any thread)."""
+        return len(self.core.failures) if self.core is not None else 0
 
     def value(self, uid: str) -> Any:
         """The decoded content of a (persisted, or not yet deleted) data drop."""

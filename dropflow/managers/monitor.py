@@ -115,7 +115,7 @@ class NodeMonitor:
     def session(self, sid: str) -> dict[str, Any]:
         s = self._session(sid)
         counts = self.census(s).counts()
-        failures = s.failures()
+        failures = s.failures(FAILURES)  # a million failures must not make every poll copy them all
         return {
             "sessionId": sid,
             "role": "nm",
@@ -131,10 +131,9 @@ class NodeMonitor:
                 self.name: {"status": str(s.state), "totals": counts["totals"], "load": self.nm.node.load()}
             },
             "failures": [
-                {"uid": f.uid, "kind": f.kind, "message": f.message, "node": self.name}
-                for f in failures[:FAILURES]
+                {"uid": f.uid, "kind": f.kind, "message": f.message, "node": self.name} for f in failures
             ],
-            "failure_count": len(failures),
+            "failure_count": s.failure_count(),
             "census": {"age": counts["age"], "cost": counts["cost"]},
             "unreachable": {},
         }
@@ -165,7 +164,8 @@ class NodeMonitor:
             raise NotFound(f"session {sid!r} has no drop {uid!r} on node {self.name!r}")
         spec = n.spec
         events = s.story(uid)
-        error = next((f.message for f in s.failures() if f.uid == uid), None)
+        core = s.core
+        error = next((m for u, m in (core.failures[:] if core else ()) if u == uid), None)
         tails = s.outputs.get(uid)
 
         def link(d: Any) -> dict[str, Any]:
