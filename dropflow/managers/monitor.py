@@ -221,14 +221,14 @@ class NodeMonitor:
     def timings(self, sid: str) -> dict[str, Any]:
         s = self._session(sid)
         graph = s.graph
-        events = s.log.events()
+        events = s.log.snapshot()  # (time, uid, start, end, cause)
         started: dict[str, float] = {}
         runs: list[tuple[float, str, float]] = []
-        for e in events:
-            if e.end == "RUNNING":
-                started[e.uid] = e.time
-            elif e.end in ("FINISHED", "ERROR") and e.uid in started:
-                runs.append((e.time - started.pop(e.uid), e.uid, e.time))
+        for t, uid, _start, end, _cause in events:
+            if end == "RUNNING":
+                started[uid] = t
+            elif (end == "FINISHED" or end == "ERROR") and uid in started:
+                runs.append((t - started.pop(uid), uid, t))
         by_group: dict[str, dict[str, Any]] = {}
         specs = graph.by_id if graph is not None else {}
         proxies = {uid for uid, n in specs.items() if type(n.peer) is str} if graph is not None else set()
@@ -250,7 +250,7 @@ class NodeMonitor:
             "times": dict(s.times),
             "slowest": slowest,
             "by_group": by_group,
-            "log_from": events[0].time if events else None,
+            "log_from": events[0][0] if events else None,
             "log_full": len(events) >= self.nm.node.log_size,
         }
 

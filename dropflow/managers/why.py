@@ -29,15 +29,14 @@ never on the engine's path.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Final
 
 from ..drops.spec import AppSpec, DropSpec, port_drops
 from ..drops.states import APP_SETTLED, DATA_SETTLED
 from .census import group_key
 
 if TYPE_CHECKING:
-    from ..engine.eventlog import Event
     from ..engine.graph import AppNode, DataNode
     from ..engine.session import Session
 
@@ -47,19 +46,28 @@ __all__ = ["LIMIT", "critical_path", "cross_producers", "merge_reports", "node_r
 LIMIT = 20
 _SETTLED = frozenset(map(str, APP_SETTLED | DATA_SETTLED))
 _DONE = frozenset({"COMPLETED", "FINISHED", "ERROR", "SKIPPED"})
+#: A raw event log record: (time, drop id, start state, end state, cause).
+Record = tuple[float, str, str, str, str]
+T: Final = 0
+UID: Final = 1
+START: Final = 2
+END: Final = 3
+CAUSE: Final = 4
 
 
-def _pre_cancel(events: Iterable[Event]) -> dict[str, str]:
+def _pre_cancel(events: Iterable[Record]) -> dict[str, str]:
     """Drop id -> the state it was in when a cancel settled it."""
-    return {e.uid: e.start for e in events if e.cause == "cancel" and e.end == "CANCELLED"}
+    return {e[UID]: e[START] for e in events if e[CAUSE] == "cancel" and e[END] == "CANCELLED"}
 
 
-def _started(events: list[Event], uids: set[str]) -> dict[str, float]:
+def _started(events: Sequence[Record], uids: set[str]) -> dict[str, float]:
     """When each of ``uids`` last became RUNNING, as far back as the log reaches (newest events first)."""
     found: dict[str, float] = {}
+    if not uids:
+        return found
     for e in reversed(events):
-        if e.end == "RUNNING" and e.uid in uids and e.uid not in found:
-            found[e.uid] = e.time
+        if e[END] == "RUNNING" and e[UID] in uids and e[UID] not in found:
+            found[e[UID]] = e[T]
             if len(found) == len(uids):
                 break
     return found
@@ -88,13 +96,13 @@ def node_report(session: Session, node_name: str, limit: int = LIMIT) -> dict[st
     graph, core = session.graph, session.core
     if graph is None or core is None:
         return report
-    events = session.log.events()
+    events = session.log.snapshot()
     if events:
-        report["log_from"] = events[0].time
+        report["log_from"] = events[0][T]
     before = _pre_cancel(events) if core.cancelled else {}
     report["stopped"] = bool(before)
     # A stopped frontier is timed up to the stop, not up to now.
-    until = next((e.time for e in events if e.cause == "cancel"), now) if before else now
+    until = next((e[T] for e in events if e[CAUSE] == "cancel"), now) if before else now
 
     def state(n: DataNode | AppNode) -> str:
         s = str(n.state)
@@ -196,56 +204,74 @@ def node_report(session: Session, node_name: str, limit: int = LIMIT) -> dict[st
 def critical_path(session: Session, node_name: str, start: str | None = None) -> dict[str, Any]:
     """The chain of causes that ended last, backwards from ``start`` (default: the local drop that settled
     last), as far as this node and its log know it. ``continues`` names the node and drop where the chain
-    goes on (a proxy's owner), or is None."""
+    goes on (a proxy's owner), or is None.
+
+    One backward pass over the log: a drop's cause settled before the drop's own change was recorded, so
+    each step's events lie before the previous step's.
+    """
     graph = session.graph
     out: dict[str, Any] = {"steps": [], "continues": None, "complete": False, "node": node_name}
     if graph is None:
         return out
-    events = session.log.events()
-    by_uid: dict[str, list[Event]] = {}
-    for e in events:
-        by_uid.setdefault(e.uid, []).append(e)
+    events = session.log.snapshot()
     by_id = graph.by_id
+    i = len(events) - 1
     uid = start
     if uid is None:
-        for e in reversed(events):
-            n = by_id.get(e.uid)
-            if n is not None and type(n.peer) is not str and e.end in _DONE:
-                uid = e.uid
+        while i >= 0:
+            e = events[i]
+            n = by_id.get(e[UID])
+            if n is not None and type(n.peer) is not str and e[END] in _DONE:
+                uid = e[UID]
                 break
+            i -= 1
     steps: list[dict[str, Any]] = []
     seen: set[str] = set()
-    while uid is not None and uid not in seen and len(steps) < 10_000:
+    while uid is not None and uid not in seen:
         seen.add(uid)
         n = by_id.get(uid)
-        history = by_uid.get(uid, [])
         if n is None:
             break
         if type(n.peer) is str:
             out["continues"] = {"node": n.peer, "uid": uid}
             break
-        settled = next((e for e in reversed(history) if e.end in _DONE), None)
+        is_app = n.spec.CATEGORY == "app"
+        settled: Record | None = None
+        last_run: Record | None = None
+        attempts = 0
+        cause: str | None = None
+        while i >= 0:
+            e = events[i]
+            i -= 1
+            if e[UID] != uid:
+                continue
+            if settled is None and e[END] in _DONE:
+                settled = e
+                if not is_app:
+                    cause = e[CAUSE]
+                    break
+            elif is_app and e[END] == "RUNNING":
+                attempts += 1
+                last_run = last_run or e
+                if e[CAUSE] != "retry":
+                    cause = e[CAUSE]
+                    break
         step: dict[str, Any] = {
             "uid": uid,
             "kind": n.spec.kind,
             "category": n.spec.CATEGORY,
             "group": group_key(n.spec),
             "node": node_name,
-            "end": settled.time if settled else None,
+            "end": settled[T] if settled else None,
             "state": str(n.state),
         }
-        cause: str | None
-        if n.spec.CATEGORY == "app":
-            runs = [e for e in history if e.end == "RUNNING"]
-            first = next((e for e in runs if e.cause != "retry"), None)
-            step["start"] = runs[-1].time if runs else None
-            step["seconds"] = round(settled.time - runs[-1].time, 6) if settled is not None and runs else None
-            step["attempts"] = len(runs)
-            cause = first.cause if first else None
-        else:
-            cause = settled.cause if settled else None
+        if is_app:
+            step["start"] = last_run[T] if last_run else None
+            step["seconds"] = round(settled[T] - last_run[T], 6) if settled and last_run else None
+            step["attempts"] = attempts
         steps.append(step)
         if cause is None:
+            out["truncated"] = i < 0  # the bounded log does not reach back to the start
             break
         if cause in ("trigger", "cancel", "lifespan", "collector", "unused"):
             out["complete"] = True
@@ -256,14 +282,6 @@ def critical_path(session: Session, node_name: str, start: str | None = None) ->
         uid = cause
     steps.reverse()
     out["steps"] = steps
-    if (
-        not out["complete"]
-        and out["continues"] is None
-        and steps
-        and events
-        and len(events) >= session.node.log_size
-    ):
-        out["truncated"] = True  # the bounded log does not reach back to the start
     return out
 
 

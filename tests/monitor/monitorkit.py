@@ -16,12 +16,13 @@ sys.path.insert(0, os.path.join(TESTS, "managers"))  # daemons.py: real daemons 
 
 from daemons import Cluster, Daemon, free_port, start  # noqa: E402
 
+from dropflow.drops.shm import SHM_PREFIX, session_scope  # noqa: E402
 from dropflow.engine.bus import InProcBus  # noqa: E402
 from dropflow.managers.heartbeat import HeartbeatPolicy  # noqa: E402
 from dropflow.managers.island import DataIslandManager  # noqa: E402
 from dropflow.managers.node_manager import NodeManager  # noqa: E402
 
-from conftest import LeakCheck, require  # noqa: E402
+from conftest import LeakCheck, require, shm_segments  # noqa: E402
 
 __all__ = ["APPS_PATH", "Cluster", "Daemon", "browser", "free_port", "in_process", "start"]
 
@@ -49,9 +50,15 @@ def in_process(
     try:
         yield island, nms
     finally:
+        sessions = list(island._sessions)
         island.close()
         for nm in nms:
             nm.close()
+        # Other tests on this machine make segments meanwhile: only those of these sessions are leaks here.
+        ours = {
+            f"{SHM_PREFIX}{session_scope(nm.node.workspace_root, sid)}." for nm in nms for sid in sessions
+        }
+        leaks.shm |= {n for n in shm_segments() if not any(n.startswith(p) for p in ours)}
         leaks.check()
 
 
