@@ -100,18 +100,33 @@ class _Groups:
         index = np.empty(len(nodes), dtype=np.int32)
         local = np.empty(len(nodes), dtype=bool)
         for start in range(0, len(nodes), CHUNK):
-            for i, node in enumerate(nodes[start : start + CHUNK], start):
-                spec = node.spec
-                key = spec.kind if by_kind else group_key(spec)
-                g = table.get(key)
-                if g is None:
-                    g = table[key] = len(self.keys)
-                    self.keys.append(key)
+            chunk = nodes[start : start + CHUNK]
+            specs = [n.spec for n in chunk]
+            # group_key, inlined: this is the one pass per drop that is done in Python.
+            if by_kind:
+                keys = [s.kind for s in specs]
+            else:
+                keys = [
+                    uid[:cut] if (cut := uid.find("#")) > 0 else (s.name or s.kind)
+                    for s in specs
+                    for uid in (s.id,)
+                ]
+            known = len(table)
+            index[start : start + len(chunk)] = [table.setdefault(k, len(table)) for k in keys]
+            if len(table) > known:  # new groups: describe each by its first drop
+                first = {}
+                for k, s in zip(keys, specs, strict=True):
+                    if table[k] >= known and k not in first:
+                        first[k] = s
+                for k in sorted(first, key=table.__getitem__):
+                    spec = first[k]
+                    self.keys.append(k)
                     self.kinds.append(spec.kind)
                     self.categories.append(spec.CATEGORY)
-                    self.labels.append(spec.name or key)
-                index[i] = g
-                local[i] = type(node.peer) is not str  # proxies are counted by their owners
+                    self.labels.append(spec.name or k)
+            local[start : start + len(chunk)] = [
+                type(n.peer) is not str for n in chunk
+            ]  # proxies: owners count
             _yield()
         return index, local
 
