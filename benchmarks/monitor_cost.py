@@ -336,7 +336,9 @@ def demo_graph() -> list[Any]:
             node="n1",
         ),
         MemorySpec(id="cube#0", node="n1"),
-        PythonSpec(id="flag#0", func="monfuncs:shout_and_fail", inputs={"x": "params"}, node="n1"),
+        PythonSpec(
+            id="flag#0", func="monfuncs:shout_and_fail", inputs={"x": "params"}, executor="process", node="n1"
+        ),
     ]
     return specs
 

@@ -86,12 +86,29 @@ class _Groups:
         self.kinds: list[str] = []
         self.categories: list[str] = []
         self.labels: list[str] = []
+        self.firsts: list[str] = []
         self.data, self.data_local = self._index(graph.data, by_kind=False)
         self.apps, self.apps_local = self._index(graph.apps, by_kind=False)
         if len(self.keys) > MAX_GROUPS:
-            self.keys, self.kinds, self.categories, self.labels = [], [], [], []
+            self.keys, self.kinds, self.categories, self.labels, self.firsts = [], [], [], [], []
             self.data, self.data_local = self._index(graph.data, by_kind=True)
             self.apps, self.apps_local = self._index(graph.apps, by_kind=True)
+        self._in_graph_order(graph)
+
+    def _in_graph_order(self, graph: Graph) -> None:
+        """Groups in the order of their first drop in the graph (the translator's order: the logical graph's
+        reading order), rather than data groups first and app groups after."""
+        firsts = set(self.firsts)
+        where = {uid: pos for pos, uid in enumerate(graph.by_id) if uid in firsts}
+        order = sorted(range(len(self.keys)), key=lambda g: where.get(self.firsts[g], 0))
+        rank = np.empty(len(order), dtype=np.int32)
+        rank[order] = np.arange(len(order), dtype=np.int32)
+        for name in ("keys", "kinds", "categories", "labels", "firsts"):
+            values = getattr(self, name)
+            setattr(self, name, [values[g] for g in order])
+        if len(order):
+            self.data = rank[self.data]
+            self.apps = rank[self.apps]
 
     def _index(
         self, nodes: Sequence[DataNode | AppNode], by_kind: bool
@@ -124,6 +141,7 @@ class _Groups:
                     self.kinds.append(spec.kind)
                     self.categories.append(spec.CATEGORY)
                     self.labels.append(spec.name or k)
+                    self.firsts.append(spec.id)
             local[start : start + len(chunk)] = [
                 type(n.peer) is not str for n in chunk
             ]  # proxies: owners count

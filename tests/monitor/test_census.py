@@ -44,6 +44,8 @@ def test_counts_by_group_and_state_match_the_session(node):
     assert by_key["part"]["counts"] == {"COMPLETED": 50} and by_key["part"]["category"] == "data"
     assert by_key["join"]["counts"] == {"FINISHED": 1}
     assert by_key["the bad one"]["counts"] == {"ERROR": 1}
+    # In the graph's reading order (where each group's first drop is), not data first and apps after.
+    assert [g["key"] for g in counts["groups"]] == ["memory", "work", "part", "join", "out", "the bad one"]
     assert counts["totals"] == session.summary().by_state
     assert counts["drops"] == len(session.graph.by_id)
 
