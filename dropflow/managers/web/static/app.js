@@ -175,6 +175,17 @@ function poll(fn, base) {
 
 /* -- the sessions page ------------------------------------------------------------------------------- */
 
+function showManager(m) {
+  document.getElementById("manager").textContent =
+    `${{nm: "node manager", dim: "island manager", mm: "master manager"}[m.role] || m.role} ${m.name} \u00b7 dropflow ${m.version}`;
+}
+
+/* The header names the manager: asked once when a page other than the sessions page is opened first. */
+function loadHeader() {
+  if (document.getElementById("manager").textContent) return;
+  api("monitor").then((o) => showManager(o.manager)).catch(() => {});
+}
+
 function pageHome() {
   const sessions = h("tbody");
   const members = h("tbody");
@@ -192,8 +203,7 @@ function pageHome() {
   poll(async () => {
     const o = await api("monitor");
     const m = o.manager;
-    document.getElementById("manager").textContent =
-      `${{nm: "node manager", dim: "island manager", mm: "master manager"}[m.role] || m.role} ${m.name} \u00b7 dropflow ${m.version}`;
+    showManager(m);
     document.getElementById("members-title").textContent = m.role === "nm" ? "This node" : (m.role === "mm" ? "Islands" : "Nodes");
     const now = Date.now() / 1000;
     put(sessions, ...o.sessions.map((s) => {
@@ -416,7 +426,7 @@ function setupWhy(view) {
 function setupTimings(view) {
   const box = h("div", {id: "timings"}, h("p", {class: "muted"}, "reading the logs\u2026"));
   const path = h("div", {id: "timings-path"});
-  put(view.body, box, path);
+  put(view.body, path, box);  // the critical path first, once the session has ended
   async function load(v) {
     const t = await api(`sessions/${encodeURIComponent(view.sid)}/monitor/timings`);
     const groups = Object.entries(t.by_group).sort((a, b) => b[1].sum - a[1].sum);
@@ -491,6 +501,7 @@ function route() {
   generation++;
   const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
   if (parts[0] === "session" && parts[1]) {
+    loadHeader();
     if (parts[2] === "drop" && parts.length > 3) return pageDrop(parts[1], parts.slice(3).join("/"));
     return pageSession(parts[1], parts[2]);
   }
