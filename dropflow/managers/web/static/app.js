@@ -322,7 +322,8 @@ function setupNodes(view) {
       const busy = load.threads ? `${load.threads.busy} threads, ${load.processes.busy} processes` : "-";
       return h("tr", {class: "click", dataset: {node: name}, onclick: () => openDrill(view, drill, {node: name, title: "node " + name})},
         h("td", {}, name, n.island ? h("span", {class: "muted"}, ` (island ${n.island})`) : null),
-        h("td", {}, badge(n.status || "?"), n.silent_for ? h("span", {class: "muted"}, ` silent ${secs(n.silent_for)}`) : null,
+        h("td", {}, badge(n.status || "?"),
+          ["SILENT", "LOST"].includes(n.status) && n.silent_for ? h("span", {class: "muted"}, ` silent for ${secs(n.silent_for)}`) : null,
           n.error ? h("div", {class: "error"}, n.error) : null),
         h("td", {class: "num"}, num(total)),
         h("td", {}, stateBar(totals)),
