@@ -263,7 +263,7 @@ function pageSession(sid, tab) {
     const ended = ENDED.has(v.status);
     put(document.getElementById("session-state"), badge(v.status));
     put(bar, progress(v.settled, v.size));
-    const pct = v.size ? (100 * v.settled / v.size).toFixed(1) : "0.0";
+    const pct = v.size ? (Math.floor(1000 * v.settled / v.size) / 10).toFixed(1) : "0.0";  // 99.9%, not 100.0%, until done
     text.textContent = `${num(v.settled)} of ${num(v.size)} drops settled (${pct}%)` +
       (v.failure_count ? ` \u00b7 ${num(v.failure_count)} failed` : "");
     const t = v.times || {};
