@@ -70,6 +70,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cancel": ("client", "cancel a session"),
     "nodes": ("client", "list the node managers (or islands) of a manager"),
     "sessions": ("client", "list sessions, or a session's drops by state (like Balsam's job ls)"),
+    "why": ("why", "why is a session not finishing: what it waits for, and who; or its critical path"),
 }
 
 

@@ -55,6 +55,12 @@ def _common(p: argparse.ArgumentParser, port: int) -> None:
         help="largest request body, after decompression (default 1024 MiB)",
     )
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.add_argument(
+        "--log-format",
+        default="text",
+        choices=("text", "json"),
+        help="text: one line per event with key=value fields (default); json: one JSON object per line",
+    )
     p.add_argument("--threads", type=integer(1), default=16, help="REST threads (default 16)")
 
 
@@ -117,6 +123,7 @@ def _serve(args: argparse.Namespace, factory: Any, token: str | None) -> int:
         certfile=args.certfile,
         keyfile=args.keyfile,
         max_body=args.max_body << 20,
+        log_format=args.log_format,
     ).run()
     return 0
 

@@ -2,7 +2,9 @@
 
 A thin shell over :mod:`dropflow.deploy`: ``submit`` checks every argument, the graph and the template before
 anything is written or submitted, then prints the job id (and with ``--wait`` follows the job to its end);
-``status`` prints the report the job wrote, or the scheduler's state while there is none yet. Exit status:
+``status`` prints the report the job wrote; while there is none yet, the scheduler's state and the running
+session's live progress, asked of the job's own engine (:mod:`dropflow.deploy.live`); and for a job that
+ended without a report, the end of its output file. Exit status:
 0 when the session FINISHED (or the job has not ended yet), 1 when it did not, 2 for bad arguments.
 
 The parser needs :mod:`dropflow.deploy.job`'s defaults and template variables, so this module imports it
@@ -18,6 +20,7 @@ import sys
 import threading
 
 from ..deploy import job as jobs
+from ..deploy import live
 from ..deploy.report import format_summary, read_report
 from ..deploy.slurm import JobInfo, JobState, SchedulerError, SlurmProvider
 from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, command, integer, params
@@ -125,10 +128,35 @@ def _wait(provider: SlurmProvider, job_id: str, job_dir: str | None) -> JobInfo:
         pause = min(pause * 1.5, WAIT_MAX_PAUSE)
 
 
+def _live(
+    job_id: str, job_dir: str | None, info: JobInfo | None, report: object
+) -> tuple[object, str | None]:
+    """While the job runs and has no report: the engine's own view of the session (or why there is none);
+    once it ended without one: its output file."""
+    if report is not None or job_dir is None:
+        return None, None
+    output = live.job_output(job_dir, job_id)
+    if info is not None and info.state.ended:
+        return None, output
+    try:
+        return live.live_status(job_dir, job_id), None
+    except live.LiveError as exc:
+        # Not up yet, or gone (a scheduler that forgot the job says UNKNOWN): the job's output tells.
+        return str(exc), output
+
+
 def _show(job_id: str, job_dir: str | None, info: JobInfo | None, as_json: bool) -> int:
     report = read_report(job_dir) if job_dir else None
+    progress, output = _live(job_id, job_dir, info, report)
     if as_json:
-        out = {"job_id": job_id, "scheduler": None, "report": report, "directory": job_dir}
+        out = {
+            "job_id": job_id,
+            "scheduler": None,
+            "report": report,
+            "directory": job_dir,
+            "live": progress,
+            "output": output,
+        }
         if info is not None:
             out["scheduler"] = {
                 "state": info.state,
@@ -146,8 +174,18 @@ def _show(job_id: str, job_dir: str | None, info: JobInfo | None, as_json: bool)
         if report is not None:
             print(format_summary(report))
             print(f"  results: {job_dir}")
+        elif isinstance(progress, dict):
+            print(live.format_live(progress))
+            print(f"  results (the report comes at the end): {job_dir}")
+        elif output is not None:
+            ended = info is not None and info.state.ended
+            what = "the job ended without writing a report" if ended else f"no live view ({progress})"
+            print(f"  {what}; its output ({output}) ends:")
+            print("    " + live.tail(output).replace("\n", "\n    "))
         elif job_dir is not None:
-            print(f"  no report yet in {job_dir}")
+            ended = info is not None and info.state.ended
+            why = "" if ended or progress is None else f" ({progress})"
+            print(f"  no report {'and no output file ' if ended else 'yet '}in {job_dir}{why}")
     if report is not None:
         return EXIT_OK if report.get("state") == "FINISHED" and not report.get("error") else EXIT_FAILED
     if info is not None and info.state.ended:

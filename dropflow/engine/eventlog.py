@@ -45,6 +45,11 @@ class EventLog:
         """A snapshot (any thread): copying the deque is one C call, so the owner cannot append mid-copy."""
         return [Event(*e) for e in tuple(self._events)]
 
+    def snapshot(self) -> tuple[tuple[float, str, str, str, str], ...]:
+        """The raw records (time, uid, start, end, cause), oldest first (any thread): for readers that go
+        through the whole log and need no Event objects."""
+        return tuple(self._events)
+
     def story(self, *uids: str) -> list[Event]:
         """Every logged event of these drops, oldest first (any thread)."""
         wanted = set(uids)

@@ -39,6 +39,7 @@ from ..drops.apps.base import Outcome
 from ..drops.stores import Store
 from . import reaper, zygote
 from .bus import Bus, RemoteEvent, copy_store
+from .observe import AppStats
 from .procpool import ProcessPool
 from .session import Session
 from .sweep import sweep
@@ -88,6 +89,10 @@ class Node:
         self._task_ids = itertools.count(1)
         #: How this node reaches the others of distributed sessions (None: it runs sessions alone).
         self.bus: Bus | None = None
+        #: Durations of the apps that returned here, for the monitor's metrics (owner thread writes).
+        self.stats = AppStats()
+        #: Events whose handler raised (each failed its session, or was logged): engine errors, for metrics.
+        self.event_errors = 0
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
@@ -283,6 +288,7 @@ class Node:
             self._event_failed(session, fn, exc)
 
     def _event_failed(self, session: Session | None, fn: Callable[..., None], exc: BaseException) -> None:
+        self.event_errors += 1
         if session is None:
             owner = getattr(fn, "__self__", None)
             session = owner if isinstance(owner, Session) else None
@@ -339,6 +345,15 @@ class Node:
     def kill_process(self, task_id: int) -> None:
         """Kill the worker running the task (never blocks); ``done`` then gets a "cancelled" outcome."""
         self._procs.kill(task_id)
+
+    def load(self) -> dict[str, Any]:
+        """For the monitor (any thread): events waiting for the owner, timers armed, and the pools' load."""
+        return {
+            "queue": self._queue.qsize(),
+            "timers": len(self._timers),
+            "threads": self._threads.load(),
+            "processes": self._procs.load(),
+        }
 
     def worker_pids(self) -> list[int]:
         return self._procs.pids()

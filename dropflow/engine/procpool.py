@@ -131,6 +131,17 @@ class ProcessPool:
                     return True
         return False
 
+    def load(self) -> dict[str, int]:
+        """For the monitor: the pool's size, its worker processes, how many run a task, tasks queued."""
+        with self._lock:
+            running = sum(1 for s in self._slots if s.task_id is not None)
+            return {
+                "size": self.size,
+                "processes": sum(1 for s in self._slots if s.proc is not None),
+                "busy": running,
+                "queued": max(0, self._busy - running),
+            }
+
     def pids(self) -> list[int]:
         """The worker processes alive or starting."""
         with self._lock:

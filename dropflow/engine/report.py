@@ -64,7 +64,7 @@ def summarize(session: Session) -> Summary:
         run_seconds=(t.get("end", time.time()) - t["run"]) if "run" in t else None,
         persisted=kept(session),
         values=previews(session),
-        outputs=dict(session.outputs),
+        outputs=session.outputs.texts(),
     )
 
 

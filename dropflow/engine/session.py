@@ -61,6 +61,7 @@ from .core import Core, InvariantError
 from .eventlog import Event, EventLog
 from .gcpause import bulk_allocation
 from .graph import AppNode, DataNode, Graph, build
+from .observe import OutputTails
 from .report import Failure, Summary, summarize
 from .threadpool import Job
 from .transfers import Transfers
@@ -160,7 +161,6 @@ class Session:
     #: Seconds a cancelled app gets to stop before it is given up on (its slot freed, the session ended).
     ABANDON_AFTER = 1.0
     #: How many apps' printed output a session keeps (each is bounded by its runner).
-    OUTPUTS_KEPT = 1000
 
     def __init__(self, node: Node, session_id: str, workspace: Workspace, distributed: bool = False) -> None:
         self.node = node
@@ -197,8 +197,8 @@ class Session:
         self.error: str | None = None
         #: Paths kept at the end because their drops persist.
         self.persisted: list[str] = []
-        #: App id -> the tail of what it printed that no drop received (the first OUTPUTS_KEPT apps).
-        self.outputs: dict[str, str] = {}
+        #: The end of each app's standard output and error, where its runner captured them (bounded).
+        self.outputs = OutputTails()
         _live.add(self)
 
     # -- StoreContext ---------------------------------------------------------------------------------------
@@ -523,8 +523,9 @@ class Session:
             return
         if self._finalized:
             return
-        if outcome.output and len(self.outputs) < self.OUTPUTS_KEPT:
-            self.outputs[app.spec.id] = outcome.output
+        self.node.stats.record(outcome.seconds, outcome.ok)
+        if outcome.stdout or outcome.stderr:
+            self.outputs.keep(app.spec.id, outcome.stdout, outcome.stderr)
         if outcome.ok:
             by_id = core.graph.by_id
             for uid, store in outcome.stores.items():
@@ -805,12 +806,17 @@ class Session:
         """What happened to a drop, oldest first (as far back as the bounded log reaches)."""
         return self.log.story(uid)
 
-    def failures(self) -> list[Failure]:
+    def failures(self, limit: int | None = None) -> list[Failure]:
+        """Root-cause failures in order (the first ``limit`` of them if given)."""
         core, graph = self.core, self.graph
         if core is None or graph is None:
             return []
         # The list is append-only: a slice is a consistent snapshot while the owner appends.
-        return [Failure(uid, graph.by_id[uid].spec.kind, msg) for uid, msg in core.failures[:]]
+        return [Failure(uid, graph.by_id[uid].spec.kind, msg) for uid, msg in core.failures[:limit]]
+
+    def failure_count(self) -> int:
+        """How many drops failed by themselves (any thread)."""
+        return len(self.core.failures) if self.core is not None else 0
 
     def value(self, uid: str) -> Any:
         """The decoded content of a (persisted, or not yet deleted) data drop."""

@@ -83,6 +83,8 @@ class ThreadPool:
         self._lock = threading.Lock()
         self._workers: set[_Worker] = set()  # those that count against the size
         self._count = 0  # len(self._workers), readable without the lock
+        self._busy = 0  # workers running a job (counted under the lock)
+        self._stuck = 0  # abandoned threads whose code has not returned
         self._closed = False
         self._ids = itertools.count(1)
         self._futures: dict[concurrent.futures.Future[Any], Job] = {}
@@ -147,6 +149,8 @@ class ThreadPool:
             job.state = _ABANDONED
             worker = job.worker
             if state == _RUNNING and worker is not None:
+                self._busy -= 1
+                self._stuck += 1
                 worker.abandoned = True
                 job.on_return = on_return
                 self._workers.discard(worker)
@@ -168,6 +172,17 @@ class ThreadPool:
     def threads(self) -> int:
         """Workers that count against the size (busy or idle)."""
         return self._count
+
+    def load(self) -> dict[str, int]:
+        """For the monitor: the pool's size, its workers, how many run a task, tasks queued, threads given
+        up on (abandoned) that still run."""
+        return {
+            "size": self.size,
+            "threads": self._count,
+            "busy": self._busy,
+            "queued": self._queue.qsize(),
+            "abandoned": self._stuck,
+        }
 
     def close(self, timeout: float | None = None) -> bool:
         """Drop queued jobs and stop the workers; True if all stopped within ``timeout`` seconds.
@@ -225,9 +240,11 @@ class ThreadPool:
                     continue
                 job.state = _RUNNING
                 job.worker = worker
+                self._busy += 1
             if job.future is not None and not job.future.set_running_or_notify_cancel():
                 with lock:
                     job.state = _DONE
+                    self._busy -= 1
                 continue
             try:
                 result = job.fn(*job.args)
@@ -237,6 +254,10 @@ class ThreadPool:
             with lock:
                 abandoned = job.state == _ABANDONED
                 job.state = _DONE
+                if abandoned:
+                    self._stuck -= 1
+                else:
+                    self._busy -= 1
             if abandoned:  # given up: discard the result, leave the pool
                 if job.on_return is not None:
                     try:

@@ -82,6 +82,18 @@ class Transfers:
         """Identities of the apps held back by transfers: inputs on the way, or outputs being pushed."""
         return {id(app) for app in self._blocked} | {id(app) for app in self._pushing}
 
+    def in_flight(self) -> list[tuple[str, str, str, list[str]]]:
+        """Any thread: the transfers under way, as (``fetch`` or ``push``, drop id, the other node, ids of
+        the apps waiting for it). Snapshots taken with one C call each, so the owner may change them."""
+        out: list[tuple[str, str, str, list[str]]] = []
+        for data, (_store, apps) in list(self._fetching.items()):
+            out.append(("fetch", data.spec.id, str(data.peer), [a.spec.id for a in list(apps)]))
+        for app, _entry in list(self._pushing.items()):
+            for data in app.outputs:
+                if type(data.peer) is str:
+                    out.append(("push", data.spec.id, data.peer, [app.spec.id]))
+        return out
+
     def inputs_here(self, app: AppNode) -> bool:
         """Start fetching the remote inputs an app still lacks; True if it has them all."""
         session = self.session

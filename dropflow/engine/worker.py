@@ -9,11 +9,13 @@ message is the parent's ``sys.path``, so user modules import the same way in bot
 app runners at once (warm: the first task does not pay for it), and executes each task and sends its
 :class:`Outcome` back, until the pipe closes.
 
-A worker never outlives its engine: it asks the kernel for SIGKILL when its parent dies (``PR_SET_PDEATHSIG``,
-on Linux), and exits if the parent is already gone by then; and it exits when its task pipe closes. SIGINT is
-ignored: Ctrl-C is the parent's to handle. Its pipes are not inherited by what user code starts, so a stray
-grandchild never holds them open. ``faulthandler`` prints the Python stack of a crash (a segfault in an
-extension) to standard error, which the daemon logs.
+A worker never outlives its engine: it asks the kernel for SIGKILL when its parent dies
+(``PR_SET_PDEATHSIG``, on Linux), and exits if the parent is already gone by then; and it exits when its
+task pipe closes. SIGINT is ignored: Ctrl-C is the parent's to handle. Its pipes are not inherited by what
+user code starts, so a stray grandchild never holds them open. ``faulthandler`` prints the Python stack of a
+crash (a segfault in an extension) to standard error, which the daemon logs. While a task runs, the worker's
+standard output and error are captured (:class:`~dropflow.drops.apps.base.OutputCapture`): passed on to the
+daemon's as before, and their tails returned in the outcome for the drop's log.
 """
 
 from __future__ import annotations
@@ -56,18 +58,21 @@ def serve(rfd: int, wfd: int, parent_pid: int | None) -> int:
     except EOFError:
         return 0
     sys.path[:] = path
-    from ..drops.apps.base import CancelToken, Outcome, format_exception
+    from ..drops.apps.base import CancelToken, Outcome, OutputCapture, format_exception
     from ..drops.kinds import execute
 
+    capture = OutputCapture()
     while True:
         try:
             task = inbox.recv()
         except EOFError:
             return 0
         try:
-            outcome = execute(task, CancelToken())
+            with capture:
+                outcome = execute(task, CancelToken())
         except BaseException as exc:  # sys.exit() in user code fails its app, not the worker
             outcome = Outcome.failed(format_exception(exc))
+        capture.fill(outcome)
         try:
             outbox.send(outcome)
         except Exception as exc:  # an outcome that cannot be pickled is the app's failure

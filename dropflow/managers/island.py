@@ -41,8 +41,10 @@ from ..drops.states import SESSION_ENDED, SESSION_TRANSITIONS, SessionState, che
 from ..engine.workspace import check_session_id
 from .errors import ApiError, BadGraph, BadRequest, Conflict, NodeFailure, NotFound, WrongState
 from .heartbeat import LEASE, HeartbeatPolicy, Monitor
-from .node_manager import _batch_job
+from .logs import session_event
+from .node_manager import _batch_job, _log_end
 from .split import check_whole, split_by_node
+from .why import cross_producers
 
 __all__ = ["DataIslandManager", "NodeClient", "bus_peer"]
 
@@ -100,6 +102,8 @@ class _IslandSession:
         self.cancelled = False
         #: Bus addresses and keys of nodes in other islands (set by a master): drops there are neighbours.
         self.external_peers: dict[str, dict[str, str]] = {}
+        #: Producers of the drops linked across members, kept from deploy for ``why`` (see managers.why).
+        self.producers: dict[str, list[tuple[str, str | None]]] = {}
         self.watchers: list[Callable[[dict[str, Any]], None]] = []
         self.error: str | None = None
         self.ended = threading.Event()
@@ -269,6 +273,7 @@ class DataIslandManager:
             if session_id in self._sessions:
                 raise Conflict(f"session {session_id!r} already exists on island {self.name!r}")
             self._sessions[session_id] = _IslandSession(session_id)
+        session_event("created", session_id, f"session {session_id} created on {self.role} {self.name}")
         return self.session_info(session_id)
 
     def sessions(self) -> list[dict[str, Any]]:
@@ -369,15 +374,27 @@ class DataIslandManager:
             s.placement = {
                 spec.id: member for spec in s.specs if (member := getattr(spec, self.member_key)) in parts
             }
+            s.producers = cross_producers(s.specs, self.member_key)
             s.specs = []
         self._monitor.wake()  # heartbeats renew the parts' leases while the other parts deploy
         try:
             self._deploy_parts(s, parts)
-        except ApiError:
+        except ApiError as exc:
             with s.lock:
                 s.to(_S.FAILED)
                 s.ended.set()
+            session_event(
+                "deploy_failed", session_id, f"session {session_id} failed to deploy: {exc}", logging.ERROR
+            )
             raise
+        session_event(
+            "deployed",
+            session_id,
+            f"session {session_id} deployed: {len(s.placement)} drops on {len(s.nodes)} {self.member_key}(s) "
+            f"{', '.join(s.nodes)}",
+            drops=len(s.placement),
+            nodes=",".join(s.nodes),
+        )
         if start:
             self.start_session(session_id)
         return self.session_info(session_id)
@@ -430,6 +447,7 @@ class DataIslandManager:
             s.times["run"] = time.time()
         for name in s.nodes:
             self._watch(s, name)
+        session_event("started", session_id, f"session {session_id} started on {', '.join(s.nodes)}")
         results = self._fan(s.nodes, lambda c: c.start_session(s.id))
         for name, result in results.items():
             if isinstance(result, Exception):
@@ -456,7 +474,14 @@ class DataIslandManager:
         with s.lock:
             if name in s.reports or s.state in SESSION_ENDED:
                 return
-            log.error("session %s: node %s lost: %s", s.id, name, error)
+            session_event(
+                "node_lost",
+                s.id,
+                f"session {s.id}: {self.member_key} {name} lost: {error}",
+                logging.ERROR,
+                node=name,
+                reason=error,
+            )
             s.lost[name] = error
             s.reports[name] = {"status": "LOST", "error": error}
             s.error = s.error or f"node {name} lost: {error}"
@@ -527,6 +552,24 @@ class DataIslandManager:
         s.to(end)
         s.times["end"] = time.time()
         s.ended.set()
+        by_state: Counter[str] = Counter()
+        failures: list[dict[str, Any]] = []
+        for name, report in sorted(s.reports.items()):
+            by_state.update(report.get("by_state", {}))
+            failures += [{**f, "node": name} for f in report.get("failures", [])]
+        _log_end(
+            {
+                "sessionId": s.id,
+                "status": str(end),
+                "drops": sum(by_state.values()) or len(s.placement),
+                "by_state": dict(sorted(by_state.items())),
+                "failures": failures,
+                "error": s.error,
+                "run_seconds": s.times["end"] - s.times["run"] if "run" in s.times else None,
+            },
+            f"{self.role} {self.name}",
+            lost=",".join(sorted(s.lost)) or None,
+        )
         if s.watchers:
             watchers, s.watchers = s.watchers, []
             self._pool.submit(self._notify, s.id, watchers)
@@ -537,6 +580,7 @@ class DataIslandManager:
             if s.state in SESSION_ENDED:
                 return
             s.cancelled = True
+            session_event("cancel", session_id, f"session {session_id}: cancel requested")
             if s.state in (_S.PRISTINE, _S.BUILDING):
                 s.to(_S.CANCELLED)
                 s.ended.set()

@@ -39,6 +39,7 @@ from ..engine.bus import Bus
 from ..engine.workspace import check_session_id
 from .errors import BadGraph, BadRequest, Conflict, NotFound, WrongState
 from .heartbeat import LEASE, Leases
+from .logs import first_failure, session_event
 
 __all__ = ["NodeManager", "summary_dict"]
 
@@ -151,6 +152,9 @@ class NodeManager:
         except KeyError:
             raise Conflict(f"session {session_id!r} already exists on node {self.name!r}") from None
         session.node.post(session.on_end, self._ended)
+        session_event(
+            "created", session_id, f"session {session_id} created on node {self.name}", node=self.name
+        )
         return self.session_info(session_id)
 
     def sessions(self) -> list[dict[str, Any]]:
@@ -180,6 +184,9 @@ class NodeManager:
         self._session(session_id)
         self._leases.drop(session_id)
         self.node.delete_session(session_id)
+        session_event(
+            "deleted", session_id, f"session {session_id} deleted from node {self.name}", node=self.name
+        )
         with self._lock:
             self._watchers.pop(session_id, None)
 
@@ -224,17 +231,38 @@ class NodeManager:
             raise BadGraph.from_error(exc) from None
         except RuntimeError as exc:
             raise WrongState(str(exc)) from None
-        return self.session_info(session_id)
+        info = self.session_info(session_id)
+        session_event(
+            "deployed",
+            session_id,
+            f"session {session_id} deployed on node {self.name}: {info['size']} drops",
+            node=self.name,
+            drops=info["size"],
+        )
+        if start:
+            session_event(
+                "started", session_id, f"session {session_id} started on node {self.name}", node=self.name
+            )
+        return info
 
     def start_session(self, session_id: str) -> dict[str, Any]:
         try:
             self._session(session_id).start()
         except RuntimeError as exc:
             raise WrongState(str(exc)) from None
+        session_event(
+            "started", session_id, f"session {session_id} started on node {self.name}", node=self.name
+        )
         return self.session_info(session_id)
 
     def cancel(self, session_id: str) -> None:
         self._session(session_id).cancel()
+        session_event(
+            "cancel",
+            session_id,
+            f"session {session_id}: cancel requested on node {self.name}",
+            node=self.name,
+        )
 
     def graph(self, session_id: str) -> bytes:
         session = self._session(session_id)
@@ -313,7 +341,14 @@ class NodeManager:
     def _lease_expired(self, session_id: str, holder: str) -> None:
         session = self.node.sessions.get(session_id)
         if session is not None:
-            log.error("session %s: %s stopped renewing its lease; cancelling it", session_id, holder)
+            session_event(
+                "lease_expired",
+                session_id,
+                f"session {session_id}: {holder} stopped renewing its lease; cancelling it",
+                logging.ERROR,
+                node=self.name,
+                holder=holder,
+            )
             self._stop(session, f"{holder} stopped renewing the session's lease (it lost this node, or died)")
 
     def _stop(self, session: Session, reason: str) -> None:
@@ -338,11 +373,38 @@ class NodeManager:
         self._leases.drop(session.id)
         with self._lock:
             watchers = self._watchers.pop(session.id, [])
-        if not watchers:
-            return
         summary = summary_dict(session)
+        _log_end(summary, f"node {self.name}", node=self.name)
         for watcher in watchers:
             try:
                 watcher(summary)
             except Exception:  # one broken watcher must not stop the others
                 log.exception("session end watcher failed")
+
+
+def _log_end(summary: dict[str, Any], where: str, **fields: Any) -> None:
+    """The last line of a session's life: its state, drop counts, time, and what failed first."""
+    sid, state = summary["sessionId"], summary["status"]
+    by_state = summary.get("by_state") or {}
+    counts = ", ".join(f"{k} {v}" for k, v in by_state.items())
+    run = summary.get("run_seconds")
+    first = first_failure(summary.get("failures") or [])
+    message = f"session {sid} {state} on {where}: {summary.get('drops')} drops ({counts})"
+    if run is not None:
+        message += f" in {run:.2f} s"
+    if first:
+        message += f"; first failure: {first}"
+    if summary.get("error"):
+        message += f"; {summary['error']}"
+    session_event(
+        "ended",
+        sid,
+        message,
+        logging.INFO if state == "FINISHED" else logging.WARNING,
+        state=state,
+        drops=summary.get("drops"),
+        failed=len(summary.get("failures") or []),
+        first_failure=(summary.get("failures") or [{}])[0].get("uid"),
+        run_seconds=None if run is None else round(run, 3),
+        **fields,
+    )

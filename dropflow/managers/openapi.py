@@ -452,6 +452,9 @@ def openapi(role: str) -> dict[str, Any]:
                 "responses": {"204": {"description": "Removed"}, **_errors(401, 404)},
             },
         }
+    from .web import openapi_paths  # the web monitor's endpoints and /metrics
+
+    paths.update(openapi_paths(role))
     return {
         "openapi": "3.1.0",
         "info": {

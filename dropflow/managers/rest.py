@@ -41,6 +41,7 @@ import msgspec
 
 from ..drops.errors import GraphError
 from ..loading import decode_graph_bytes
+from . import web
 from .auth import bearer_ok, proof
 from .errors import ApiError, BadGraph, BadRequest, NotFound
 from .heartbeat import LEASE
@@ -419,7 +420,7 @@ class _Auth:
         self.token = token
 
     async def process_request(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        if req.path == "/api/health":
+        if req.path == "/api/health" or web.is_public(req.path):
             return
         if not bearer_ok(req.get_header("Authorization"), self.token):
             raise falcon.HTTPUnauthorized(
@@ -552,4 +553,5 @@ def make_app(
     if manager.role != "nm":
         route("/api/nodes", _Nodes(manager))
         route("/api/node/{node}", _Node(manager))
+    web.add_routes(route, manager)  # the monitor's page and JSON, and /metrics
     return app

@@ -173,11 +173,13 @@ class ManagerApplication(BaseApplication):  # type: ignore[misc]
         certfile: str | None = None,
         keyfile: str | None = None,
         max_body: int = MAX_BODY,
+        log_format: str = "text",
     ) -> None:
         self.factory = factory
         self.token = token
         self.threads = threads
         self.max_body = max_body
+        self.log_format = log_format
         self.started: Started | None = None
         self.app: Any = None
         self.options: dict[str, Any] = {
@@ -206,9 +208,9 @@ class ManagerApplication(BaseApplication):  # type: ignore[misc]
             self.cfg.set("control_socket_disable", True)
 
     def load(self) -> Any:
-        logging.basicConfig(
-            level=self.cfg.loglevel.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s"
-        )
+        from .logs import configure
+
+        configure(self.cfg.loglevel, self.log_format)  # one line per event, text or JSON (managers.logs)
         self.started = self.factory()
         self.app = make_app(
             self.started.manager,

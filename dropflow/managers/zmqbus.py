@@ -32,6 +32,9 @@ the socket.
 
 When a peer's connection drops (its daemon died; heartbeats also catch a silent host), every transfer
 pending with it fails at once, so no app waits forever for bytes that will not come.
+
+The I/O thread counts what crosses it (messages and bytes each way, transfers started and failed) in plain
+integers that the metrics collector reads when scraped: no cost beyond an addition per message.
 """
 
 from __future__ import annotations
@@ -103,6 +106,19 @@ class ZmqBus:
         self._incoming: dict[tuple[bytes, int], tuple[str, str, Store, Writer] | None] = {}
         self._refused: dict[tuple[bytes, int], str] = {}
         self._stop = False
+        #: What crossed the bus (written by the I/O thread only; read by the metrics collector).
+        self.counters: dict[str, int] = dict.fromkeys(
+            (
+                "messages_sent",
+                "messages_received",
+                "bytes_sent",
+                "bytes_received",
+                "fetches",
+                "pushes",
+                "transfers_failed",
+            ),
+            0,
+        )
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
@@ -212,12 +228,20 @@ class ZmqBus:
             log.exception("bus %s: %s failed", self.node.name, getattr(fn, "__name__", fn))
 
     def _drain(self, sock: zmq.Socket[bytes], handle: Callable[[list[Any]], None]) -> None:
+        counters = self.counters
         while True:
             try:
                 frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
+            counters["messages_received"] += 1
+            counters["bytes_received"] += sum(len(f) for f in frames)
             self._guard(handle, frames)
+
+    def _counted(self, frames: list[Any]) -> list[Any]:
+        self.counters["messages_sent"] += 1
+        self.counters["bytes_sent"] += sum(f.nbytes if isinstance(f, memoryview) else len(f) for f in frames)
+        return frames
 
     def _connect(self, name: str, address: str, key: str) -> None:
         if self._addresses.get(name) == (address, key):
@@ -267,7 +291,7 @@ class ZmqBus:
         return sock
 
     def _send(self, node: str, frames: list[Any]) -> None:
-        self._socket(node).send_multipart(frames, copy=False)
+        self._socket(node).send_multipart(self._counted(frames), copy=False)
 
     def _on_zap(self, frames: list[Any]) -> None:
         """libzmq asks whether a client may connect: only a peer we were given, named by its key."""
@@ -283,6 +307,7 @@ class ZmqBus:
 
     def _start_fetch(self, node: str, session_id: str, uid: str, into: Store, done: Done) -> None:
         req = next(self._ids)
+        self.counters["fetches"] += 1
         self._fetches[req] = _Fetch(node, into, done)
         try:
             self._send(node, [b"get", _encode([req, session_id, uid])])
@@ -292,6 +317,7 @@ class ZmqBus:
 
     def _start_push(self, node: str, session_id: str, uid: str, store: Store, done: Done) -> None:
         req = next(self._ids)
+        self.counters["pushes"] += 1
         try:
             self._send(node, [b"put", _encode([req, session_id, uid])])
             for chunk in store.chunks(CHUNK):
@@ -344,17 +370,19 @@ class ZmqBus:
             except LookupError as exc:
                 store.delete()
                 error = str(exc).encode()
-            self.router.send_multipart([identity, b"pack", _encode(header), error])
+            self.router.send_multipart(self._counted([identity, b"pack", _encode(header), error]))
 
     def _serve(self, identity: bytes, sender: str, req: int, session_id: str, uid: str) -> None:
         try:
             store = self.node.data_for(session_id, uid, sender)
             for chunk in store.chunks(CHUNK):
-                self.router.send_multipart([identity, b"dat", _encode(req), memoryview(chunk)], copy=False)
-            self.router.send_multipart([identity, b"end", _encode(req), b""])
+                self.router.send_multipart(
+                    self._counted([identity, b"dat", _encode(req), memoryview(chunk)]), copy=False
+                )
+            self.router.send_multipart(self._counted([identity, b"end", _encode(req), b""]))
         except Exception as exc:  # the requester learns why, as the failure of its app
             self.router.send_multipart(
-                [identity, b"err", _encode(req), f"{type(exc).__name__}: {exc}".encode()]
+                self._counted([identity, b"err", _encode(req), f"{type(exc).__name__}: {exc}".encode()])
             )
 
     # replies on a DEALER: [kind, header, payload]
@@ -375,6 +403,7 @@ class ZmqBus:
                 fetch.writer = fetch.into.writer()
             fetch.writer.close()
             if kind == b"err":
+                self.counters["transfers_failed"] += 1
                 fetch.into.delete()
                 fetch.done(frames[2].bytes.decode())
             else:
@@ -383,6 +412,8 @@ class ZmqBus:
             node_done = self._pushes.pop(req, None)
             if node_done is not None:
                 error = frames[2].bytes.decode()
+                if error:
+                    self.counters["transfers_failed"] += 1
                 node_done[1](error or None)
 
     def _on_monitor(self, monitor: zmq.Socket[bytes]) -> None:
@@ -397,6 +428,7 @@ class ZmqBus:
     def _fail_peer(self, name: str, error: str) -> None:
         for req, fetch in list(self._fetches.items()):
             if fetch.peer == name:
+                self.counters["transfers_failed"] += 1
                 del self._fetches[req]
                 if fetch.writer is not None:
                     fetch.writer.close()
@@ -404,6 +436,7 @@ class ZmqBus:
                 fetch.done(error)
         for req, (node, done) in list(self._pushes.items()):
             if node == name:
+                self.counters["transfers_failed"] += 1
                 del self._pushes[req]
                 done(error)
 

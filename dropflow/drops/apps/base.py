@@ -7,8 +7,11 @@ drop (with its store, or ``None`` if that input failed or was skipped and the ap
 :class:`OutputRef` per output drop, and the session's identity and working directory. A task is plain
 picklable data, so the same ``execute`` runs it in the owner loop, in a thread, or in a worker process. The
 runner answers with an :class:`Outcome`: success or an error message, the output stores it wrote (a memory
-store carries its bytes back from a worker process), and for a branch the output ports to skip. A
-:class:`CancelToken` lets the owner stop a running app's subprocesses from outside.
+store carries its bytes back from a worker process), and for a branch the output ports to skip. An outcome
+also carries, for the monitor, the seconds the runner took and the last :data:`OUTPUT_TAIL` characters its
+app wrote to standard output and error where the runner can capture them (shell commands; any app in a
+worker process, through :class:`OutputCapture`). A :class:`CancelToken` lets the owner stop a running app's
+subprocesses from outside.
 
 Every process group an app starts is also announced to the *group hooks* (:func:`add_group_hook`): the
 engine registers a watchdog there that kills the groups still running if the node manager dies. ``drops``
@@ -20,6 +23,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
+import tempfile
 import threading
 import traceback
 from collections.abc import Callable
@@ -30,11 +35,13 @@ from ..spec import AppSpec, DataTraits
 from ..stores import Store
 
 __all__ = [
+    "OUTPUT_TAIL",
     "AppError",
     "CancelToken",
     "GroupHook",
     "InputRef",
     "Outcome",
+    "OutputCapture",
     "OutputRef",
     "Task",
     "add_group_hook",
@@ -42,6 +49,7 @@ __all__ = [
     "group_ended",
     "group_started",
     "remove_group_hook",
+    "tail_of",
 ]
 
 
@@ -103,14 +111,84 @@ class Outcome:
     stores: dict[str, Store] = field(default_factory=dict)
     #: Output ports whose drops are SKIPPED (a branch's untaken side).
     skip_ports: tuple[str, ...] = ()
-    #: Seconds the runner took (measured by ``execute`` where it ran).
+    #: The end of what the app wrote to standard output and error that no drop received (at most
+    #: OUTPUT_TAIL characters each), where its runner captures them; empty otherwise. For the drop's log.
+    stdout: str = ""
+    stderr: str = ""
+    #: Seconds the runner took (measured by ``execute`` where it ran, without garbage-collector pauses).
     seconds: float = 0.0
-    #: The tail of what the app printed that no drop received (for its log; bounded by the runner).
-    output: str = ""
 
     @classmethod
     def failed(cls, error: str) -> Outcome:
         return cls(False, error)
+
+
+#: Characters of an app's standard output and error kept for its drop's log (each).
+OUTPUT_TAIL = 4096
+
+
+def tail_of(fd: int, size: int, limit: int = OUTPUT_TAIL) -> str:
+    """The last ``limit`` characters (about) of the first ``size`` bytes of an open file."""
+    start = max(0, size - limit)
+    data = os.pread(fd, size - start, start)
+    return data.decode(errors="replace")[-limit:]
+
+
+class OutputCapture:
+    """Standard output and error of this whole process, captured while one app runs: for worker processes,
+    which run one app at a time. File descriptors 1 and 2 are pointed at two temporary files (made once,
+    emptied before each app) so that what C code and subprocesses write is caught as well as ``print``;
+    afterwards everything written is passed on to the original descriptors -- the daemon's log sees what it
+    saw before -- and the tails are kept for the outcome."""
+
+    def __init__(self) -> None:
+        # Kept open for the worker's life (closed by close()): made once, emptied before each app.
+        self._files = [tempfile.TemporaryFile(prefix="dropflow-out-") for _ in range(2)]  # noqa: SIM115
+        self._saved: list[int] = []
+        #: (stdout, stderr) tails of the last app.
+        self.tails: list[str] = ["", ""]
+
+    def __enter__(self) -> OutputCapture:
+        self.tails = ["", ""]
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        self._saved = [os.dup(1), os.dup(2)]
+        for fd, f in zip((1, 2), self._files, strict=True):
+            f.truncate(0)
+            f.seek(0)
+            os.dup2(f.fileno(), fd)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        for fd, saved in zip((1, 2), self._saved, strict=True):
+            os.dup2(saved, fd)
+        self.tails = []
+        for f, saved in zip(self._files, self._saved, strict=True):
+            size = os.fstat(f.fileno()).st_size
+            sent = 0
+            with contextlib.suppress(OSError):  # the daemon's log may be gone; the tail is still kept
+                while sent < size:
+                    n = os.sendfile(saved, f.fileno(), sent, size - sent)
+                    if n == 0:
+                        break
+                    sent += n
+            self.tails.append(tail_of(f.fileno(), size))
+            os.close(saved)
+        self._saved = []
+
+    def fill(self, outcome: Outcome) -> Outcome:
+        """Put the captured tails into an outcome whose runner did not capture them itself."""
+        outcome.stdout = outcome.stdout or self.tails[0]
+        outcome.stderr = outcome.stderr or self.tails[1]
+        return outcome
+
+    def close(self) -> None:
+        for f in self._files:
+            f.close()
 
 
 class GroupHook(Protocol):

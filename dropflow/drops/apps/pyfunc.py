@@ -363,7 +363,7 @@ def _bytes_hint(task: Task) -> str:
 
 def _with_output(outcome: Outcome, printed: str) -> Outcome:
     if printed:
-        outcome.output = printed
+        outcome.stdout = printed
         if not outcome.ok and outcome.error is not None:
             lines = printed.rstrip().splitlines()[-10:]
             outcome.error += "\nit printed (last lines):\n" + "\n".join(lines)

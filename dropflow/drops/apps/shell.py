@@ -23,9 +23,9 @@ and ``DROPFLOW_WORKDIR``.
 
 The command runs in a process group of its own, which the engine kills when the session is cancelled or
 the command times out, and which is reaped when the command ends, so nothing it started outlives it. A
-non-zero exit puts the app in ERROR with the tail of its standard error. Output that no drop receives -- the
-standard output of a command without a ``stdout`` port, the standard error of one that succeeded -- is not
-thrown away: its tail goes back with the outcome, as the app's output (``dropflow run`` shows it).
+non-zero exit puts the app in ERROR with the tail of its standard error. Standard output that no drop takes
+and standard error go to files in the workspace while the command runs; their tails go into the outcome
+(the drop's log), the files are removed.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from typing import ClassVar, Literal
 from ..errors import Problem
 from ..spec import AppSpec, DataTraits, Seconds
 from ..stores import CHUNK
-from .base import CancelToken, InputRef, Outcome, OutputRef, Task
+from .base import OUTPUT_TAIL, CancelToken, InputRef, Outcome, OutputRef, Task, tail_of
 
 __all__ = [
     "BUILTIN_FIELDS",
@@ -59,8 +59,6 @@ __all__ = [
 
 BUILTIN_FIELDS = frozenset({"session_id", "drop_id", "workdir"})
 STDERR_TAIL = 2048
-#: How much of a successful command's unlinked output is kept (its tail).
-OUTPUT_TAIL = 2048
 
 # %i[port], %o[port], %[name]; a doubled % makes them literal.
 _DROPFLOW = re.compile(r"%(?P<esc>%)?(?P<dir>[io]?)\[(?P<name>[A-Za-z_][A-Za-z0-9_.-]*)\]")
@@ -246,20 +244,12 @@ def render(task: Task, command: str) -> str:
     return substitute(command, fields_of(task))
 
 
-def _tail(path: str, size: int = STDERR_TAIL) -> str:
+def _tail(path: str, limit: int = STDERR_TAIL) -> str:
     try:
         with open(path, "rb") as f:
-            f.seek(max(0, os.fstat(f.fileno()).st_size - size))
-            return f.read().decode(errors="replace").strip()
+            return tail_of(f.fileno(), os.fstat(f.fileno()).st_size, limit)
     except FileNotFoundError:
         return ""
-
-
-def _output(stdout: str, stderr: str) -> str:
-    """What a successful command printed that no drop received, for the app's log."""
-    if stdout and stderr:
-        return f"{stdout}\n[stderr]\n{stderr}"
-    return stdout or (f"[stderr]\n{stderr}" if stderr else "")
 
 
 def run(task: Task, token: CancelToken) -> Outcome:
@@ -269,24 +259,25 @@ def run(task: Task, token: CancelToken) -> Outcome:
     env = {**os.environ, **task.env(), **spec.env}
     log_dir = os.path.join(task.workdir, ".dropflow", "logs")
     os.makedirs(log_dir, exist_ok=True)
-    base = os.path.join(log_dir, f"{os.getpid()}-{id(task)}")
-    stderr_path, stdout_path = base + ".stderr", base + ".stdout"
+    stderr_path = os.path.join(log_dir, f"{os.getpid()}-{id(task)}.stderr")
+    stdout_path = stderr_path[: -len("stderr")] + "stdout"
     stdin_refs = [r for r in task.inputs if r.port == "stdin" and r.store is not None]
     stdout_refs = [r for r in task.outputs if r.port == "stdout"]
     stdin_data = b"".join(r.store.buffer() for r in stdin_refs if r.store is not None) if stdin_refs else None
-    # Unlinked standard output goes to a file, whose tail is kept: never into a pipe nobody reads.
-    with open(stderr_path, "wb") as stderr, open(stdout_path, "wb") as spare:
+    with open(stderr_path, "wb") as stderr, open(stdout_path, "wb") as stdout_log:
         try:
             proc = subprocess.Popen(
                 ["/bin/sh", "-c", command],
                 cwd=task.workdir,
                 env=env,
                 stdin=subprocess.PIPE if stdin_data is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE if stdout_refs else spare,
+                stdout=subprocess.PIPE if stdout_refs else stdout_log,
                 stderr=stderr,
                 start_new_session=True,
             )
         except OSError as exc:
+            os.unlink(stdout_path)
+            os.unlink(stderr_path)
             return Outcome.failed(f"cannot start /bin/sh: {exc}")
         token.attach(proc.pid)
         try:
@@ -299,29 +290,33 @@ def run(task: Task, token: CancelToken) -> Outcome:
                 out, _ = proc.communicate()
         finally:
             token.detach()
-    tail = _tail(stderr_path)
-    printed = _tail(stdout_path, OUTPUT_TAIL)
+    logged = Outcome(True, stdout=_tail(stdout_path, OUTPUT_TAIL), stderr=_tail(stderr_path, OUTPUT_TAIL))
+    tail = logged.stderr[-STDERR_TAIL:].strip()
     os.unlink(stderr_path)
     os.unlink(stdout_path)
     if token.cancelled and not timed_out:
-        return Outcome.failed("cancelled")
+        return _logged(logged, "cancelled")
     if timed_out:
-        return Outcome.failed(f"timed out after {spec.timeout:g} s" + (f"; stderr:\n{tail}" if tail else ""))
+        return _logged(logged, f"timed out after {spec.timeout:g} s" + (f"; stderr:\n{tail}" if tail else ""))
     if proc.returncode != 0:
         how = (
             f"killed by signal {-proc.returncode}"
             if proc.returncode < 0
             else f"exit status {proc.returncode}"
         )
-        if not tail and printed:
-            return Outcome.failed(f"command failed ({how}); output:\n{printed}")
-        return Outcome.failed(f"command failed ({how})" + (f"; stderr:\n{tail}" if tail else ""))
+        if not tail and logged.stdout:
+            return _logged(logged, f"command failed ({how}); output:\n{logged.stdout.strip()}")
+        return _logged(logged, f"command failed ({how})" + (f"; stderr:\n{tail}" if tail else ""))
     for ref in stdout_refs:
         w = ref.store.writer()
         view = memoryview(out or b"")
         for start in range(0, len(view), CHUNK):
             w.write(view[start : start + CHUNK])
         w.close()
-    return Outcome(
-        True, stores={ref.drop_id: ref.store for ref in task.outputs}, output=_output(printed, tail)
-    )
+    logged.stores = {ref.drop_id: ref.store for ref in task.outputs}
+    return logged
+
+
+def _logged(outcome: Outcome, error: str) -> Outcome:
+    outcome.ok, outcome.error = False, error
+    return outcome
