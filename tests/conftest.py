@@ -29,9 +29,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "apps"))  # test app functions live in tests/apps/
 
 
+#: Names of the engine's threads (the owner, app threads -- abandoned ones included --, process-pool slots,
+#: the zygote's reader, in-process transfers). The managers' threads are LeakCheck's business.
+ENGINE_THREADS = ("dropflow-owner", "dropflow-app", "dropflow-proc", "dropflow-zygote", "dropflow-inproc")
+
+
 def ours() -> list[str]:
-    """dropflow's threads in this process (an abandoned app thread included)."""
-    return [t.name for t in threading.enumerate() if t.name.startswith("dropflow-")]
+    """The engine's threads in this process."""
+    return [t.name for t in threading.enumerate() if t.name.startswith(ENGINE_THREADS)]
 
 
 def poll_for(
@@ -90,6 +95,12 @@ class LeakCheck:
     """What a cluster test may leave behind: threads, sockets, fds, child processes, shared memory."""
 
     def __init__(self) -> None:
+        # falcon's ASGI test client keeps one event loop per process (an epoll and a socket pair), made on
+        # first use: a library singleton too.
+        import falcon.asgi
+        import falcon.testing
+
+        falcon.testing.TestClient(falcon.asgi.App()).simulate_get("/")
         # pyzmq keeps one garbage-collector context per process for zero-copy sends, made on first use and
         # never closed: a library singleton, so it belongs in the baseline rather than counting as a leak.
         from zmq.utils.garbage import gc as zmq_gc
@@ -112,10 +123,21 @@ class LeakCheck:
                 if t.ident not in self.threads and (not t.daemon or t.name.startswith("dropflow"))
             ]
 
-        poll_for(lambda: not new_threads(), timeout=10)
-        poll_for(lambda: len(self.proc.net_connections(kind="inet")) <= self.sockets, timeout=10)
-        poll_for(lambda: self.proc.num_fds() <= self.fds + 2, timeout=10)  # +2: lazily opened library files
-        poll_for(lambda: children() <= self.kids, timeout=10)
+        gc.collect()  # what the test dropped (a test client's app and its request threads) goes now
+        poll_for(lambda: not new_threads(), timeout=10, what=lambda: f"threads left: {new_threads()}")
+        poll_for(
+            lambda: len(self.proc.net_connections(kind="inet")) <= self.sockets,
+            timeout=10,
+            what=lambda: f"sockets left: {self.proc.net_connections(kind='inet')}",
+        )
+        poll_for(  # +2: lazily opened library files
+            lambda: self.proc.num_fds() <= self.fds + 2,
+            timeout=10,
+            what=lambda: f"{self.proc.num_fds() - self.fds} more file descriptors",
+        )
+        poll_for(
+            lambda: children() <= self.kids, timeout=10, what=lambda: f"children: {children() - self.kids}"
+        )
         assert shm_segments() <= self.shm, f"shared memory leaked: {shm_segments() - self.shm}"
 
 

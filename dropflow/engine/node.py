@@ -84,6 +84,7 @@ class Node:
         self.timings = Timings()
         self._procs = ProcessPool(processes or os.cpu_count() or 1, self._proc_done, self._zygote)
         self._zygote_ref: zygote.Zygote | None = None
+        self._zygote_lock = threading.Lock()
         self._reaper: reaper.Reaper | None = None
         self._proc_callbacks: dict[int, tuple[Session, Callable[[Outcome], None]]] = {}
         self._task_ids = itertools.count(1)
@@ -140,8 +141,9 @@ class Node:
         # Code that never returns is not waited for beyond the timeout: pool threads are daemons.
         self._threads.close(max(0.0, deadline - time.monotonic()))
         self._procs.close(max(1.0, deadline - time.monotonic()))
-        if self._zygote_ref is not None:
-            self._zygote_ref = None
+        with self._zygote_lock:
+            held, self._zygote_ref = self._zygote_ref, None
+        if held is not None:
             zygote.release()
         if self._reaper is not None:
             reaper.release()  # kills any app process group still running
@@ -329,10 +331,12 @@ class Node:
         return self._threads.abandon(job, on_return)
 
     def _zygote(self) -> zygote.Zygote:
-        """The zygote that forks this node's workers (the process's, acquired on first use)."""
-        if self._zygote_ref is None:
-            self._zygote_ref = zygote.acquire()
-        return self._zygote_ref
+        """The zygote that forks this node's workers (the process's, acquired on first use; the pool's slot
+        threads may ask at the same time, hence the lock)."""
+        with self._zygote_lock:
+            if self._zygote_ref is None:
+                self._zygote_ref = zygote.acquire()
+            return self._zygote_ref
 
     def submit_process(self, task: Any, done: Callable[[Outcome], None], session: Session) -> int:
         """Run a task in a worker process; ``done(outcome)`` is called on the owner thread, as an event of

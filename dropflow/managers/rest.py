@@ -31,6 +31,7 @@ import contextlib
 import functools
 import logging
 import re
+import weakref
 import zlib
 from collections.abc import Callable
 from typing import Any
@@ -524,6 +525,8 @@ def make_app(
     """The ASGI app of a node, island or master manager reached at ``url``; ``token`` None: no auth."""
     pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="dropflow-rest")
     app = RestApp(pool, middleware=[_Auth(token)] if token else [])
+    # An app dropped without close() (a test's client) still lets its request threads go.
+    weakref.finalize(app, pool.shutdown, False)
     app.req_options.strip_url_path_trailing_slash = True
     app.set_error_serializer(_render_http_error)
     app.add_error_handler(Exception, _render_unexpected)

@@ -62,6 +62,23 @@ def run_on(api, session: str, drops: list, end: str = "FINISHED") -> None:
     assert api.simulate_get(f"/api/sessions/{session}/wait", params={"timeout": "30"}).json["status"] == end
 
 
+_apps: list = []
+
+
+def client_of(manager):
+    """A test client of a manager's REST app; the app (and its request threads) is closed at teardown."""
+    app = make_app(manager)
+    _apps.append(app)
+    return testing.TestClient(app)
+
+
+@pytest.fixture(autouse=True)
+def close_apps():
+    yield
+    while _apps:
+        _apps.pop().close()
+
+
 def data(api, session: str, uid: str, **params):
     return api.simulate_get(
         f"/api/sessions/{session}/graph/drop/{uid.replace('#', '%23')}/data", params=params
@@ -76,10 +93,10 @@ def test_values_paths_and_refusals(nodes, role):
     max_bytes and an unknown drop are refused with what to do.
     """
     if role == "nm":
-        api, node = testing.TestClient(make_app(nodes[0])), None
+        api, node = client_of(nodes[0]), None
     else:
         island = DataIslandManager("island", nodes)
-        api, node = testing.TestClient(make_app(island)), "n1"
+        api, node = client_of(island), "n1"
     run_on(api, "s", graph(node))
 
     value = data(api, "s", "y#0")
@@ -104,7 +121,7 @@ def test_values_paths_and_refusals(nodes, role):
 
 
 def test_a_drop_that_has_not_completed_is_a_conflict(nodes):
-    api = testing.TestClient(make_app(nodes[0]))
+    api = client_of(nodes[0])
     run_on(
         api,
         "s",

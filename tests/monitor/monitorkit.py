@@ -3,6 +3,7 @@ browser. (Named apart from other test helpers: test directories share one import
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -14,7 +15,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TESTS = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(TESTS, "managers"))  # daemons.py: real daemons by PID
 
-from daemons import Cluster, Daemon, free_port, start  # noqa: E402
+from daemons import Cluster, Daemon, auth, free_port, start  # noqa: E402
 
 from dropflow.drops.shm import SHM_PREFIX, session_scope  # noqa: E402
 from dropflow.engine.bus import InProcBus  # noqa: E402
@@ -24,7 +25,17 @@ from dropflow.managers.node_manager import NodeManager  # noqa: E402
 
 from conftest import LeakCheck, require, shm_segments  # noqa: E402
 
-__all__ = ["APPS_PATH", "Cluster", "Daemon", "browser", "free_port", "in_process", "start"]
+__all__ = [
+    "APPS_PATH",
+    "Cluster",
+    "Daemon",
+    "auth",
+    "browser",
+    "free_port",
+    "in_process",
+    "rest_client",
+    "start",
+]
 
 #: PYTHONPATH for daemons that run the test apps.
 APPS_PATH = os.pathsep.join([HERE, os.path.join(TESTS, "apps")])
@@ -90,3 +101,17 @@ def browser(width: int = 1300, height: int = 900) -> Iterator[Any]:
         yield driver
     finally:
         driver.quit()
+
+
+@contextlib.contextmanager
+def rest_client(manager: Any, **kw: Any) -> Iterator[Any]:
+    """A falcon test client of a manager's REST app, whose request threads are stopped on the way out."""
+    from falcon import testing
+
+    from dropflow.managers.rest import make_app
+
+    app = make_app(manager, **kw)
+    try:
+        yield testing.TestClient(app)
+    finally:
+        app.close()

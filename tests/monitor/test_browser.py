@@ -28,6 +28,7 @@ TOKEN = "monitor-test-token"
 def cluster(tmp_path):
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
+    token_file.chmod(0o600)
     env = {"PYTHONPATH": APPS_PATH}
     daemons = []
     try:

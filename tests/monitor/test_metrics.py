@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from monitorkit import APPS_PATH, start
+from monitorkit import APPS_PATH, auth, start
 from prometheus_client.parser import text_string_to_metric_families
 
 from dropflow.drops import MemorySpec, PythonSpec, ShellSpec, SleepSpec
@@ -16,7 +16,8 @@ from dropflow.managers.client import RestClient
 
 def scrape(url: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
     """name -> {sorted labels: value} for every sample."""
-    resp = httpx.get(f"{url}/metrics", timeout=30)
+    assert httpx.get(f"{url}/metrics", timeout=30).status_code == 401  # like the rest of the API
+    resp = httpx.get(f"{url}/metrics", timeout=30, headers=auth())  # (Prometheus: bearer_token_file)
     assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/plain")
     out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
     for family in text_string_to_metric_families(resp.text):

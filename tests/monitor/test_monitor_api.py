@@ -13,11 +13,9 @@ import time
 
 import msgspec
 import pytest
-from falcon import testing
-from monitorkit import in_process
+from monitorkit import in_process, rest_client
 
 from dropflow.drops import MemorySpec, NoopSpec, ShellSpec, SleepSpec
-from dropflow.managers.rest import make_app
 
 from conftest import poll_for
 
@@ -53,12 +51,12 @@ def island(tmp_path):
         island.create_session("s")
         island.append("s", spread())
         island.deploy("s")
-        client = testing.TestClient(make_app(island, token=TOKEN))
-        try:
-            yield island, nms, client
-        finally:
-            island.cancel("s")
-            island.wait("s", 30)
+        with rest_client(island, token=TOKEN) as client:
+            try:
+                yield island, nms, client
+            finally:
+                island.cancel("s")
+                island.wait("s", 30)
 
 
 def get(client, path, **params):
@@ -136,7 +134,7 @@ def test_a_drop_has_its_log_with_wall_clock_times_its_output_and_its_links(islan
 
 def test_why_names_the_running_app_and_the_input_others_wait_for(island):
     _, _, client = island
-    r = poll_for(lambda: (r := get(client, "/api/sessions/s/why"))["blockers"] and r, timeout=10)
+    r = poll_for(lambda: (r := get(client, "/api/sessions/s/why"))["blockers"] and r, timeout=30)
     (b,) = r["blockers"]
     assert b["input"] == "s" and b["node"] == "n0" and b["waiting"] == ["after"] and b["waiting_node"] == "n1"
     assert [(p["uid"], p["node"], p["state"]) for p in b["producers"]] == [("slow", "n0", "RUNNING")]
@@ -180,8 +178,8 @@ def test_the_critical_path_of_a_finished_session_crosses_nodes(tmp_path):
         island.append("p", graph)
         island.deploy("p")
         assert island.wait("p", 30) == "FINISHED"
-        client = testing.TestClient(make_app(island))
-        r = client.simulate_get("/api/sessions/p/why").json
+        with rest_client(island) as client:
+            r = client.simulate_get("/api/sessions/p/why").json
         path = r["critical_path"]
         assert [(s["uid"], s["node"]) for s in path["steps"]] == [
             ("a", "n0"),
@@ -208,15 +206,15 @@ def test_the_monitor_answers_for_a_master_too(tmp_path):
             master.append("m", specs)
             master.deploy("m")
             assert master.wait("m", 30) == "FAILED"  # "bad" fails
-            client = testing.TestClient(make_app(master))
-            v = client.simulate_get("/api/sessions/m/monitor").json
+            with rest_client(master) as client:
+                v = client.simulate_get("/api/sessions/m/monitor").json
+                d = client.simulate_get("/api/sessions/m/monitor/drop", params={"uid": "bad"}).json
+                o = client.simulate_get("/api/monitor").json
+                why = client.simulate_get("/api/sessions/m/why").json
             assert v["size"] == 12 and set(v["nodes"]) == {"n0", "n1"}
             assert v["nodes"]["n0"]["island"] == "island"
-            d = client.simulate_get("/api/sessions/m/monitor/drop", params={"uid": "bad"}).json
             assert d["node"] == "n1" and d["stderr"] == "oops\n"
-            o = client.simulate_get("/api/monitor").json
             assert o["sessions"][0]["sessionId"] == "m" and o["members"][0]["name"] == "island"
-            why = client.simulate_get("/api/sessions/m/why").json
             assert why["status"] == "FAILED" and why["critical_path"]["steps"]
         finally:
             master.close()

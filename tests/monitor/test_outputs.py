@@ -48,14 +48,16 @@ def test_a_function_in_a_worker_process_keeps_its_output_and_the_daemon_still_se
     assert len(out) <= OUTPUT_TAIL and out.endswith("line 1999 of a chatty app\n")
     assert "line 0 of" not in out  # only the end is kept
     assert err == "chatty's last words\n"
-    # Passed on to the worker's original descriptors (the daemon's log), as before.
+    # Kept with its drop, not mixed into the process's own output (a progress bar, a daemon's log).
     seen = capfd.readouterr()
-    assert "starting the shout" in seen.out and "shouting to standard error" in seen.err
+    assert "starting the shout" not in seen.out and "shouting to standard error" not in seen.err
 
 
-def test_a_function_in_a_thread_is_not_captured(node):
+def test_a_function_in_a_thread_is_captured_too(node):
+    """In a thread, what the function prints is routed to its own buffers (other threads print as usual)."""
     session = run(node, [PythonSpec(id="t", func="monfuncs:chatty", executor="thread")])
-    assert session.outputs.get("t") is None
+    out, err = session.outputs.get("t")
+    assert out.endswith("line 1999 of a chatty app\n") and err == "chatty's last words\n"
 
 
 def test_each_app_is_counted_once_with_its_duration(node):

@@ -181,9 +181,10 @@ class OutputCapture:
         self._saved = []
 
     def fill(self, outcome: Outcome) -> Outcome:
-        """Put the captured tails into an outcome whose runner did not capture them itself."""
-        outcome.stdout = outcome.stdout or self.tails[0]
-        outcome.stderr = outcome.stderr or self.tails[1]
+        """Add the tails written to the file descriptors (C code, subprocesses) to what the runner captured
+        itself (a Python function's prints), keeping the end of each."""
+        outcome.stdout = (outcome.stdout + self.tails[0])[-OUTPUT_TAIL:]
+        outcome.stderr = (outcome.stderr + self.tails[1])[-OUTPUT_TAIL:]
         return outcome
 
     def close(self) -> None:

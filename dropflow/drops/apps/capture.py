@@ -6,7 +6,9 @@ Python apps run in threads of the engine's process, or in worker processes; eith
 ``sys.stdout``, which is the process's. Left alone, an app's prints land in the middle of ``dropflow run``'s
 progress bar, or in a daemon's log with nothing to say which app printed them. :func:`captured` routes what
 the *current thread* writes to ``sys.stdout`` and ``sys.stderr`` into a bounded buffer of its own for as long
-as the app runs; the buffer's text becomes :attr:`~dropflow.drops.apps.base.Outcome.output`.
+as the app runs, one buffer per stream; their texts become :attr:`~dropflow.drops.apps.base.Outcome.stdout`
+and ``stderr`` (in a worker process, what C code or subprocesses write to the file descriptors is added by
+the worker's :class:`~dropflow.drops.apps.base.OutputCapture`).
 
 The routing needs one stand-in for each stream, put in place the first time an app runs in the process
 (:func:`install`). It passes every write of a thread that captures nothing straight to the stream it stands
@@ -24,7 +26,7 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any, TextIO
 
-__all__ = ["TAIL", "Tail", "captured", "install"]
+__all__ = ["TAIL", "Printed", "Tail", "captured", "install"]
 
 #: Characters of an app's output that are kept (the end of it).
 TAIL = 4096
@@ -53,18 +55,29 @@ class Tail:
         return joined[-self.limit :] if len(joined) > self.limit else joined
 
 
+class Printed:
+    """What one app printed: the tails of its standard output and error."""
+
+    __slots__ = ("err", "out")
+
+    def __init__(self, limit: int) -> None:
+        self.out = Tail(limit)
+        self.err = Tail(limit)
+
+
 class _Router:
     """Stands in for ``sys.stdout`` or ``sys.stderr``: a capturing thread's writes go to its buffer."""
 
-    def __init__(self, stream: TextIO, local: threading.local) -> None:
+    def __init__(self, stream: TextIO, local: threading.local, which: str) -> None:
         self._stream = stream
         self._local = local
+        self._which = which  # "out" or "err"
 
     def write(self, text: str) -> int:
-        sink: Tail | None = getattr(self._local, "sink", None)
+        sink: Printed | None = getattr(self._local, "sink", None)
         if sink is None:
             return self._stream.write(text)
-        sink.write(text)
+        getattr(sink, self._which).write(text)
         return len(text)
 
     def flush(self) -> None:
@@ -88,18 +101,18 @@ def install() -> bool:
                 continue
             if stream is None:
                 return False
-            setattr(sys, name, _Router(stream, _local))
+            setattr(sys, name, _Router(stream, _local, name[3:]))
     return True
 
 
 @contextlib.contextmanager
-def captured(limit: int = TAIL) -> Iterator[Tail]:
-    """Capture what this thread prints while the block runs; the tail is in the yielded buffer."""
-    tail = Tail(limit)
+def captured(limit: int = TAIL) -> Iterator[Printed]:
+    """Capture what this thread prints while the block runs; the tails are in the yielded buffers."""
+    printed = Printed(limit)
     routed = install() and isinstance(sys.stdout, _Router)
     previous = getattr(_local, "sink", None)
-    _local.sink = tail if routed else None
+    _local.sink = printed if routed else None
     try:
-        yield tail
+        yield printed
     finally:
         _local.sink = previous

@@ -38,7 +38,7 @@ from ..errors import Problem
 from ..spec import AppSpec
 from ..stores import Writer
 from .base import AppError, CancelToken, InputRef, Outcome, OutputRef, Task, format_exception
-from .capture import captured
+from .capture import Printed, captured
 
 __all__ = [
     "Output",
@@ -361,12 +361,12 @@ def _bytes_hint(task: Task) -> str:
     )
 
 
-def _with_output(outcome: Outcome, printed: str) -> Outcome:
-    if printed:
-        outcome.stdout = printed
-        if not outcome.ok and outcome.error is not None:
-            lines = printed.rstrip().splitlines()[-10:]
-            outcome.error += "\nit printed (last lines):\n" + "\n".join(lines)
+def _with_output(outcome: Outcome, printed: Printed) -> Outcome:
+    """Put what the function printed in its outcome; a failure also quotes its last lines."""
+    outcome.stdout, outcome.stderr = printed.out.text(), printed.err.text()
+    if not outcome.ok and outcome.error is not None and (outcome.stdout or outcome.stderr):
+        lines = (outcome.stdout + outcome.stderr).rstrip().splitlines()[-10:]
+        outcome.error += "\nit printed (last lines):\n" + "\n".join(lines)
     return outcome
 
 
@@ -378,9 +378,9 @@ def run(task: Task, token: CancelToken) -> Outcome:
             value, rest = call_function(task, spec.func, spec.kwargs)
             store_return(value, rest)
         except AppError as exc:
-            return _with_output(Outcome.failed(str(exc)), printed.text())
+            return _with_output(Outcome.failed(str(exc)), printed)
         except Exception as exc:  # the user's function failed: report its exception and frames
             error = format_exception(exc, skip_frames=2) + _bytes_hint(task)
-            return _with_output(Outcome.failed(error), printed.text())
+            return _with_output(Outcome.failed(error), printed)
     outcome = Outcome(True, stores={ref.drop_id: ref.store for ref in task.outputs})
-    return _with_output(outcome, printed.text())
+    return _with_output(outcome, printed)
