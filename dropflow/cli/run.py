@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import mmap
 import os
 import sys
 import time
@@ -204,8 +205,35 @@ def _format_summary(s: Summary, load_seconds: float) -> str:
     return "\n".join(lines)
 
 
+def _wants_processes(args: argparse.Namespace) -> bool:
+    """Whether the run will need worker processes: asked for, or named in the graph (a byte search, cheap)."""
+    if args.executor == "process":
+        return True
+    try:
+        with open(args.graph, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return data.find(b'"process"') >= 0
+    except (OSError, ValueError):  # unreadable or empty: load_graph says why
+        return False
+
+
 @command("run", _run_args)
 def cmd_run(args: argparse.Namespace) -> int:
+    # The worker zygote starts first, if the graph has process apps: its interpreter imports the app
+    # runners while this one imports the engine and loads the graph, so that no worker start is left on the
+    # critical path.
+    from ..engine import zygote
+
+    warm = _wants_processes(args)
+    if warm:
+        zygote.acquire()
+    try:
+        return _run(args)
+    finally:
+        if warm:
+            zygote.release()
+
+
+def _run(args: argparse.Namespace) -> int:
     from ..engine import Node
     from ..engine.workspace import default_root
     from ..loading import load_graph
