@@ -40,3 +40,11 @@ class MasterManager(DataIslandManager):
             found = members.get(island["name"])
             island["nodes"] = found if isinstance(found, list) else []
         return islands
+
+    def _node_urls(self) -> dict[str, str | None]:
+        """Every node manager of every island, with its URL: a graph may place drops on them by address."""
+        urls: dict[str, str | None] = {}
+        for nodes in self._fan(self.node_names(), lambda c: c.nodes()).values():
+            if isinstance(nodes, list):
+                urls.update({n["name"]: n.get("url") for n in nodes if isinstance(n, dict) and "name" in n})
+        return urls
