@@ -39,6 +39,13 @@ def _common(p: argparse.ArgumentParser, port: int) -> None:
         help="DANGER: serve without a token, so that every user of this machine may run code as you "
         "(loopback only; for throw-away tests)",
     )
+    p.add_argument(
+        "--trust-local-user",
+        action="store_true",
+        help="also admit requests that carry no token from processes of this daemon's own user on this "
+        "machine (checked with the kernel's socket table; browsers refused): for DALiuGE's clients, which "
+        "cannot send one",
+    )
     p.add_argument("--certfile", metavar="PEM", help="serve the API over TLS with this certificate")
     p.add_argument("--keyfile", metavar="PEM", help="the certificate's private key")
     p.add_argument(
@@ -117,6 +124,7 @@ def _serve(args: argparse.Namespace, factory: Any, token: str | None) -> int:
         certfile=args.certfile,
         keyfile=args.keyfile,
         max_body=args.max_body << 20,
+        trust_local_user=args.trust_local_user,
     ).run()
     return 0
 

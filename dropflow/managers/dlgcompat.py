@@ -91,7 +91,8 @@ def address(url: str | None, name: str) -> str:
     return f"{host}:{parts.port}" if parts.port else host
 
 
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*$")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
 
 
 def _host(text: str) -> str | None:
@@ -119,19 +120,19 @@ def parse_address(ref: str) -> tuple[str, int | None] | None:
         return (found, port) if found else None
     if ref.startswith("["):  # [v6]:port
         inside, _, rest = ref[1:].partition("]")
-        host = _host(inside)
-        port = rest[1:].split(":")[0] if rest.startswith(":") else ""
-        if host is None or (rest and _port(port) is None):
+        v6 = _host(inside)
+        number = _port(rest[1:].split(":")[0]) if rest.startswith(":") else None
+        if v6 is None or (rest and number is None):
             return None
-        return host, _port(port) if rest else None
+        return v6, number
     chunks = ref.split(":")
-    host = _host(chunks[0])
-    if host is None or len(chunks) > 4:
+    name = _host(chunks[0])
+    if name is None or len(chunks) > 4:
         return None
     if len(chunks) == 1:
-        return host, None
-    port = _port(chunks[1])
-    return (host, port) if port is not None else None
+        return name, None
+    number = _port(chunks[1])
+    return (name, number) if number is not None else None
 
 
 def _same_host(a: str, b: str) -> bool:
@@ -263,8 +264,22 @@ def graph_status_view(entries: Mapping[str, Mapping[str, str]]) -> dict[str, dic
     return out
 
 
-def graph_view(data: bytes) -> dict[str, dict[str, Any]]:
-    """A session's drops as DALiuGE lists them: ``{oid: {oid, categoryType, node, island, links...}}``."""
+def placement_names(m: Any) -> tuple[dict[str, str], dict[str, str]]:
+    """How DALiuGE names the nodes and islands a manager places drops on: name -> ``host:port``."""
+    if m.role == "nm":
+        return {}, {}
+    members = {name: address(url, name) for name, url in m.member_urls().items()}
+    if m.role == "dim":
+        return members, {}
+    return {name: address(url, name) for name, url in m.node_urls().items()}, members
+
+
+def graph_view(
+    data: bytes, nodes: Mapping[str, str] | None = None, islands: Mapping[str, str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """A session's drops as DALiuGE lists them: ``{oid: {oid, categoryType, node, island, links...}}``, the
+    placements as DALiuGE names them (``nodes``, ``islands``: name -> address)."""
+    nodes, islands = nodes or {}, islands or {}
     specs = decode_physical(data).drops
     consumers: dict[str, list[str]] = {}
     producers: dict[str, list[str]] = {}
@@ -272,9 +287,9 @@ def graph_view(data: bytes) -> dict[str, dict[str, Any]]:
     for s in specs:
         entry: dict[str, Any] = {"oid": s.id, "name": s.name or s.id, "kind": s.kind}
         if s.node is not None:
-            entry["node"] = s.node
+            entry["node"] = nodes.get(s.node, s.node)
         if s.island is not None:
-            entry["island"] = s.island
+            entry["island"] = islands.get(s.island, s.island)
         if s.CATEGORY == "app":
             entry["categoryType"] = "Application"
             ins = getattr(s, "inputs", {})
@@ -306,7 +321,8 @@ def dir_view(m: Any, sid: str) -> dict[str, Any]:
 
 
 def session_view(m: Any, sid: str) -> dict[str, Any]:
-    return {"status": status_view(m, sid), "graph": graph_view(m.graph(sid)), "dir": dir_view(m, sid)}
+    graph = graph_view(m.graph(sid), *placement_names(m))
+    return {"status": status_view(m, sid), "graph": graph, "dir": dir_view(m, sid)}
 
 
 def sessions_view(m: Any) -> list[dict[str, Any]]:
@@ -487,7 +503,7 @@ class Cancel(_Resource):
 
 class Graph(_Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, sid: str) -> None:
-        _send(resp, graph_view(self.m.graph(sid)), dict[str, dict[str, Any]])
+        _send(resp, graph_view(self.m.graph(sid), *placement_names(self.m)), dict[str, dict[str, Any]])
 
 
 class GraphStatus(_Resource):
@@ -547,47 +563,53 @@ class Node(_Resource):
         _success(resp)
 
 
-class _MemberResource(_Resource):
-    def member(self, node: str) -> Any:
-        return self.m.member(self.m.resolve_member(node))
+def node_view(m: Any, node: str, what: str, sid: str = "") -> Any:
+    """An island's (or master's) view of one node: its sessions, or its part of session ``sid`` (``what``:
+    sessions, session, status, graph, graph_status) -- the node's own DALiuGE view. A master passes the
+    question to the island that holds the node."""
+    q = _q(sid)
+    path, view = {
+        "sessions": ("/api/sessions", sessions_view),
+        "session": (f"/api/sessions/{q}", lambda x: session_view(x, sid)),
+        "status": (f"/api/sessions/{q}/status", lambda x: status_view(x, sid)),
+        "graph": (f"/api/sessions/{q}/graph", lambda x: graph_view(x.graph(sid), *placement_names(x))),
+        "graph_status": (f"/api/sessions/{q}/graph/status", lambda x: graph_status_view(x.graph_status(sid))),
+    }[what]
+    name = find_member(node, m.member_urls())
+    if name is not None:
+        return _member_view(m.member(name), path, view)
+    island = m.island_of(node) if m.role == "mm" else None
+    if island is None:
+        raise NotFound(f"{m.name!r} has no node {node!r}")
+    suffix = path.removeprefix("/api")
+    return _member_view(
+        m.member(island), f"/api/node/{_q(node)}{suffix}", lambda isl: node_view(isl, node, what, sid)
+    )
 
 
-class NodeSessions(_MemberResource):
+class NodeSessions(_Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, node: str) -> None:
-        view = _member_view(self.member(node), "/api/sessions", sessions_view)
-        _send(resp, view, list[wire.DlgSessionItem])
+        _send(resp, node_view(self.m, node, "sessions"), list[wire.DlgSessionItem])
 
 
-class NodeSession(_MemberResource):
+class NodeSession(_Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, node: str, sid: str) -> None:
-        view = _member_view(self.member(node), f"/api/sessions/{_q(sid)}", lambda m: session_view(m, sid))
-        _send(resp, view, wire.DlgSession)
+        _send(resp, node_view(self.m, node, "session", sid), wire.DlgSession)
 
 
-class NodeStatus(_MemberResource):
+class NodeStatus(_Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, node: str, sid: str) -> None:
-        view = _member_view(
-            self.member(node), f"/api/sessions/{_q(sid)}/status", lambda m: status_view(m, sid)
-        )
-        _send(resp, view, wire.DlgStatus)
+        _send(resp, node_view(self.m, node, "status", sid), wire.DlgStatus)
 
 
-class NodeGraph(_MemberResource):
+class NodeGraph(_Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, node: str, sid: str) -> None:
-        view = _member_view(
-            self.member(node), f"/api/sessions/{_q(sid)}/graph", lambda m: graph_view(m.graph(sid))
-        )
-        _send(resp, view, dict[str, dict[str, Any]])
+        _send(resp, node_view(self.m, node, "graph", sid), dict[str, dict[str, Any]])
 
 
-class NodeGraphStatus(_MemberResource):
+class NodeGraphStatus(_Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, node: str, sid: str) -> None:
-        view = _member_view(
-            self.member(node),
-            f"/api/sessions/{_q(sid)}/graph/status",
-            lambda m: graph_status_view(m.graph_status(sid)),
-        )
-        _send(resp, view, dict[str, wire.DlgDropStatus])
+        _send(resp, node_view(self.m, node, "graph_status", sid), dict[str, wire.DlgDropStatus])
 
 
 def resources(manager: Any) -> dict[str, Any]:

@@ -307,12 +307,12 @@ class DataIslandManager:
         client.close()
         return self.add_node_url(name, url)
 
-    def _node_urls(self) -> dict[str, str | None]:
+    def node_urls(self) -> dict[str, str | None]:
         """Every node manager under this manager, with its URL (an island's members)."""
         return self.member_urls()
 
     def all_node_addresses(self) -> list[str]:
-        return sorted(address(url, name) for name, url in self._node_urls().items())
+        return sorted(address(url, name) for name, url in self.node_urls().items())
 
     def _place(self, specs: list[DropSpec]) -> list[DropSpec]:
         """The specs with placements written as DALiuGE writes them (``dlg map``: ``host``, ``host:port``,
@@ -320,7 +320,7 @@ class DataIslandManager:
         direct links between apps become) goes with the app that writes it."""
         keys = {self.member_key: self.member_urls()}
         if self.member_key != "node" and any(s.node is not None for s in specs):
-            keys["node"] = self._node_urls()
+            keys["node"] = self.node_urls()
         placed = []
         for spec in specs:
             changes = {}

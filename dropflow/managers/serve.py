@@ -173,8 +173,10 @@ class ManagerApplication(BaseApplication):  # type: ignore[misc]
         certfile: str | None = None,
         keyfile: str | None = None,
         max_body: int = MAX_BODY,
+        trust_local_user: bool = False,
     ) -> None:
         self.factory = factory
+        self.trust_local_user = trust_local_user
         self.token = token
         self.threads = threads
         self.max_body = max_body
@@ -216,6 +218,7 @@ class ManagerApplication(BaseApplication):  # type: ignore[misc]
             url=self.started.url,
             max_body=self.max_body,
             threads=self.threads,
+            trust_local_user=self.trust_local_user,
         )
         return self.app
 

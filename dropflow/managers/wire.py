@@ -147,7 +147,7 @@ class CreateSession(_Body, kw_only=True):
         check_session_id(self.sessionId)  # its message says what a session id may hold
 
 
-class SessionInfo(_Body, kw_only=True):
+class SessionInfo(_Sparse, kw_only=True):
     sessionId: str
     status: SessionState
     size: int | None = None
