@@ -101,11 +101,24 @@ def socket_owner(peer: tuple[str, int], local: tuple[str, int]) -> int | None:
     return None
 
 
-def local_user_request(
-    peer: tuple[str, int] | None, local: tuple[str, int] | None, headers: Mapping[str, str]
-) -> bool:
+def _endpoint(value: object) -> tuple[str, int] | None:
+    """An ASGI scope's ``client`` or ``server``: ``(host, port)``, or None if it is not one."""
+    if not isinstance(value, list | tuple):
+        return None
+    try:
+        pair = tuple(value)
+        if len(pair) == 2:
+            return str(pair[0]), int(pair[1])
+    except (TypeError, ValueError):
+        pass
+    return None
+
+
+def local_user_request(peer_: object, local_: object, headers: Mapping[str, str]) -> bool:
     """Is this request from a process of this daemon's own user on this machine, and not a browser's?
-    ``headers``: lower-case names."""
+    ``peer_`` and ``local_``: the two ends (the ASGI scope's ``client`` and ``server``); ``headers``: with
+    lower-case names."""
+    peer, local = _endpoint(peer_), _endpoint(local_)
     if peer is None or local is None or not is_loopback(peer[0]):
         return False
     host = headers.get("host", "")

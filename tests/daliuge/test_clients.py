@@ -20,8 +20,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import _siblings  # noqa: F401  (daemons)
+import httpx
 import pytest
-from daemons import Daemon, start
+from daemons import Daemon, start, token
 from oracle import Oracle, find_oracle
 
 from dropflow.managers.client import RestClient
@@ -208,7 +209,7 @@ def test_master_manager_client_full_round(oracle: Oracle, cluster: Cluster, tmp_
     assert out["status_pristine"]["ok"] == flat(0) and out["status_building"]["ok"] == flat(1)
     check_round(out, lambda code: flat(code) if code < 2 else nested(code), nested(4), nested(5))
     assert out["islands"]["ok"] == {"islands": [island]}
-    assert out["nodes"]["ok"] == {"nodes": nodes}
+    assert out["nodes"]["ok"] == {"nodes": sorted(nodes)}
     assert out["node_status"]["ok"] == 4  # a node of the island, asked through the master
 
 
@@ -295,3 +296,15 @@ def test_dalige_clients_are_refused_without_local_user_trust(
     r = oracle.run([oracle.python, "-c", script], timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("DaliugeException") and "--trust-local-user" in r.stdout
+
+
+def test_local_user_trust_stops_at_browsers(cluster: Cluster) -> None:
+    """The trusted daemon admits this user's plain HTTP client without a token, but not what a web page
+    in this user's browser could send: a cross-site request, a browser's fetch, or a name rebound to
+    127.0.0.1. Nobody needs the trust to hold the token, of course."""
+    url = cluster.dim.url
+    assert httpx.get(f"{url}/api/nodes").status_code == 200
+    for headers in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Mode": "cors"}, {"Host": "evil.example"}):
+        assert httpx.get(f"{url}/api/nodes", headers=headers).status_code == 401, headers
+    assert httpx.get(f"{cluster.strict.url}/api/sessions").status_code == 401
+    assert httpx.get(f"{cluster.strict.url}/api/sessions", auth=("dlg", token())).status_code == 200
