@@ -435,7 +435,7 @@ class Sessions(_Resource):
         _send(resp, sessions_view(self.m), list[wire.DlgSessionItem])
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = wire.decode_body(req.context.raw, wire.CreateSession)
+        body = wire.decode_body(req.context.raw, wire.CreateSession, wire.CREATE_SESSION)
         self.m.create_session(body.sessionId)
         _send(resp, {"sessionId": body.sessionId}, wire.DlgCreated)
 

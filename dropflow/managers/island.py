@@ -206,7 +206,7 @@ class DataIslandManager:
                 raise Conflict(f"island {self.name!r} already has a node {name!r}")
             self._nodes[name] = client
             self._lost.pop(name, None)
-        return {"name": name, "url": url, **info}
+        return {"name": name, "url": url, "reachable": True, **info}
 
     def discovered(self, name: str, url: str) -> None:
         """A node manager announced itself: adopt it if it proves it holds the token. An announcement

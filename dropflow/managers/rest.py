@@ -209,7 +209,7 @@ class _Sessions(_Resource):
         _send(resp, self.m.sessions(), list[wire.SessionInfo])
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = wire.decode_body(req.context.raw, wire.CreateSession)
+        body = wire.decode_body(req.context.raw, wire.CreateSession, wire.CREATE_SESSION)
         _send(resp, self.m.create_session(body.sessionId), wire.SessionInfo, falcon.HTTP_201)
 
 
@@ -254,7 +254,11 @@ class _Start(_Resource):
 
 class _Peers(_Resource):
     def on_post(self, req: falcon.Request, resp: falcon.Response, sid: str) -> None:
-        peers = wire.decode_body(req.context.raw, dict[str, wire.Peer])
+        peers = wire.decode_body(
+            req.context.raw,
+            dict[str, wire.Peer],
+            'a JSON object mapping node names to {"bus": address, "key": public key}',
+        )
         self.m.set_peers(sid, msgspec.to_builtins(peers))
         _send(resp, {"sessionId": sid, "peers": sorted(peers)}, wire.PeersAnswer)
 
@@ -263,7 +267,9 @@ class _Heartbeat(_Resource):
     """An island's (or master's) heartbeat: renew leases, order cancels, answer the sessions' states."""
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        beat = wire.decode_body(req.context.raw, wire.Heartbeat)
+        beat = wire.decode_body(
+            req.context.raw, wire.Heartbeat, 'a JSON object with the sender\'s name in "from"'
+        )
         _send(resp, self.m.heartbeat(beat.from_, beat.renew, beat.cancel, beat.lease), wire.HeartbeatAnswer)
 
 
@@ -317,7 +323,7 @@ class _Nodes(_Resource):
 
 class _Node(_Resource):
     def on_post(self, req: falcon.Request, resp: falcon.Response, node: str) -> None:
-        body = wire.decode_body(req.context.raw, wire.AddNode)
+        body = wire.decode_body(req.context.raw, wire.AddNode, 'a JSON object with the node manager\'s "url"')
         _send(resp, self.m.add_node_url(node, body.url), wire.Node, falcon.HTTP_201)
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, node: str) -> None:

@@ -25,6 +25,7 @@ from .errors import BadRequest
 from .heartbeat import LEASE
 
 __all__ = [
+    "CREATE_SESSION",
     "SESSION_ID",
     "AddNode",
     "Appended",
@@ -68,6 +69,7 @@ __all__ = [
 ]
 
 SESSION_ID = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+CREATE_SESSION = 'a JSON object with a string "sessionId"'
 
 SessionState = Literal["PRISTINE", "BUILDING", "DEPLOYING", "RUNNING", "FINISHED", "FAILED", "CANCELLED"]
 DropStateName = Literal[
@@ -380,18 +382,19 @@ class DlgIslands(_Body, kw_only=True):
 _AT = re.compile(r"(?: - at `\$\.?|missing required field `)([A-Za-z_]\w*)")
 
 
-def decode_body(data: bytes, kind: Any) -> Any:
-    """A request body decoded into ``kind``, or a 400 that says what is wrong and where."""
+def decode_body(data: bytes, kind: Any, what: str = "a JSON document") -> Any:
+    """A request body decoded into ``kind``, or a 400 that says what is wrong, where, and ``what`` the body
+    must be."""
     if not data:
-        raise BadRequest("the request has no body; it must be a JSON document")
+        raise BadRequest(f"the request has no body; it must be {what}")
     try:
         return msgspec.json.decode(data, type=kind)
     except msgspec.ValidationError as exc:
         found = _AT.search(str(exc))
         extra = {"field": found.group(1)} if found else {}
-        raise BadRequest(f"bad request body: {exc}", **extra) from None
+        raise BadRequest(f"the body must be {what}: {exc}", **extra) from None
     except msgspec.DecodeError as exc:
-        raise BadRequest(f"the body is not JSON: {exc}") from None
+        raise BadRequest(f"the body is not JSON ({what}): {exc}") from None
     except RecursionError:
         raise BadRequest("the body is JSON nested too deep") from None
 
