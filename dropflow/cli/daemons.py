@@ -265,7 +265,7 @@ def _island_factory(args: argparse.Namespace, token: str | None, master: bool) -
             if problem is not None:
                 print(
                     f"dropflow {cls.role}: {member} not adopted ({problem}); add it later with "
-                    "POST /api/node/NAME",
+                    "POST /api/v1/node/NAME",
                     file=sys.stderr,
                 )
         if getattr(args, "discover", False):

@@ -59,7 +59,8 @@ def run_on(api, session: str, drops: list, end: str = "FINISHED") -> None:
         == 200
     )
     assert api.simulate_post(f"/api/v1/sessions/{session}/deploy").status_code == 200
-    assert api.simulate_get(f"/api/v1/sessions/{session}/wait", params={"timeout": "30"}).json["status"] == end
+    waited = api.simulate_get(f"/api/v1/sessions/{session}/wait", params={"timeout": "30"})
+    assert waited.json["status"] == end
 
 
 def data(api, session: str, uid: str, **params):
