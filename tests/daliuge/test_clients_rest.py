@@ -352,7 +352,8 @@ def test_the_document_covers_every_route_of_both_representations(role: str, tmp_
     app = make_app(manager)
     try:
         doc = openapi(role)
-        assert sorted(set(app.routes)) == sorted(doc["paths"])
+        api = {route for route in app.routes if route == "/api" or route.startswith("/api/")}
+        assert sorted(api) == sorted(doc["paths"])
         assert doc["paths"]["/api/sessions/{sid}/status"]["get"]["responses"]["200"]["content"]
         assert doc["paths"]["/api/v1/sessions/{sid}/status"]["get"]["responses"]["200"]["content"]
         schemas = doc["components"]["schemas"]
