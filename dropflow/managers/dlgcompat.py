@@ -370,14 +370,11 @@ def drop_view(m: Any, sid: str, uid: str) -> dict[str, Any]:
 def drop_data_view(m: Any, sid: str, uid: str) -> dict[str, str]:
     from .results import drop_data
 
+    m.drop_log(sid, uid)  # NoDropException for a drop the session does not have
     try:
         answer = drop_data(m, sid, uid, content=False)
-    except Conflict:  # not (or no longer) complete: DALiuGE names no path either
+    except (Conflict, NotFound):  # an app, or data not (or no longer) there: DALiuGE names no path either
         return {"filepath": ""}
-    except NotFound as exc:
-        if "app drop" in exc.message:
-            return {"filepath": ""}
-        raise
     return {"filepath": answer.get("path") or ""}
 
 

@@ -486,14 +486,14 @@ class DataIslandManager:
         ``completed``: the roots a DALiuGE client names (:func:`~.dlgcompat.check_completed`)."""
         s = self._session(session_id)
         with s.lock:
-            if completed is not None:
-                check_completed(s.specs, completed)
             if s.state is _S.PRISTINE:
                 s.to(_S.BUILDING)
             if s.state is not _S.BUILDING:
                 raise WrongState(
                     f"session {session_id!r} is {s.state}; it can be deployed once, while BUILDING"
                 )
+            if completed is not None:
+                check_completed(s.specs, completed)
             own = set(self.node_names())
             s.specs = self._place(s.specs)
             foreign = bool(s.external_peers)

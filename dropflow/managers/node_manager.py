@@ -226,8 +226,8 @@ class NodeManager:
         names to trigger -- checked to be every root (dropflow triggers them all), so a mismatch is refused
         here, before anything is built."""
         session = self._session(session_id)
-        if completed is not None:
-            check_completed(list(session._specs), completed)
+        if completed is not None and session.state in (SessionState.PRISTINE, SessionState.BUILDING):
+            check_completed(list(session._specs), completed)  # (a later deploy is refused as such below)
         try:
             session.deploy(source=f"session {session_id}", start=start)
         except GraphError as exc:

@@ -178,6 +178,10 @@ def test_errors_carry_both_shapes(api: testing.TestClient) -> None:
     wait_ended(api, "d")
     late = api.simulate_post("/api/sessions/d/graph/append", json=DLG_GRAPH).json
     assert late["type"] == "InvalidSessionState" and late["args"][0] == "d"
+    again = api.simulate_post("/api/sessions/d/deploy", body="completed=a", headers=FORM).json
+    assert again["type"] == "InvalidSessionState"  # deployed already: that, not the roots, is the problem
+    assert api.simulate_get("/api/sessions/d/graph/drop/data/b").json == {"filepath": ""}  # memory
+    assert api.simulate_get("/api/sessions/d/graph/drop/data/zz").json["type"] == "NoDropException"
     route = api.simulate_get("/api/no/such/thing")
     assert route.status_code == 404 and route.json["type"] == "DaliugeException"
 
