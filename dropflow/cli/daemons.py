@@ -39,6 +39,13 @@ def _common(p: argparse.ArgumentParser, port: int) -> None:
         help="DANGER: serve without a token, so that every user of this machine may run code as you "
         "(loopback only; for throw-away tests)",
     )
+    p.add_argument(
+        "--trust-local-user",
+        action="store_true",
+        help="also admit requests that carry no token from processes of this daemon's own user on this "
+        "machine (checked with the kernel's socket table; browsers refused): for DALiuGE's clients, which "
+        "cannot send one",
+    )
     p.add_argument("--certfile", metavar="PEM", help="serve the API over TLS with this certificate")
     p.add_argument("--keyfile", metavar="PEM", help="the certificate's private key")
     p.add_argument(
@@ -124,6 +131,7 @@ def _serve(args: argparse.Namespace, factory: Any, token: str | None) -> int:
         keyfile=args.keyfile,
         max_body=args.max_body << 20,
         log_format=args.log_format,
+        trust_local_user=args.trust_local_user,
     ).run()
     return 0
 
@@ -264,7 +272,7 @@ def _island_factory(args: argparse.Namespace, token: str | None, master: bool) -
             if problem is not None:
                 print(
                     f"dropflow {cls.role}: {member} not adopted ({problem}); add it later with "
-                    "POST /api/node/NAME",
+                    "POST /api/v1/node/NAME",
                     file=sys.stderr,
                 )
         if getattr(args, "discover", False):

@@ -211,7 +211,7 @@ def placement(plan: ClusterPlan, session_id: str) -> dict[str, int]:
     counts = {}
     for nm in plan.node_managers:
         try:
-            status = _get_json(f"{nm.url}/api/sessions/{session_id}/graph/status")
+            status = _get_json(f"{nm.url}/api/v1/sessions/{session_id}/graph/status")
             counts[nm.node] = len(status) if isinstance(status, dict) else -1
         except (OSError, urllib.error.URLError, ValueError):
             counts[nm.node] = -1

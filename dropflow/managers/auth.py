@@ -14,7 +14,8 @@ line or in a log.
 
 Requests carry the token as ``Authorization: Bearer <token>``, compared in constant time. Before an island
 sends a token or a graph to a node it has not talked to -- one announced over zeroconf, named in
-``POST /api/node/{name}`` or ``--nodes`` -- the node proves that it holds the token without sending it:
+``POST /api/v1/node/{name}`` (or ``/api/node/{host:port}``) or ``--nodes`` -- the node proves that it
+holds the token without sending it:
 the island sends a fresh random *challenge*, the node answers ``HMAC-SHA256(token, challenge | name | url)``
 where ``url`` is the node's own idea of where it is reached, so an impostor can neither answer nor relay a
 real node's answer under another address (:func:`proof`, :func:`check_proof`).

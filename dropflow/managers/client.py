@@ -7,6 +7,9 @@ into the :class:`~dropflow.managers.errors.ApiError` that the server raised, so 
 works the same whether the manager is an object in this process or a daemon elsewhere. An island manager
 uses it for its node managers, a master for its islands, and the CLI for whatever ``--to`` names.
 
+It speaks dropflow's own representation, under ``/api/v1``; :meth:`RestClient.dlg_get` reads a resource
+of DALiuGE's representation, under ``/api`` (a master nests its islands' DALiuGE status with it).
+
 ``watch`` follows a session with long polls (``/wait``): no polling loop with sleeps, and a dead daemon is
 noticed as soon as its connection breaks; the watcher is then told the node is LOST.
 """
@@ -25,7 +28,18 @@ import msgspec
 from ..drops.graph import encode_physical
 from ..drops.spec import DropSpec
 from .auth import check_proof, find_token, new_challenge, same_endpoint
-from .errors import ApiError, BadGraph, BadRequest, Conflict, NodeFailure, NotFound
+from .errors import (
+    ApiError,
+    BadGraph,
+    BadRequest,
+    Conflict,
+    NodeFailure,
+    NoDrop,
+    NoSession,
+    NotFound,
+    SessionExists,
+    WrongState,
+)
 from .heartbeat import LEASE
 
 __all__ = ["FIND", "RestClient", "Unproven", "adopt"]
@@ -33,6 +47,13 @@ __all__ = ["FIND", "RestClient", "Unproven", "adopt"]
 log = logging.getLogger(__name__)
 
 _BY_STATUS: dict[int, type[ApiError]] = {400: BadRequest, 404: NotFound, 409: Conflict, 502: NodeFailure}
+#: Errors rebuilt by the DALiuGE type every error body names (see errors.py).
+_BY_TYPE: dict[str, type[NoSession | SessionExists | WrongState]] = {
+    "NoSessionException": NoSession,
+    "SessionAlreadyExistsException": SessionExists,
+    "InvalidSessionState": WrongState,
+}
+V1 = "/api/v1"
 GZIP_ABOVE = 64 * 1024
 
 
@@ -55,7 +76,9 @@ class RestClient:
         self.url = url.rstrip("/")
         if token is FIND:
             token = find_token()
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        headers = {"Accept": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, verify=verify)
         self._closed = threading.Event()
         self._name = name
@@ -95,15 +118,22 @@ class RestClient:
         message = error.get("message") or f"{resp.status_code} {resp.reason_phrase} from {self.url}{path}"
         if resp.status_code == 400 and "problems" in error:
             raise BadGraph(message, problems=error["problems"])
-        error_type = _BY_STATUS.get(resp.status_code, ApiError)
-        failure = error_type(message)
+        dlg_type = body.get("type") if isinstance(body, dict) else None
+        args = body.get("args") if isinstance(body, dict) else None
+        failure: ApiError
+        if dlg_type in _BY_TYPE and isinstance(args, list) and args:
+            failure = _BY_TYPE[dlg_type](message, str(args[0]))
+        elif dlg_type == "NoDropException" and isinstance(args, list) and args:
+            failure = NoDrop(message, str(args[0]))
+        else:
+            failure = _BY_STATUS.get(resp.status_code, ApiError)(message)
         failure.status = resp.status_code
         raise failure
 
     # -- the session API ------------------------------------------------------------------------------------
 
     def info(self) -> dict[str, Any]:
-        return self._call("GET", "/api/health")  # type: ignore[no-any-return]
+        return self._call("GET", f"{V1}/health")  # type: ignore[no-any-return]
 
     def heartbeat(
         self,
@@ -116,19 +146,19 @@ class RestClient:
         """One heartbeat (see :mod:`~dropflow.managers.heartbeat`), with its own, short, timeout."""
         body = {"from": sender, "renew": list(renew), "cancel": list(cancel), "lease": lease}
         kw: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
-        return self._call("POST", "/api/heartbeat", json=body, **kw)  # type: ignore[no-any-return]
+        return self._call("POST", f"{V1}/heartbeat", json=body, **kw)  # type: ignore[no-any-return]
 
     def sessions(self) -> list[dict[str, Any]]:
-        return self._call("GET", "/api/sessions")  # type: ignore[no-any-return]
+        return self._call("GET", f"{V1}/sessions")  # type: ignore[no-any-return]
 
     def create_session(self, session_id: str) -> dict[str, Any]:
-        return self._call("POST", "/api/sessions", json={"sessionId": session_id})  # type: ignore[no-any-return]
+        return self._call("POST", f"{V1}/sessions", json={"sessionId": session_id})  # type: ignore[no-any-return]
 
     def session_info(self, session_id: str) -> dict[str, Any]:
-        return self._call("GET", f"/api/sessions/{session_id}")  # type: ignore[no-any-return]
+        return self._call("GET", f"{V1}/sessions/{session_id}")  # type: ignore[no-any-return]
 
     def status(self, session_id: str) -> str:
-        return str(self._call("GET", f"/api/sessions/{session_id}/status")["status"])
+        return str(self._call("GET", f"{V1}/sessions/{session_id}/status")["status"])
 
     def append(self, session_id: str, drops: list[DropSpec]) -> int:
         return self.append_bytes(session_id, encode_physical(drops))
@@ -138,58 +168,72 @@ class RestClient:
         if len(data) > GZIP_ABOVE:
             data = gzip.compress(data, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
-        body = self._call("POST", f"/api/sessions/{session_id}/graph/append", content=data, headers=headers)
+        body = self._call("POST", f"{V1}/sessions/{session_id}/graph/append", content=data, headers=headers)
         return int(body["appended"])
 
     def set_peers(self, session_id: str, peers: dict[str, dict[str, str]]) -> None:
-        self._call("POST", f"/api/sessions/{session_id}/peers", json=peers)
+        self._call("POST", f"{V1}/sessions/{session_id}/peers", json=peers)
 
-    def deploy(self, session_id: str, start: bool = True) -> dict[str, Any]:
+    def deploy(
+        self, session_id: str, start: bool = True, completed: list[str] | None = None
+    ) -> dict[str, Any]:
         params = {"start": "true" if start else "false"}
-        return self._call("POST", f"/api/sessions/{session_id}/deploy", params=params)  # type: ignore[no-any-return]
+        if completed is not None:
+            params["completed"] = ",".join(completed)
+        return self._call("POST", f"{V1}/sessions/{session_id}/deploy", params=params)  # type: ignore[no-any-return]
 
     def start_session(self, session_id: str) -> dict[str, Any]:
-        return self._call("POST", f"/api/sessions/{session_id}/start")  # type: ignore[no-any-return]
+        return self._call("POST", f"{V1}/sessions/{session_id}/start")  # type: ignore[no-any-return]
 
     def cancel(self, session_id: str) -> None:
-        self._call("POST", f"/api/sessions/{session_id}/cancel")
+        self._call("POST", f"{V1}/sessions/{session_id}/cancel")
 
     def delete_session(self, session_id: str) -> None:
-        self._call("DELETE", f"/api/sessions/{session_id}")
+        self._call("DELETE", f"{V1}/sessions/{session_id}")
 
     def graph(self, session_id: str) -> bytes:
         try:
-            resp = self._http.get(f"/api/sessions/{session_id}/graph")
+            resp = self._http.get(f"{V1}/sessions/{session_id}/graph")
         except httpx.HTTPError as exc:
             raise NodeFailure(f"cannot reach {self.url}: {exc}") from None
         if not resp.is_success:
-            self._call("GET", f"/api/sessions/{session_id}/graph")  # raises the matching error
+            self._call("GET", f"{V1}/sessions/{session_id}/graph")  # raises the matching error
         return resp.content
 
     def graph_size(self, session_id: str) -> int:
-        return int(self._call("GET", f"/api/sessions/{session_id}/graph/size"))
+        return int(self._call("GET", f"{V1}/sessions/{session_id}/graph/size"))
 
     def graph_status(self, session_id: str, states: set[str] | None = None) -> dict[str, dict[str, str]]:
         params = {"state": ",".join(sorted(states))} if states else None
-        return self._call("GET", f"/api/sessions/{session_id}/graph/status", params=params)  # type: ignore[no-any-return]
+        return self._call("GET", f"{V1}/sessions/{session_id}/graph/status", params=params)  # type: ignore[no-any-return]
 
     def summary(self, session_id: str) -> dict[str, Any]:
-        return self._call("GET", f"/api/sessions/{session_id}/summary")  # type: ignore[no-any-return]
+        return self._call("GET", f"{V1}/sessions/{session_id}/summary")  # type: ignore[no-any-return]
 
     def drop_log(self, session_id: str, uid: str) -> dict[str, Any]:
-        return self._call("GET", f"/api/sessions/{session_id}/logs/{uid}")  # type: ignore[no-any-return]
+        return self._call("GET", f"{V1}/sessions/{session_id}/logs/{uid}")  # type: ignore[no-any-return]
+
+    def session_dirs(self, session_id: str) -> dict[str, str]:
+        return self._call("GET", f"{V1}/sessions/{session_id}/dir")["dirs"]  # type: ignore[no-any-return]
+
+    def events(self, session_id: str) -> list[dict[str, Any]]:
+        return self._call("GET", f"{V1}/sessions/{session_id}/events")  # type: ignore[no-any-return]
+
+    def dlg_get(self, path: str) -> Any:
+        """A resource of DALiuGE's representation (``path`` starts with ``/api``), as it answers."""
+        return self._call("GET", path)
 
     def wait(self, session_id: str, timeout: float = 10.0) -> dict[str, Any]:
         """One long poll: the session's state and, if it ended, its summary."""
         return self._call(  # type: ignore[no-any-return]
-            "GET", f"/api/sessions/{session_id}/wait", params={"timeout": timeout}, timeout=timeout + 30
+            "GET", f"{V1}/sessions/{session_id}/wait", params={"timeout": timeout}, timeout=timeout + 30
         )
 
     def nodes(self) -> list[dict[str, Any]]:
-        return self._call("GET", "/api/nodes")  # type: ignore[no-any-return]
+        return self._call("GET", f"{V1}/nodes")  # type: ignore[no-any-return]
 
     def add_node(self, name: str, url: str) -> dict[str, Any]:
-        return self._call("POST", f"/api/node/{name}", json={"url": url})  # type: ignore[no-any-return]
+        return self._call("POST", f"{V1}/node/{name}", json={"url": url})  # type: ignore[no-any-return]
 
     def watch(self, session_id: str, watcher: Callable[[dict[str, Any]], None], poll: float = 5.0) -> None:
         """Call ``watcher(summary)`` when the session ends, or with status LOST if the manager goes away."""

@@ -33,13 +33,27 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
+import msgspec
+
 from .. import __version__
 from ..drops.errors import GraphError, Problem
 from ..drops.graph import decode_physical, encode_physical
-from ..drops.spec import DropSpec
+from ..drops.spec import DropSpec, port_drops
 from ..drops.states import SESSION_ENDED, SESSION_TRANSITIONS, SessionState, check_transition
 from ..engine.workspace import check_session_id
-from .errors import ApiError, BadGraph, BadRequest, Conflict, NodeFailure, NotFound, WrongState
+from .dlgcompat import NODE_PORT, address, check_completed, find_member, parse_address
+from .errors import (
+    ApiError,
+    BadGraph,
+    BadRequest,
+    Conflict,
+    NodeFailure,
+    NoDrop,
+    NoSession,
+    NotFound,
+    SessionExists,
+    WrongState,
+)
 from .heartbeat import LEASE, HeartbeatPolicy, Monitor
 from .logs import session_event
 from .node_manager import _batch_job, _log_end
@@ -70,7 +84,9 @@ class NodeClient(Protocol):
     def create_session(self, session_id: str) -> dict[str, Any]: ...
     def append(self, session_id: str, drops: list[DropSpec]) -> int: ...
     def set_peers(self, session_id: str, peers: dict[str, dict[str, str]]) -> None: ...
-    def deploy(self, session_id: str, start: bool = True) -> dict[str, Any]: ...
+    def deploy(
+        self, session_id: str, start: bool = True, completed: list[str] | None = None
+    ) -> dict[str, Any]: ...
     def start_session(self, session_id: str) -> dict[str, Any]: ...
     def cancel(self, session_id: str) -> None: ...
     def status(self, session_id: str) -> str: ...
@@ -78,6 +94,8 @@ class NodeClient(Protocol):
     def graph_status(self, session_id: str, states: set[str] | None = None) -> dict[str, dict[str, str]]: ...
     def graph(self, session_id: str) -> bytes: ...
     def drop_log(self, session_id: str, uid: str) -> dict[str, Any]: ...
+    def session_dirs(self, session_id: str) -> dict[str, str]: ...
+    def events(self, session_id: str) -> list[dict[str, Any]]: ...
     def delete_session(self, session_id: str) -> None: ...
     def watch(self, session_id: str, watcher: Callable[[dict[str, Any]], None]) -> None: ...
     def nodes(self) -> list[dict[str, Any]]:
@@ -192,7 +210,7 @@ class DataIslandManager:
                 raise Conflict(f"island {self.name!r} already has a node {name!r}")
             self._nodes[name] = client
             self._lost.pop(name, None)
-        return {"name": name, "url": url, **info}
+        return {"name": name, "url": url, "reachable": True, **info}
 
     def discovered(self, name: str, url: str) -> None:
         """A node manager announced itself: adopt it if it proves it holds the token. An announcement
@@ -243,11 +261,124 @@ class DataIslandManager:
         futures = {name: self._pool.submit(client.info) for name, client in clients.items()}
         out = []
         for name, fut in sorted(futures.items()):
+            url = getattr(clients[name], "url", None)
+            where = {"url": url} if url else {}
             try:
-                out.append({"name": name, "reachable": True, **fut.result()})
+                out.append({"name": name, "reachable": True, **fut.result(), **where})
             except Exception as exc:  # a node that cannot answer is listed as such, not raised
-                out.append({"name": name, "reachable": False, "error": str(exc)})
+                out.append({"name": name, "reachable": False, "error": str(exc), **where})
         return out
+
+    # -- DALiuGE's view of members: addresses ---------------------------------------------------------------
+
+    def member_urls(self) -> dict[str, str | None]:
+        """Each member's REST URL (None for a manager in this process)."""
+        with self._lock:
+            return {name: getattr(client, "url", None) for name, client in self._nodes.items()}
+
+    def member_address(self, name: str) -> str:
+        """How DALiuGE names a member: ``host:port``."""
+        return address(self.member_urls().get(name), name)
+
+    def resolve_member(self, ref: str) -> str:
+        """The member that ``ref`` names: by name, or by address as DALiuGE writes it."""
+        name = find_member(ref, self.member_urls())
+        if name is None:
+            raise NotFound(f"island {self.name!r} has no node {ref!r}")
+        return name
+
+    def member(self, name: str) -> NodeClient:
+        return self._client(name)
+
+    def add_node_address(self, ref: str) -> dict[str, Any]:
+        """DALiuGE's ``POST /api/node/{host:port}``: adopt the manager there under the name it proves."""
+        from .client import adopt
+
+        parsed = parse_address(ref)
+        if parsed is None:
+            raise BadRequest(f"{ref!r} is not a host[:port] address", field="node")
+        host, port = parsed
+        if find_member(ref, self.member_urls()) is not None:
+            raise Conflict(f"island {self.name!r} already has a node at {ref!r}")
+        scheme = "https" if any(u and u.startswith("https:") for u in self.member_urls().values()) else "http"
+        host = f"[{host}]" if ":" in host else host
+        url = f"{scheme}://{host}:{port or (NODE_PORT if self.role == 'dim' else NODE_PORT + 1)}"
+        try:
+            client = adopt(url, self._token, None, self._verify)
+        except ApiError as exc:
+            raise BadRequest(f"cannot add node {ref!r}: {exc.message}", field="node") from None
+        name = client.name
+        client.close()
+        return self.add_node_url(name, url)
+
+    def node_urls(self) -> dict[str, str | None]:
+        """Every node manager under this manager, with its URL (an island's members)."""
+        return self.member_urls()
+
+    def all_node_addresses(self) -> list[str]:
+        return sorted(address(url, name) for name, url in self.node_urls().items())
+
+    def _place(self, specs: list[DropSpec]) -> list[DropSpec]:
+        """The specs with placements written as DALiuGE writes them (``dlg map``: ``host``, ``host:port``,
+        ``host:port:events:rpc``) replaced by member names; a null drop with no placement (what DALiuGE's
+        direct links between apps become) goes with the app that writes it."""
+        keys = {self.member_key: self.member_urls()}
+        if self.member_key != "node" and any(s.node is not None for s in specs):
+            keys["node"] = self.node_urls()
+        placed = []
+        for spec in specs:
+            changes = {}
+            for key, members in keys.items():
+                ref = getattr(spec, key)
+                if ref is not None and ref not in members:
+                    name = find_member(ref, members)
+                    if name is not None:
+                        changes[key] = name
+            placed.append(msgspec.structs.replace(spec, **changes) if changes else spec)
+        by_id = {spec.id: spec for spec in placed}
+        writer: dict[str, DropSpec] = {}
+        for spec in placed:
+            for value in getattr(spec, "outputs", {}).values():
+                for uid in port_drops(value):
+                    writer.setdefault(uid, spec)
+        for i, spec in enumerate(placed):
+            if spec.kind == "null" and getattr(spec, self.member_key) is None and spec.id in writer:
+                app = by_id[writer[spec.id].id]
+                placed[i] = msgspec.structs.replace(spec, node=app.node, island=app.island)
+        return placed
+
+    def member_states(self, session_id: str) -> dict[str, str]:
+        """The state of each member's part of a session: before deploy, every member's is the session's."""
+        s = self._session(session_id)
+        with s.lock:
+            if not s.nodes:
+                return {name: str(s.state) for name in self.node_names()}
+            return {
+                name: str(s.reports[name].get("status") or s.state) if name in s.reports else str(s.state)
+                for name in s.nodes
+            }
+
+    def deployed(self, session_id: str) -> bool:
+        return bool(self._session(session_id).nodes)
+
+    def session_dirs(self, session_id: str) -> dict[str, str]:
+        """Where each node keeps the session's files."""
+        s = self._session(session_id)
+        dirs: dict[str, str] = {}
+        for _name, result in self._fan(s.nodes, lambda c: c.session_dirs(s.id)).items():
+            if not isinstance(result, Exception):
+                dirs.update(result)
+        return dirs
+
+    def events(self, session_id: str) -> list[dict[str, Any]]:
+        """Every node's logged state changes of the session, in time order."""
+        s = self._session(session_id)
+        merged: list[dict[str, Any]] = []
+        for name, result in self._fan(s.nodes, lambda c: c.events(s.id)).items():
+            if not isinstance(result, Exception):
+                merged += [{**e, "node": e.get("node") or name} for e in result]
+        merged.sort(key=lambda e: e["time"])
+        return merged
 
     def _client(self, name: str) -> NodeClient:
         with self._lock:
@@ -261,7 +392,7 @@ class DataIslandManager:
     def _session(self, session_id: str) -> _IslandSession:
         session = self._sessions.get(session_id)
         if session is None:
-            raise NotFound(f"island {self.name!r} has no session {session_id!r}")
+            raise NoSession(f"island {self.name!r} has no session {session_id!r}", session_id)
         return session
 
     def create_session(self, session_id: str) -> dict[str, Any]:
@@ -271,7 +402,9 @@ class DataIslandManager:
             raise BadRequest(str(exc), field="sessionId") from None
         with self._lock:
             if session_id in self._sessions:
-                raise Conflict(f"session {session_id!r} already exists on island {self.name!r}")
+                raise SessionExists(
+                    f"session {session_id!r} already exists on island {self.name!r}", session_id
+                )
             self._sessions[session_id] = _IslandSession(session_id)
         session_event("created", session_id, f"session {session_id} created on {self.role} {self.name}")
         return self.session_info(session_id)
@@ -351,7 +484,11 @@ class DataIslandManager:
                     )
         return results
 
-    def deploy(self, session_id: str, start: bool = True) -> dict[str, Any]:
+    def deploy(
+        self, session_id: str, start: bool = True, completed: list[str] | None = None
+    ) -> dict[str, Any]:
+        """Check, split and deploy the graph on the nodes; start it unless ``start`` is False.
+        ``completed``: the roots a DALiuGE client names (:func:`~.dlgcompat.check_completed`)."""
         s = self._session(session_id)
         with s.lock:
             if s.state is _S.PRISTINE:
@@ -360,7 +497,10 @@ class DataIslandManager:
                 raise WrongState(
                     f"session {session_id!r} is {s.state}; it can be deployed once, while BUILDING"
                 )
+            if completed is not None:
+                check_completed(s.specs, completed)
             own = set(self.node_names())
+            s.specs = self._place(s.specs)
             foreign = bool(s.external_peers)
             elsewhere = {spec.node for spec in s.specs if spec.node not in own} if foreign else set()
             try:
@@ -683,5 +823,5 @@ class DataIslandManager:
         s = self._session(session_id)
         node = s.placement.get(uid)
         if node is None:
-            raise NotFound(f"session {session_id!r} has no drop {uid!r}")
+            raise NoDrop(f"session {session_id!r} has no drop {uid!r}", uid)
         return {"node": node, **self._client(node).drop_log(session_id, uid)}

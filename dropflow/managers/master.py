@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..drops.spec import DropSpec
+from .dlgcompat import find_member
 from .errors import NodeFailure
 from .island import DataIslandManager, _IslandSession, bus_peer
 
@@ -40,3 +41,22 @@ class MasterManager(DataIslandManager):
             found = members.get(island["name"])
             island["nodes"] = found if isinstance(found, list) else []
         return islands
+
+    def _island_nodes(self) -> dict[str, dict[str, str | None]]:
+        """Each island's node managers, with their URLs."""
+        out: dict[str, dict[str, str | None]] = {}
+        for island, nodes in self._fan(self.node_names(), lambda c: c.nodes()).items():
+            if isinstance(nodes, list):
+                out[island] = {n["name"]: n.get("url") for n in nodes if isinstance(n, dict) and "name" in n}
+        return out
+
+    def node_urls(self) -> dict[str, str | None]:
+        """Every node manager of every island, with its URL: a graph may place drops on them by address."""
+        return {name: url for nodes in self._island_nodes().values() for name, url in nodes.items()}
+
+    def island_of(self, node: str) -> str | None:
+        """The island holding the node that ``node`` names (by name or address)."""
+        for island, nodes in sorted(self._island_nodes().items()):
+            if find_member(node, nodes) is not None:
+                return island
+        return None

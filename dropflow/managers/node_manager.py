@@ -37,7 +37,8 @@ from ..drops.states import SESSION_ENDED, SessionState
 from ..engine import Node, Session
 from ..engine.bus import Bus
 from ..engine.workspace import check_session_id
-from .errors import BadGraph, BadRequest, Conflict, NotFound, WrongState
+from .dlgcompat import check_completed
+from .errors import BadGraph, BadRequest, NoDrop, NoSession, SessionExists, WrongState
 from .heartbeat import LEASE, Leases
 from .logs import first_failure, session_event
 
@@ -139,7 +140,7 @@ class NodeManager:
     def _session(self, session_id: str) -> Session:
         session = self.node.sessions.get(session_id)
         if session is None:
-            raise NotFound(f"node {self.name!r} has no session {session_id!r}")
+            raise NoSession(f"node {self.name!r} has no session {session_id!r}", session_id)
         return session
 
     def create_session(self, session_id: str) -> dict[str, Any]:
@@ -150,7 +151,9 @@ class NodeManager:
         try:
             session = self.node.create_session(session_id)
         except KeyError:
-            raise Conflict(f"session {session_id!r} already exists on node {self.name!r}") from None
+            raise SessionExists(
+                f"session {session_id!r} already exists on node {self.name!r}", session_id
+            ) from None
         session.node.post(session.on_end, self._ended)
         session_event(
             "created", session_id, f"session {session_id} created on node {self.name}", node=self.name
@@ -197,7 +200,7 @@ class NodeManager:
         try:
             session.add(drops)
         except RuntimeError as exc:
-            raise WrongState(str(exc)) from None
+            raise WrongState(str(exc), session_id) from None
         return len(drops)
 
     def set_peers(self, session_id: str, peers: dict[str, dict[str, str]]) -> None:
@@ -223,14 +226,21 @@ class NodeManager:
             raise WrongState(f"session {session.id!r} is {session.state}; peers are set before deploying")
         session.local = self.name
 
-    def deploy(self, session_id: str, start: bool = True) -> dict[str, Any]:
+    def deploy(
+        self, session_id: str, start: bool = True, completed: list[str] | None = None
+    ) -> dict[str, Any]:
+        """Build and (unless ``start`` is False) start the graph. ``completed``: the roots a DALiuGE client
+        names to trigger -- checked to be every root (dropflow triggers them all), so a mismatch is refused
+        here, before anything is built."""
         session = self._session(session_id)
+        if completed is not None and session.state in (SessionState.PRISTINE, SessionState.BUILDING):
+            check_completed(list(session._specs), completed)  # (a later deploy is refused as such below)
         try:
             session.deploy(source=f"session {session_id}", start=start)
         except GraphError as exc:
             raise BadGraph.from_error(exc) from None
         except RuntimeError as exc:
-            raise WrongState(str(exc)) from None
+            raise WrongState(str(exc), session_id) from None
         info = self.session_info(session_id)
         session_event(
             "deployed",
@@ -249,7 +259,7 @@ class NodeManager:
         try:
             self._session(session_id).start()
         except RuntimeError as exc:
-            raise WrongState(str(exc)) from None
+            raise WrongState(str(exc), session_id) from None
         session_event(
             "started", session_id, f"session {session_id} started on node {self.name}", node=self.name
         )
@@ -269,6 +279,18 @@ class NodeManager:
         graph = session.graph
         specs = [n.spec for n in graph.by_id.values()] if graph is not None else list(session._specs)
         return encode_physical(specs, session_id)
+
+    def session_dirs(self, session_id: str) -> dict[str, str]:
+        """Where the session's files are, by node (here: one)."""
+        return {self.name: self._session(session_id).workspace.dir}
+
+    def events(self, session_id: str) -> list[dict[str, Any]]:
+        """The session's logged state changes, oldest first (bounded: the last ``log_size`` only)."""
+        session = self._session(session_id)
+        return [
+            {"time": e.time, "uid": e.uid, "from": e.start, "to": e.end, "cause": e.cause, "node": self.name}
+            for e in session.log.events()
+        ]
 
     def graph_size(self, session_id: str) -> int:
         return self._session(session_id).progress()[1]
@@ -300,7 +322,7 @@ class NodeManager:
         try:
             state = session.drop_state(uid)
         except KeyError:
-            raise NotFound(f"session {session_id!r} has no drop {uid!r}") from None
+            raise NoDrop(f"session {session_id!r} has no drop {uid!r}", uid) from None
         failure = next((f.message for f in session.failures() if f.uid == uid), None)
         return {
             "uid": uid,

@@ -1,471 +1,493 @@
-"""The OpenAPI 3 document of the managers' REST API, per role (nm, dim, mm).
+"""The OpenAPI 3.1 document of the managers' REST API, per role (nm, dim, mm), generated.
 
-Kept true by ``tests/managers/test_openapi.py``, which has schemathesis generate requests from it against the
-real app and check every response against the document (and that none is a 5xx).
+Theory of operation
+-------------------
+Nothing here is a hand-written schema. :data:`OPERATIONS` lists each operation once -- its path (relative
+to the prefix), method, the typed structures (:mod:`.wire`) of its request and answer, its query
+parameters and the errors it may answer -- and :func:`openapi` turns the structures into JSON Schema with
+``msgspec`` and lays out the document: dropflow's representation under ``/api/v1``, DALiuGE's under
+``/api``, and the resources without a DALiuGE counterpart under both. The REST layer decodes requests into
+and converts answers through the same structures, so the document describes what the code does.
+
+Kept true by ``tests/managers/test_openapi.py`` (schemathesis generates requests from the document against
+the real app and checks every answer against it) and by a test that every route the app serves is here.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from .. import __version__
-from . import results
+from . import results, web, wire
 
-__all__ = ["openapi"]
+__all__ = ["OPERATIONS", "Op", "openapi"]
 
-_STATES = ["PRISTINE", "BUILDING", "DEPLOYING", "RUNNING", "FINISHED", "FAILED", "CANCELLED"]
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
+V1 = "/api/v1"
 
 
-def _ok(schema: dict[str, Any] | None, description: str = "OK", code: str = "200") -> dict[str, Any]:
-    response: dict[str, Any] = {"description": description}
-    if schema is not None:
-        response["content"] = {"application/json": {"schema": schema}}
-    return {code: response}
+@dataclass(frozen=True)
+class Param:
+    name: str
+    schema: dict[str, Any]
+    description: str = ""
 
 
-def _errors(*codes: int) -> dict[str, Any]:
-    names = {
-        400: "Bad request or bad graph",
-        401: "Missing or wrong bearer token",
-        404: "No such session or drop",
-        409: "Conflict: duplicate session, or a session in the wrong state",
-        413: "Body too large",
-        502: "A node or island failed to do its part",
-    }
-    return {
-        str(c): {"description": names[c], "content": {"application/json": {"schema": _ref("Error")}}}
-        for c in codes
-    }
+@dataclass(frozen=True)
+class Op:
+    """One operation of the API."""
+
+    path: str
+    method: str
+    summary: str
+    #: The answer's type (None: no body), its status, and its media type.
+    answer: Any = None
+    status: int = 200
+    media: str = "application/json"
+    #: The request body's type, or a raw schema for bodies that are not typed structures (graphs, forms).
+    body: Any = None
+    body_schema: dict[str, Any] | None = None
+    body_media: str = "application/json"
+    body_required: bool = True
+    query: tuple[Param, ...] = ()
+    errors: tuple[int, ...] = (401,)
+    #: Which representation: "v1" (dropflow's, under /api/v1), "dlg" (DALiuGE's, under /api), "both".
+    where: str = "v1"
+    #: The roles that serve it.
+    roles: tuple[str, ...] = ("nm", "dim", "mm")
 
 
-SESSION_ID = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
-SID = {"name": "sid", "in": "path", "required": True, "schema": {"type": "string"}}
-UID = {"name": "uid", "in": "path", "required": True, "schema": {"type": "string"}}
-NODE = {"name": "node", "in": "path", "required": True, "schema": {"type": "string"}}
-
-SCHEMAS: dict[str, Any] = {
-    "Error": {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["status", "title", "message"],
-                "properties": {
-                    "status": {"type": "integer"},
-                    "title": {"type": "string"},
-                    "message": {"type": "string"},
-                    "field": {"type": "string"},
-                    "problems": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "properties": {
-                                "where": {"type": "string"},
-                                "field": {"type": ["string", "null"]},
-                                "message": {"type": "string"},
-                            },
-                        },
-                    },
-                },
-            }
-        },
-    },
-    "Health": {
-        "type": "object",
-        "required": ["status"],
-        "description": "Without the token: status only (and a challenge's answer). With it: identity too.",
-        "properties": {
-            "status": {"const": "ok"},
-            "role": {"enum": ["nm", "dim", "mm"]},
-            "name": {"type": "string"},
-            "version": {"type": "string"},
-            "url": {"type": "string"},
-            "proof": {"type": "string"},
-            "bus": {"type": ["string", "null"]},
-            "bus_key": {"type": ["string", "null"]},
-            "sessions": {"type": "integer"},
-            "nodes": {"type": "array", "items": {"type": "string"}},
-            "uptime_seconds": {"type": "number"},
-        },
-    },
-    "SessionState": {"enum": _STATES},
-    "SessionInfo": {
-        "type": "object",
-        "required": ["sessionId", "status"],
-        "properties": {
-            "sessionId": {"type": "string"},
-            "status": _ref("SessionState"),
-            "size": {"type": "integer"},
-            "settled": {"type": "integer"},
-            "node": {"type": "string"},
-            "nodes": {"type": "array", "items": {"type": "string"}},
-            "error": {"type": ["string", "null"]},
-            "created": {"type": ["number", "null"]},
-        },
-    },
-    "Status": {
-        "type": "object",
-        "required": ["sessionId", "status"],
-        "properties": {"sessionId": {"type": "string"}, "status": _ref("SessionState")},
-    },
-    "Summary": {
-        "type": "object",
-        "required": ["sessionId", "status", "drops", "by_state", "failures"],
-        "properties": {
-            "sessionId": {"type": "string"},
-            "status": _ref("SessionState"),
-            "drops": {"type": "integer"},
-            "by_state": {"type": "object", "additionalProperties": {"type": "integer"}},
-            "failures": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["uid", "message"],
-                    "properties": {
-                        "uid": {"type": "string"},
-                        "kind": {"type": "string"},
-                        "message": {"type": "string"},
-                        "node": {"type": "string"},
-                    },
-                },
-            },
-            "deploy_seconds": {"type": ["number", "null"]},
-            "run_seconds": {"type": ["number", "null"]},
-            "error": {"type": ["string", "null"]},
-        },
-    },
-    "GraphStatus": {
-        "type": "object",
-        "additionalProperties": {
-            "type": "object",
-            "required": ["status"],
-            "properties": {"status": {"type": "string"}, "execStatus": {"type": "string"}},
-        },
-    },
-    "DropLog": {
-        "type": "object",
-        "required": ["uid", "status", "events"],
-        "properties": {
-            "uid": {"type": "string"},
-            "status": {"type": "string"},
-            "error": {"type": ["string", "null"]},
-            "node": {"type": "string"},
-            "events": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "time": {"type": "number"},
-                        "from": {"type": "string"},
-                        "to": {"type": "string"},
-                        "cause": {"type": "string"},
-                    },
-                },
-            },
-        },
-    },
-    "Wait": {
-        "type": "object",
-        "required": ["sessionId", "status", "ended"],
-        "properties": {
-            "sessionId": {"type": "string"},
-            "status": _ref("SessionState"),
-            "ended": {"type": "boolean"},
-            "summary": {"oneOf": [_ref("Summary"), {"type": "null"}]},
-        },
-    },
-    "Node": {
-        "type": "object",
-        "required": ["name", "reachable"],
-        "properties": {"name": {"type": "string"}, "reachable": {"type": "boolean"}},
-    },
+_ERRORS = {
+    400: "Bad request or bad graph",
+    401: "Missing or wrong token",
+    404: "No such session, drop or member",
+    408: "The body stopped arriving",
+    409: "Conflict: duplicate session, or a session in the wrong state",
+    413: "Body too large",
+    502: "A node or island failed to do its part",
 }
-
-SCHEMAS["Heartbeat"] = {
-    "type": "object",
-    "required": ["from"],
-    "properties": {
-        "from": {"type": "string", "description": "the sender's name"},
-        "renew": {
-            "type": "array",
-            "items": {"type": "string"},
-            "description": "sessions whose lease to renew",
-        },
-        "cancel": {"type": "array", "items": {"type": "string"}, "description": "sessions to cancel"},
-        "lease": {"type": "number", "minimum": 0.1, "maximum": 3600, "description": "seconds a lease lasts"},
-    },
-}
-SCHEMAS["HeartbeatAnswer"] = {
-    "type": "object",
-    "required": ["name", "sessions"],
-    "properties": {
-        "name": {"type": "string"},
-        "sessions": {
-            "type": "object",
-            "description": "the state of each session named (null: unknown here)",
-            "additionalProperties": {"type": ["string", "null"]},
-        },
-    },
-}
-
 GRAPH_BODY = {
-    "required": True,
+    "type": ["object", "array"],
     "description": "A native physical graph (docs/physical-graph.md) or a DALiuGE physical graph (a list). "
-    "Content-Encoding: gzip is accepted.",
-    "content": {"application/json": {"schema": {"type": ["object", "array"]}}},
+    "The body may be sent chunked; Content-Encoding gzip (or zlib labelled gzip, as DALiuGE's client "
+    "sends it) is accepted.",
 }
+COMPLETED = Param(
+    "completed",
+    {"type": "string"},
+    "DALiuGE's roots to trigger (uid,uid,...): checked to be every root, which dropflow triggers",
+)
+ISLANDS = ("dim", "mm")
+_S, _G, _N = "/sessions/{sid}", "/sessions/{sid}/graph", "/node/{node}"
+
+OPERATIONS: tuple[Op, ...] = (
+    # -- the same under both prefixes ---------------------------------------------------------------------
+    Op(
+        "/health",
+        "get",
+        "Liveness (no token needed); identity and bus only with the token",
+        wire.Health,
+        query=(
+            Param(
+                "challenge",
+                {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+                "32 hex digits: the answer carries the manager's name, URL and proof "
+                "HMAC-SHA256(token, 'dropflow-proof-v1\\n' challenge '\\n' name '\\n' url)",
+            ),
+        ),
+        errors=(400,),
+        where="both",
+    ),
+    Op("/openapi.json", "get", "This document", dict[str, Any], where="both"),
+    Op(
+        "/heartbeat",
+        "post",
+        "Heartbeat from an island (or master): renew session leases, order cancels",
+        wire.HeartbeatAnswer,
+        body=wire.Heartbeat,
+        errors=(400, 401, 413),
+        where="both",
+    ),
+    Op(
+        f"{_S}/start",
+        "post",
+        "Start a session deployed with start=false",
+        wire.SessionInfo,
+        errors=(401, 404, 409),
+        where="both",
+    ),
+    Op(f"{_G}/size", "get", "Number of drops", int, errors=(401, 404), where="both"),
+    Op(
+        f"{_S}/summary",
+        "get",
+        "Drops by state, failures with causes, timings",
+        wire.Summary,
+        errors=(401, 404),
+        where="both",
+    ),
+    Op(
+        f"{_S}/wait",
+        "get",
+        "Long poll: answers when the session ends or the timeout passes",
+        wire.Wait,
+        query=(Param("timeout", {"type": "number", "minimum": 0, "maximum": 60}),),
+        errors=(400, 401, 404),
+        where="both",
+    ),
+    Op(
+        f"{_S}/logs/{{uid}}",
+        "get",
+        "What happened to a drop: its events and error",
+        wire.DropLog,
+        errors=(401, 404, 502),
+        where="both",
+    ),
+    Op(
+        f"{_S}/events",
+        "get",
+        "Every logged state change of the session, oldest first",
+        list[wire.Event],
+        errors=(401, 404),
+        where="both",
+    ),
+    Op(
+        f"{_S}/peers",
+        "post",
+        "Bus addresses and keys of the nodes holding other parts of a distributed session",
+        wire.PeersAnswer,
+        body=dict[str, wire.Peer],
+        errors=(400, 401, 404, 409, 413),
+        where="both",
+    ),
+    Op(
+        results.PATH.removeprefix("/api"),
+        "get",
+        "A finished drop's data (base64, at most max_bytes) or, for files, also its path",
+        wire.DropData,
+        query=(
+            Param("max_bytes", {"type": "integer", "minimum": 0, "maximum": results.MAX_LIMIT}),
+            Param("content", {"type": "boolean"}),
+        ),
+        errors=(400, 401, 404, 409, 413, 502),
+        where="both",
+    ),
+    # -- dropflow's representation ------------------------------------------------------------------------
+    Op("/sessions", "get", "List sessions", list[wire.SessionInfo]),
+    Op(
+        "/sessions",
+        "post",
+        "Create an empty session",
+        wire.SessionInfo,
+        201,
+        body=wire.CreateSession,
+        errors=(400, 401, 409, 413),
+    ),
+    Op(_S, "get", "A session", wire.SessionInfo, errors=(401, 404)),
+    Op(_S, "delete", "Cancel if running, then forget a session", None, 204, errors=(401, 404, 502)),
+    Op(f"{_S}/status", "get", "State of a session", wire.Status, errors=(401, 404)),
+    Op(
+        f"{_G}/append",
+        "post",
+        "Append drops to a session that is not deployed",
+        wire.Appended,
+        body_schema=GRAPH_BODY,
+        errors=(400, 401, 404, 409, 413),
+    ),
+    Op(
+        f"{_S}/deploy",
+        "post",
+        "Check, build and (unless start=false) start the graph",
+        wire.SessionInfo,
+        query=(Param("start", {"type": "boolean"}, "start at once (default) or wait for /start"), COMPLETED),
+        errors=(400, 401, 404, 409, 502),
+    ),
+    Op(
+        f"{_S}/cancel",
+        "post",
+        "Cancel a session: running apps are stopped, everything is cleaned",
+        wire.Status,
+        errors=(401, 404, 502),
+    ),
+    Op(_G, "get", "The session's drops as a native physical graph", dict[str, Any], errors=(401, 404)),
+    Op(
+        f"{_G}/status",
+        "get",
+        "State of every drop",
+        dict[str, wire.DropStatus],
+        query=(Param("state", {"type": "string"}, "only drops in these states (comma-separated)"),),
+        errors=(401, 404, 502),
+    ),
+    Op(f"{_S}/dir", "get", "Where each node keeps the session's files", wire.SessionDirs, errors=(401, 404)),
+    Op("/nodes", "get", "Every member, reachable or not", list[wire.Node], roles=ISLANDS),
+    Op(
+        _N,
+        "post",
+        "Add a member by URL (it must prove it holds the token)",
+        wire.Node,
+        201,
+        body=wire.AddNode,
+        errors=(400, 401, 409, 413, 502),
+        roles=ISLANDS,
+    ),
+    Op(_N, "delete", "Forget a member", None, 204, errors=(401, 404), roles=ISLANDS),
+    # -- DALiuGE's representation -------------------------------------------------------------------------
+    Op(
+        "",
+        "get",
+        "The manager: a node's sessions; an island's (master's) members and session ids",
+        wire.DlgManagerInfo,
+        where="dlg",
+    ),
+    Op("/submission_method", "get", "How graphs may reach this manager", wire.DlgMethods, where="dlg"),
+    Op("/past_sessions", "get", "Sessions that have ended", list[wire.DlgPastSession], where="dlg"),
+    Op("/sessions", "get", "List sessions (states as integers)", list[wire.DlgSessionItem], where="dlg"),
+    Op(
+        "/sessions",
+        "post",
+        "Create an empty session",
+        wire.DlgCreated,
+        body=wire.CreateSession,
+        errors=(400, 401, 409, 413),
+        where="dlg",
+    ),
+    Op(
+        _S,
+        "get",
+        "A session: its state, drops and directory",
+        wire.DlgSession,
+        errors=(401, 404, 502),
+        where="dlg",
+    ),
+    Op(
+        _S,
+        "delete",
+        "Cancel if running, then forget a session",
+        wire.DlgSuccess,
+        errors=(401, 404, 502),
+        where="dlg",
+    ),
+    Op(
+        f"{_S}/status",
+        "get",
+        "State of a session: an integer (node), {node: int} (island), {island: {node: int}} (master)",
+        wire.DlgStatus,
+        errors=(401, 404, 502),
+        where="dlg",
+    ),
+    Op(
+        f"{_G}/append",
+        "post",
+        "Append drops to a session that is not deployed",
+        wire.DlgSuccess,
+        body_schema=GRAPH_BODY,
+        errors=(400, 401, 404, 409, 413),
+        where="dlg",
+    ),
+    Op(
+        f"{_S}/deploy",
+        "post",
+        "Check, build and start the graph",
+        wire.DlgSuccess,
+        body_schema={"type": "object", "properties": {"completed": {"type": "string"}}},
+        body_media="application/x-www-form-urlencoded",
+        body_required=False,
+        query=(COMPLETED,),
+        errors=(400, 401, 404, 409, 413, 502),
+        where="dlg",
+    ),
+    Op(f"{_S}/cancel", "post", "Cancel a session", wire.DlgSuccess, errors=(401, 404, 502), where="dlg"),
+    Op(
+        _G,
+        "get",
+        "The session's drops by oid, with their links",
+        dict[str, dict[str, Any]],
+        errors=(401, 404, 502),
+        where="dlg",
+    ),
+    Op(
+        f"{_G}/status",
+        "get",
+        "State of every drop as integers",
+        dict[str, wire.DlgDropStatus],
+        errors=(401, 404, 502),
+        where="dlg",
+    ),
+    Op(
+        f"{_S}/logs",
+        "get",
+        "The session's log: one line per state change",
+        str,
+        media="text/plain",
+        errors=(401, 404),
+        where="dlg",
+    ),
+    Op(f"{_S}/dir", "get", "Where the session keeps its files", wire.DlgDir, errors=(401, 404), where="dlg"),
+    Op(
+        f"{_G}/drop/{{uid}}",
+        "get",
+        "A drop's log records",
+        wire.DlgDropLogs,
+        errors=(401, 404, 502),
+        where="dlg",
+    ),
+    Op(
+        f"{_G}/drop/data/{{uid}}",
+        "get",
+        "A drop's file path (empty if it has none)",
+        wire.DlgDropData,
+        errors=(401, 404, 502),
+        where="dlg",
+    ),
+    Op("/nodes", "get", "Every member as host:port", list[str], where="dlg", roles=("dim",)),
+    Op(
+        "/nodes", "get", "Every node of every island, as host:port", wire.DlgNodes, where="dlg", roles=("mm",)
+    ),
+    Op("/islands", "get", "Every island as host:port", wire.DlgIslands, where="dlg", roles=("mm",)),
+    Op(
+        _N,
+        "post",
+        "Adopt the manager at host[:port] (it must prove it holds the token); no body",
+        wire.DlgSuccess,
+        body_schema={},
+        body_required=False,
+        errors=(400, 401, 409, 413),
+        where="dlg",
+        roles=ISLANDS,
+    ),
+    Op(
+        _N,
+        "delete",
+        "Forget the member at host[:port] (or of that name)",
+        wire.DlgSuccess,
+        errors=(401, 404),
+        where="dlg",
+        roles=ISLANDS,
+    ),
+    Op(
+        f"{_N}/sessions",
+        "get",
+        "A member's sessions",
+        list[wire.DlgSessionItem],
+        errors=(401, 404, 502),
+        where="dlg",
+        roles=ISLANDS,
+    ),
+    Op(
+        f"{_N}{_S}",
+        "get",
+        "A member's part of a session",
+        wire.DlgSession,
+        errors=(401, 404, 502),
+        where="dlg",
+        roles=ISLANDS,
+    ),
+    Op(
+        f"{_N}{_S}/status",
+        "get",
+        "A member's state of a session",
+        wire.DlgStatus,
+        errors=(401, 404, 502),
+        where="dlg",
+        roles=ISLANDS,
+    ),
+    Op(
+        f"{_N}{_G}",
+        "get",
+        "A member's drops of a session",
+        dict[str, dict[str, Any]],
+        errors=(401, 404, 502),
+        where="dlg",
+        roles=ISLANDS,
+    ),
+    Op(
+        f"{_N}{_G}/status",
+        "get",
+        "State of a member's drops",
+        dict[str, wire.DlgDropStatus],
+        errors=(401, 404, 502),
+        where="dlg",
+        roles=ISLANDS,
+    ),
+)
 
 
-def _session_paths() -> dict[str, Any]:
-    e404 = _errors(401, 404)
-    return {
-        "/api/sessions": {
-            "get": {
-                "summary": "List sessions",
-                "responses": {**_ok({"type": "array", "items": _ref("SessionInfo")}), **_errors(401)},
-            },
-            "post": {
-                "summary": "Create an empty session",
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["sessionId"],
-                                "properties": {"sessionId": {"type": "string", "pattern": SESSION_ID}},
-                            }
-                        }
-                    },
-                },
-                "responses": {**_ok(_ref("SessionInfo"), "Created", "201"), **_errors(400, 401, 409, 413)},
-            },
-        },
-        "/api/sessions/{sid}": {
-            "parameters": [SID],
-            "get": {"summary": "A session", "responses": {**_ok(_ref("SessionInfo")), **e404}},
-            "delete": {
-                "summary": "Cancel if running, then forget a session",
-                "responses": {"204": {"description": "Deleted"}, **_errors(401, 404, 502)},
-            },
-        },
-        "/api/sessions/{sid}/status": {
-            "parameters": [SID],
-            "get": {"summary": "State of a session", "responses": {**_ok(_ref("Status")), **e404}},
-        },
-        "/api/sessions/{sid}/graph/append": {
-            "parameters": [SID],
-            "post": {
-                "summary": "Append drops to a session that is not deployed",
-                "requestBody": GRAPH_BODY,
-                "responses": {
-                    **_ok(
-                        {
-                            "type": "object",
-                            "properties": {"sessionId": {"type": "string"}, "appended": {"type": "integer"}},
-                        }
-                    ),
-                    **_errors(400, 401, 404, 409, 413),
-                },
-            },
-        },
-        "/api/sessions/{sid}/deploy": {
-            "parameters": [
-                SID,
-                {
-                    "name": "start",
-                    "in": "query",
-                    "schema": {"type": "boolean"},
-                    "description": "start at once (default) or wait for /start",
-                },
-                {
-                    "name": "completed",
-                    "in": "query",
-                    "schema": {"type": "string"},
-                    "description": "DALiuGE's root list; dropflow triggers every root",
-                },
-            ],
-            "post": {
-                "summary": "Check, build and (unless start=false) start the graph",
-                "responses": {**_ok(_ref("SessionInfo")), **_errors(400, 401, 404, 409, 502)},
-            },
-        },
-        "/api/sessions/{sid}/start": {
-            "parameters": [SID],
-            "post": {
-                "summary": "Start a session deployed with start=false",
-                "responses": {**_ok(_ref("SessionInfo")), **_errors(401, 404, 409)},
-            },
-        },
-        "/api/sessions/{sid}/cancel": {
-            "parameters": [SID],
-            "post": {
-                "summary": "Cancel a session: running apps are stopped, everything is cleaned",
-                "responses": {**_ok(_ref("Status")), **_errors(401, 404, 502)},
-            },
-        },
-        "/api/sessions/{sid}/graph": {
-            "parameters": [SID],
-            "get": {
-                "summary": "The session's drops as a native physical graph",
-                "responses": {**_ok({"type": "object"}), **e404},
-            },
-        },
-        "/api/sessions/{sid}/graph/size": {
-            "parameters": [SID],
-            "get": {"summary": "Number of drops", "responses": {**_ok({"type": "integer"}), **e404}},
-        },
-        "/api/sessions/{sid}/graph/status": {
-            "parameters": [
-                SID,
-                {
-                    "name": "state",
-                    "in": "query",
-                    "schema": {"type": "string"},
-                    "description": "only drops in these states (comma-separated)",
-                },
-            ],
-            "get": {
-                "summary": "State of every drop",
-                "responses": {**_ok(_ref("GraphStatus")), **_errors(401, 404, 502)},
-            },
-        },
-        "/api/sessions/{sid}/summary": {
-            "parameters": [SID],
-            "get": {
-                "summary": "Drops by state, failures with causes, timings",
-                "responses": {**_ok(_ref("Summary")), **e404},
-            },
-        },
-        "/api/sessions/{sid}/wait": {
-            "parameters": [
-                SID,
-                {"name": "timeout", "in": "query", "schema": {"type": "number", "minimum": 0, "maximum": 60}},
-            ],
-            "get": {
-                "summary": "Long poll: answers when the session ends or the timeout passes",
-                "responses": {**_ok(_ref("Wait")), **_errors(400, 401, 404)},
-            },
-        },
-        "/api/sessions/{sid}/logs/{uid}": {
-            "parameters": [SID, UID],
-            "get": {
-                "summary": "What happened to a drop: its events and error",
-                "responses": {**_ok(_ref("DropLog")), **_errors(401, 404, 502)},
-            },
-        },
-    }
+def _prefixes(op: Op) -> tuple[str, ...]:
+    return {"v1": (V1,), "dlg": ("/api",), "both": (V1, "/api")}[op.where]
+
+
+def _types(ops: list[Op]) -> list[Any]:
+    kinds: list[Any] = [wire.Error]
+    for op in ops:
+        for kind in (op.answer, op.body):
+            if kind is not None and kind is not str and kind not in kinds:
+                kinds.append(kind)
+    return kinds
+
+
+def _path_params(path: str) -> list[dict[str, Any]]:
+    names = [part[1:-1] for part in path.split("/") if part.startswith("{")]
+    return [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names]
+
+
+def _operation(op: Op, schemas: dict[Any, dict[str, Any]], error: dict[str, Any]) -> dict[str, Any]:
+    answer: dict[str, Any] = {"description": op.summary}
+    if op.answer is str:
+        answer["content"] = {op.media: {"schema": {"type": "string"}}}
+    elif op.answer is not None:
+        answer["content"] = {op.media: {"schema": schemas[op.answer]}}
+    responses = {str(op.status): answer}
+    for code in op.errors:
+        responses[str(code)] = {
+            "description": _ERRORS[code],
+            "content": {"application/json": {"schema": error}},
+        }
+    out: dict[str, Any] = {"summary": op.summary, "responses": responses}
+    body = schemas[op.body] if op.body is not None else op.body_schema
+    if body is not None:
+        out["requestBody"] = {"required": op.body_required, "content": {op.body_media: {"schema": body}}}
+    if op.query:
+        out["parameters"] = [
+            {"name": p.name, "in": "query", "required": False, "schema": p.schema}
+            | ({"description": p.description} if p.description else {})
+            for p in op.query
+        ]
+    if op.path == "/health":
+        out["security"] = [{}]
+    return out
 
 
 def openapi(role: str) -> dict[str, Any]:
-    paths: dict[str, Any] = {
-        "/api/health": {
-            "get": {
-                "summary": "Liveness (no token needed); identity and bus only with the token",
-                "parameters": [
-                    {
-                        "name": "challenge",
-                        "in": "query",
-                        "required": False,
-                        "description": "32 hex digits: the answer carries the manager's name, URL and proof "
-                        "HMAC-SHA256(token, 'dropflow-proof-v1\\n' challenge '\\n' name '\\n' url)",
-                        "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
-                    }
-                ],
-                "responses": {**_ok(_ref("Health")), **_errors(400)},
-            }
-        },
-        "/api/openapi.json": {
-            "get": {"summary": "This document", "responses": {**_ok({"type": "object"}), **_errors(401)}}
-        },
-        **_session_paths(),
-        **results.openapi_paths(_errors, _ok, SID, UID),
-    }
-    paths["/api/heartbeat"] = {
-        "post": {
-            "summary": "Heartbeat from an island (or master): renew session leases, order cancels",
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": _ref("Heartbeat")}},
-            },
-            "responses": {**_ok(_ref("HeartbeatAnswer")), **_errors(400, 401, 413)},
-        }
-    }
-    paths["/api/sessions/{sid}/peers"] = {
-        "parameters": [SID],
-        "post": {
-            "summary": "Bus addresses and keys of the nodes holding other parts of a distributed session",
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "additionalProperties": {
-                                "type": "object",
-                                "required": ["bus", "key"],
-                                "properties": {
-                                    "bus": {"type": "string", "pattern": "^tcp://"},
-                                    "key": {"type": "string", "description": "CURVE public key (Z85)"},
-                                },
-                            },
-                        }
-                    }
-                },
-            },
-            "responses": {**_ok({"type": "object"}), **_errors(400, 401, 404, 409, 413)},
-        },
-    }
-    if role != "nm":
-        member = "node manager" if role == "dim" else "island manager"
-        paths["/api/nodes"] = {
-            "get": {
-                "summary": f"Every {member}, reachable or not",
-                "responses": {**_ok({"type": "array", "items": _ref("Node")}), **_errors(401)},
-            }
-        }
-        paths["/api/node/{node}"] = {
-            "parameters": [NODE],
-            "post": {
-                "summary": f"Add a {member} by URL",
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["url"],
-                                "properties": {"url": {"type": "string", "pattern": "^https?://"}},
-                            }
-                        }
-                    },
-                },
-                "responses": {**_ok({"type": "object"}, "Added", "201"), **_errors(400, 401, 409, 413, 502)},
-            },
-            "delete": {
-                "summary": f"Forget a {member}",
-                "responses": {"204": {"description": "Removed"}, **_errors(401, 404)},
-            },
-        }
-    from .web import openapi_paths  # the web monitor's endpoints and /metrics
-
-    paths.update(openapi_paths(role))
+    """The document of a manager of ``role``."""
+    ops = [op for op in OPERATIONS if role in op.roles]
+    kinds = _types(ops)
+    found, components = msgspec.json.schema_components(kinds, ref_template="#/components/schemas/{name}")
+    schemas = dict(zip(kinds, found, strict=True))
+    paths: dict[str, Any] = {}
+    for op in ops:
+        for prefix in _prefixes(op):
+            path = prefix + op.path
+            entry = paths.setdefault(path, {})
+            if "parameters" not in entry and "{" in path:
+                entry["parameters"] = _path_params(path)
+            entry[op.method] = _operation(op, schemas, schemas[wire.Error])
+    paths.update(web.openapi_paths(role))  # the monitor's JSON (its own module keeps its document)
     return {
         "openapi": "3.1.0",
         "info": {
             "title": f"dropflow {role} API",
             "version": __version__,
-            "description": "DALiuGE-shaped session API of a dropflow manager.",
+            "description": "The session API of a dropflow manager: dropflow's representation under /api/v1, "
+            "DALiuGE's under /api (docs/managers.md, docs/daliuge.md).",
         },
-        "paths": paths,
+        "paths": dict(sorted(paths.items())),
         "components": {
-            "schemas": SCHEMAS,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": components,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "basic": {"type": "http", "scheme": "basic"},
+            },
         },
-        "security": [{"bearer": []}, {}],
+        "security": [{"bearer": []}, {"basic": []}, {}],
     }

@@ -174,8 +174,10 @@ class ManagerApplication(BaseApplication):  # type: ignore[misc]
         keyfile: str | None = None,
         max_body: int = MAX_BODY,
         log_format: str = "text",
+        trust_local_user: bool = False,
     ) -> None:
         self.factory = factory
+        self.trust_local_user = trust_local_user
         self.token = token
         self.threads = threads
         self.max_body = max_body
@@ -218,6 +220,7 @@ class ManagerApplication(BaseApplication):  # type: ignore[misc]
             url=self.started.url,
             max_body=self.max_body,
             threads=self.threads,
+            trust_local_user=self.trust_local_user,
         )
         return self.app
 

@@ -293,7 +293,7 @@ class _Routes:
             _graph(resp, place(pgt.specs, self.s.nodes_of(url), 0), pgt.name)
             return
         session = self.s.deploy(pgt, url)
-        raise falcon.HTTPSeeOther(f"{url}/api/sessions/{urllib.parse.quote(session)}")
+        raise falcon.HTTPSeeOther(f"{url}/api/v1/sessions/{urllib.parse.quote(session)}")
 
     def on_post_gen_pg_spec(self, req: falcon.Request, resp: falcon.Response) -> None:
         try:

@@ -53,13 +53,14 @@ def graph(node: str | None = None) -> list:
 def run_on(api, session: str, drops: list, end: str = "FINISHED") -> None:
     from dropflow.drops import encode_physical
 
-    assert api.simulate_post("/api/sessions", json={"sessionId": session}).status_code == 201
+    assert api.simulate_post("/api/v1/sessions", json={"sessionId": session}).status_code == 201
     assert (
-        api.simulate_post(f"/api/sessions/{session}/graph/append", body=encode_physical(drops)).status_code
+        api.simulate_post(f"/api/v1/sessions/{session}/graph/append", body=encode_physical(drops)).status_code
         == 200
     )
-    assert api.simulate_post(f"/api/sessions/{session}/deploy").status_code == 200
-    assert api.simulate_get(f"/api/sessions/{session}/wait", params={"timeout": "30"}).json["status"] == end
+    assert api.simulate_post(f"/api/v1/sessions/{session}/deploy").status_code == 200
+    waited = api.simulate_get(f"/api/v1/sessions/{session}/wait", params={"timeout": "30"})
+    assert waited.json["status"] == end
 
 
 _apps: list = []
@@ -81,7 +82,7 @@ def close_apps():
 
 def data(api, session: str, uid: str, **params):
     return api.simulate_get(
-        f"/api/sessions/{session}/graph/drop/{uid.replace('#', '%23')}/data", params=params
+        f"/api/v1/sessions/{session}/graph/drop/{uid.replace('#', '%23')}/data", params=params
     )
 
 

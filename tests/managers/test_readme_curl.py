@@ -35,12 +35,12 @@ def test_readme_curl_walkthrough(tmp_path):
     env = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
     assert all('-H "$AUTH"' in line for line in lines)
     assert [line.split("$URL")[1].split()[0].strip('"') for line in lines] == [
-        "/api/sessions",
-        "/api/sessions/hello/graph/append",
-        "/api/sessions/hello/deploy",
-        "/api/sessions/hello/status",
-        "/api/sessions/hello/wait?timeout=30",
-        "/api/sessions/hello/graph/status",
+        "/api/v1/sessions",
+        "/api/v1/sessions/hello/graph/append",
+        "/api/v1/sessions/hello/deploy",
+        "/api/v1/sessions/hello/status",
+        "/api/v1/sessions/hello/wait?timeout=30",
+        "/api/v1/sessions/hello/graph/status",
     ]
     nm = start("nm", "--workspace", str(tmp_path / "ws"), logdir=str(tmp_path), name="readme", env=env)
     try:

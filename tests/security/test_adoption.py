@@ -110,19 +110,19 @@ def test_post_node_adopts_only_a_node_that_proves_it_holds_the_token(tmp_path, r
         api = httpx.Client(base_url=dim.url, headers=auth(), timeout=60)
 
         # The impostor: refused, and it saw one challenge and nothing else.
-        r = api.post("/api/node/evil", json={"url": fake_url})
+        r = api.post("/api/v1/node/evil", json={"url": fake_url})
         assert r.status_code == 400 and "did not prove" in r.json()["error"]["message"]
         assert [(s["method"], s["path"].split("?")[0], s["auth"]) for s in seen] == [
             ("GET", "/api/health", None)
         ]
         # A real node under the name of a member: a member is never replaced.
-        r = api.post("/api/node/real", json={"url": other.url})
+        r = api.post("/api/v1/node/real", json={"url": other.url})
         assert r.status_code == 409
         # A real node under another name than its own: refused.
-        r = api.post("/api/node/someone", json={"url": other.url})
+        r = api.post("/api/v1/node/someone", json={"url": other.url})
         assert r.status_code == 400 and "named 'other'" in r.json()["error"]["message"]
         # A real node: adopted, with a client that carries the token -- a session runs on both nodes.
-        assert api.post("/api/node/other", json={"url": other.url}).status_code == 201
+        assert api.post("/api/v1/node/other", json={"url": other.url}).status_code == 201
         graph = [
             MemorySpec(id="x", data=1, codec="json", node="real"),
             NoopSpec(id="n", inputs={"i": "x"}, outputs={"o": "y"}, node="other"),

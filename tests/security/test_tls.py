@@ -87,7 +87,7 @@ def test_a_cluster_over_tls(tmp_path, cert):
         assert result.returncode == 0, result.stdout + result.stderr
         outcome = json.loads(report.read_text())
         assert outcome["state"] == "FINISHED" and outcome["placement"] == {"n0": 3, "n1": 2}
-        nodes_seen = httpx.get(dim.url + "/api/nodes", headers=auth(), verify=crt_context(crt), timeout=30)
+        nodes_seen = httpx.get(dim.url + "/api/v1/nodes", headers=auth(), verify=crt_context(crt), timeout=30)
         assert {n["name"]: n["reachable"] for n in nodes_seen.json()} == {"n0": True, "n1": True}
     finally:
         for d in reversed(daemons):
