@@ -702,7 +702,6 @@ def test_numbers_out_of_range(tmp_path, capsys, drop, field, message):
 @pytest.mark.parametrize(
     "category,fields,field,message",
     [
-        ("PythonApp", [("dropclass", "dlg.apps.simple.SleepApp"), ("sleep_time", "-5")], "seconds", ">= 0.0"),
         ("PythonApp", [("dropclass", "dlg.apps.simple.RandomArrayApp"), ("size", -10)], "size", ">= 0"),
         (
             "PythonApp",
@@ -717,6 +716,19 @@ def test_numbers_out_of_range(tmp_path, capsys, drop, field, message):
 def test_eagle_numbers_out_of_range(tmp_path, capsys, category, fields, field, message):
     doc = eagle([eagle_comp("x", category, "Application", [eagle_field(k, v) for k, v in fields])])
     rejects(tmp_path, capsys, doc, "node 'x'", f"field '{field}'", message)
+
+
+@pytest.mark.parametrize("cls,kind", [("SleepApp", "noop"), ("SleepAndCopyApp", "sleep_copy")])
+def test_eagle_negative_sleep_is_no_sleep_as_in_daliuge(tmp_path, capsys, cls, kind):
+    """DALiuGE's SleepApp catches the error of a negative sleep_time and sleeps 0 s: the graph is valid there,
+    so it is here, and no negative number reaches a spec. (A native sleep of -5 s is refused: above.)"""
+    from dropflow.translator import load_logical
+
+    fields = [eagle_field("dropclass", f"dlg.apps.simple.{cls}"), eagle_field("sleep_time", "-5")]
+    doc = eagle([eagle_comp("x", "PythonApp", "Application", fields)])
+    assert validate(tmp_path, doc, capsys)[0] == 0
+    specs, _format = load_logical(json.dumps(doc).encode(), "g.graph", {})
+    assert [(s.kind, getattr(s, "seconds", 0.0)) for s in specs] == [(kind, 0.0)]
 
 
 @pytest.mark.parametrize(

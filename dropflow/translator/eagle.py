@@ -478,12 +478,13 @@ def _node(
         )
         mapped = dlgclasses.foreign(role, comp.category, dropclass, comp.where, problem)
         weight = 1.0
+    if mapped.invalid is not None:
+        # A value no run could use makes the graph invalid (in DALiuGE too): refused, not left to deploy.
+        raise mapped.invalid
     cls = spec_class(mapped.kind, role, comp.where, "category")
-    try:
-        check_fields(cls, mapped.fields, comp.where)
-    except GraphError as exc:  # a component whose parameters make no valid spec: incomplete, not fatal
-        mapped = dlgclasses.foreign(role, comp.category, dropclass, comp.where, exc)
-        cls = spec_class(mapped.kind, role, comp.where, "category")
+    # Fields outside the kind's bounds (a size below zero, ten million MPI ranks) are refused here too,
+    # as in the other formats; a component that is only incomplete has become a foreign drop above.
+    check_fields(cls, mapped.fields, comp.where)
     ports: dict[str, Direction] = {}
     rename = dict(mapped.rename)
     if role == "app":
