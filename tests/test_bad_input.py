@@ -711,11 +711,93 @@ def test_numbers_out_of_range(tmp_path, capsys, drop, field, message):
         ),
         ("Mpi", [("command", "true"), ("num_of_procs", 10**7)], "ranks", "<= 4194304"),
         ("Mpi", [("command", "true"), ("num_of_procs", 1e308)], "ranks", "<= 4194304"),
+        ("Mpi", [("command", "true"), ("num_of_procs", "many")], "num_of_procs", "is not a number"),
+        ("Mpi", [("command", "true"), ("num_of_procs", 0)], "num_of_procs", "at least one rank"),
+        (
+            "PythonApp",
+            [("dropclass", "dlg.apps.simple.AverageArraysApp"), ("method", "max")],
+            "method",
+            "is not mean or median",
+        ),
     ],
 )
 def test_eagle_numbers_out_of_range(tmp_path, capsys, category, fields, field, message):
     doc = eagle([eagle_comp("x", category, "Application", [eagle_field(k, v) for k, v in fields])])
     rejects(tmp_path, capsys, doc, "node 'x'", f"field '{field}'", message)
+
+
+def test_eagle_incomplete_component_is_foreign_but_a_wrong_value_is_refused(tmp_path, capsys):
+    """A Docker component naming no image is incomplete: it translates (as DALiuGE translates it) and waits
+    for deploy. The same component with an MPI rank count that is not a number is wrong: refused at once."""
+    incomplete = eagle([eagle_comp("x", "Docker", "Application", [eagle_field("command", "true")])])
+    code, err = validate(tmp_path, incomplete, capsys)
+    assert code == 0, err
+    wrong = eagle(
+        [
+            eagle_comp(
+                "x", "Mpi", "Application", [eagle_field("command", "true"), eagle_field("maxprocs", "x")]
+            )
+        ]
+    )
+    rejects(tmp_path, capsys, wrong, "node 'x' (Mpi, id x), field 'maxprocs': 'x' is not a number")
+
+
+@pytest.mark.parametrize(
+    "drop,field,message",
+    [
+        ({"num_of_procs": "many"}, "num_of_procs", "is not a number"),
+        ({"num_of_procs": 0}, "num_of_procs", "at least one rank"),
+        ({"num_of_procs": 10**7}, "ranks", "<= 4194304"),
+    ],
+)
+def test_daliuge_physical_numbers_out_of_range(tmp_path, capsys, drop, field, message):
+    mpi = {"oid": "m", "categoryType": "Application", "category": "Mpi", "command": "true", **drop}
+    rejects(tmp_path, capsys, [mpi], "drop 'm' (Mpi)", f"field '{field}'", message)
+
+
+def loop_members(loop: str, ends: int, starts: int) -> list[dict]:
+    """``ends`` group_end data and ``starts`` group_start apps in ``loop``."""
+    return [
+        eagle_comp(f"{loop}-d{i}", "Memory", "Data", [eagle_field("group_end", 1)], loop) for i in range(ends)
+    ] + [
+        eagle_comp(
+            f"{loop}-a{i}",
+            "PythonApp",
+            "Application",
+            [eagle_field("dropclass", "dlg.apps.simple.NullBarrierApp"), eagle_field("group_start", 1)],
+            loop,
+        )
+        for i in range(starts)
+    ]
+
+
+def test_a_loop_closed_by_a_square_of_links_is_refused(tmp_path, capsys):
+    """DALiuGE closes a loop from each group_end to each group_start: 101 x 100 marked nodes would make
+    10,100 links from 201 nodes."""
+    loop = eagle_comp("L", "Loop", "Construct", [eagle_field("num_of_iter", 2)])
+    rejects(
+        tmp_path,
+        capsys,
+        eagle([loop, *loop_members("L", 101, 100)]),
+        "node 'L' (Loop, id L), field 'group_end'",
+        "101 group_end and 100 group_start nodes would close the loop with 10,100 links (at most 10,000)",
+    )
+    assert validate(tmp_path, eagle([loop, *loop_members("L", 100, 100)]), capsys)[0] == 0
+
+
+@pytest.mark.timeout(120)
+def test_many_loops_close_in_linear_time():
+    """12,000 loops of a group_start app and a group_end data each: reading them looked for every loop's
+    members among all components and every loop's drawn closing links among all links (minutes; seconds
+    now)."""
+    from dropflow.translator.eagle import parse_eagle
+
+    nodes: list[dict] = []
+    for i in range(12_000):
+        nodes += [eagle_comp(f"L{i}", "Loop", "Construct", [eagle_field("num_of_iter", 1)])]
+        nodes += loop_members(f"L{i}", 1, 1)
+    graph = parse_eagle(eagle(nodes), {})
+    assert len(graph.links) == 12_000 and all(link.carried for link in graph.links)
 
 
 @pytest.mark.parametrize("cls,kind", [("SleepApp", "noop"), ("SleepAndCopyApp", "sleep_copy")])
