@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from dropflow.drops import GraphError, decode_physical
+from dropflow.drops.graph import NESTED_TOO_DEEPLY
 
 PG = {"format": "dropflow/physical-graph", "version": 1}
 
@@ -482,6 +483,47 @@ def deep(depth: int) -> str:
 )
 def test_json_nested_20000_deep(tmp_path, capsys, template, message):
     rejects(tmp_path, capsys, (template % deep(20_000)).encode(), message)
+
+
+_DEEP_WITH_GARBAGE = """
+import contextlib, gc, io, sys
+from dropflow.cli import main
+
+class Finalized:  # cyclic garbage whose finalizer runs Python code, as many libraries' objects do
+    def __del__(self):
+        str([1])
+
+def garbage():
+    a, b = Finalized(), Finalized()
+    a.other, b.other = b, a
+
+for _ in range(20):
+    for _ in range(50):
+        garbage()
+    gc.set_threshold(1)  # a collection as often as they go
+    err = io.StringIO()  # as the fuzzer captures it (the hook itself fails then, writing into it)
+    with contextlib.redirect_stderr(err):
+        print(main(["validate", sys.argv[1]]))
+    print(err.getvalue(), end="")
+"""
+
+
+def test_json_nested_deep_with_garbage_about(tmp_path):
+    """The decoder recurses to the interpreter's limit; a garbage collection there ran finalizers with no
+    stack left, each printing "Exception ignored ... RecursionError" among the refusal's lines (the fuzzer
+    found it). In a child process: pytest catches such exceptions itself."""
+    path = tmp_path / "deep.json"
+    path.write_bytes(b"[" * 20_000 + b"{}" + b"]" * 20_000)
+    result = subprocess.run(
+        [sys.executable, "-c", _DEEP_WITH_GARBAGE, str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    refusal = [
+        "2",
+        "dropflow validate: invalid graph, nothing was run:",
+        f"{path}: graph: {NESTED_TOO_DEEPLY}",
+    ]
+    assert result.stdout.splitlines() == refusal * 20
 
 
 @pytest.mark.parametrize(
