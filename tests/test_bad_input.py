@@ -508,12 +508,21 @@ for _ in range(20):
 """
 
 
-def test_json_nested_deep_with_garbage_about(tmp_path):
+@pytest.mark.parametrize(
+    "doc",
+    [
+        b"[" * 20_000 + b"{}" + b"]" * 20_000,
+        b'{"format": "dropflow/physical-graph", "version": 1, "drops": [{"id": "a", "kind": "memory", '
+        b'"data": ' + deep(20_000).encode() + b"}]}",
+    ],
+    ids=["logical", "physical"],
+)
+def test_json_nested_deep_with_garbage_about(tmp_path, doc):
     """The decoder recurses to the interpreter's limit; a garbage collection there ran finalizers with no
     stack left, each printing "Exception ignored ... RecursionError" among the refusal's lines (the fuzzer
     found it). In a child process: pytest catches such exceptions itself."""
     path = tmp_path / "deep.json"
-    path.write_bytes(b"[" * 20_000 + b"{}" + b"]" * 20_000)
+    path.write_bytes(doc)
     result = subprocess.run(
         [sys.executable, "-c", _DEEP_WITH_GARBAGE, str(path)], capture_output=True, text=True, timeout=120
     )

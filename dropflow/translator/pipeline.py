@@ -12,7 +12,6 @@ recorded as DALiuGE does, ``node = "#<partition>"``, for a later :func:`place` (
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -21,7 +20,7 @@ import numpy as np
 
 from ..drops.errors import GraphError
 from ..drops.graph import FORMAT as PHYSICAL_FORMAT
-from ..drops.graph import NESTED_TOO_DEEPLY, decode_physical
+from ..drops.graph import NESTED_TOO_DEEPLY, collection_paused, decode_physical
 from ..drops.spec import AppSpec, DropSpec, port_drops
 from . import daliuge_pg, eagle, native
 from .mapping import map_partitions
@@ -54,27 +53,12 @@ class Translation:
     partitioning: Partitioning | None = None
 
 
-def _decode_json(data: bytes) -> object:
-    """The document decoded, without collecting garbage meanwhile.
-
-    JSON nested too deeply makes the decoder recurse to the interpreter's limit, where it stops with a
-    RecursionError (refused below). A garbage collection started at that depth would run objects' finalizers
-    with no room left, and each would print "Exception ignored ... RecursionError" to stderr.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return msgspec.json.decode(data)
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def read(data: bytes, params: Mapping[str, str] | None = None) -> Read:
     """Read any supported graph document; raise GraphError (never anything else) for bad input."""
     params = params or {}
     try:
-        doc = _decode_json(data)
+        with collection_paused():  # finalizers never run at the recursion limit of deep JSON
+            doc = msgspec.json.decode(data)
     except msgspec.DecodeError as exc:
         raise GraphError.one("graph", None, f"malformed JSON: {exc}") from None
     except RecursionError:
