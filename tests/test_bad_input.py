@@ -485,6 +485,14 @@ def test_json_nested_20000_deep(tmp_path, capsys, template, message):
     rejects(tmp_path, capsys, (template % deep(20_000)).encode(), message)
 
 
+@pytest.mark.parametrize("command", ["validate", "translate"])
+def test_a_value_too_deep_for_the_readers_walks(tmp_path, command):
+    """700 levels decode, but walking them (parameter substitution: two frames a level) passed Python's
+    recursion limit: a RecursionError traceback out of ``dropflow translate``."""
+    doc = json.dumps(logical([{"id": "a", "app": "noop", "kwargs": {"x": [[[]]]}}]))
+    refused(tmp_path, doc.replace("[[[]]]", deep(700)).encode(), "graph: nested too deeply", command=command)
+
+
 _DEEP_WITH_GARBAGE = """
 import contextlib, gc, io, sys
 from dropflow.cli import main
@@ -514,8 +522,11 @@ for _ in range(20):
         b"[" * 20_000 + b"{}" + b"]" * 20_000,
         b'{"format": "dropflow/physical-graph", "version": 1, "drops": [{"id": "a", "kind": "memory", '
         b'"data": ' + deep(20_000).encode() + b"}]}",
+        json.dumps(logical([{"id": "a", "app": "noop", "kwargs": {"x": [[[]]]}}]))
+        .replace("[[[]]]", deep(700))
+        .encode(),
     ],
-    ids=["logical", "physical"],
+    ids=["decode", "physical", "parse"],
 )
 def test_json_nested_deep_with_garbage_about(tmp_path, doc):
     """The decoder recurses to the interpreter's limit; a garbage collection there ran finalizers with no
