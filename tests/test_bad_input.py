@@ -516,34 +516,41 @@ for _ in range(20):
 """
 
 
+_DEEP_PG = b'{"format": "dropflow/physical-graph", "version": 1, "drops": [{"id": "a", "kind": '
+_NESTED = f"graph: {NESTED_TOO_DEEPLY}"
+
+
 @pytest.mark.parametrize(
-    "doc",
+    "doc,problem",
     [
-        b"[" * 20_000 + b"{}" + b"]" * 20_000,
-        b'{"format": "dropflow/physical-graph", "version": 1, "drops": [{"id": "a", "kind": "memory", '
-        b'"data": ' + deep(20_000).encode() + b"}]}",
-        json.dumps(logical([{"id": "a", "app": "noop", "kwargs": {"x": [[[]]]}}]))
-        .replace("[[[]]]", deep(700))
-        .encode(),
+        (b"[" * 20_000 + b"{}" + b"]" * 20_000, _NESTED),
+        (_DEEP_PG + b'"memory", "data": ' + deep(20_000).encode() + b"}]}", _NESTED),
+        # Refused at its first level (an object, not seconds), then re-read to name the drop: recursion.
+        (_DEEP_PG + b'"sleep", "seconds": ' + b'{"n":' * 990 + b"1" + b"}" * 990 + b"}]}", "drops[0], field"),
+        (
+            json.dumps(logical([{"id": "a", "app": "noop", "kwargs": {"x": [[[]]]}}]))
+            .replace("[[[]]]", deep(700))
+            .encode(),
+            _NESTED,
+        ),
     ],
-    ids=["decode", "physical", "parse"],
+    ids=["decode", "physical", "physical-explained", "parse"],
 )
-def test_json_nested_deep_with_garbage_about(tmp_path, doc):
-    """The decoder recurses to the interpreter's limit; a garbage collection there ran finalizers with no
-    stack left, each printing "Exception ignored ... RecursionError" among the refusal's lines (the fuzzer
-    found it). In a child process: pytest catches such exceptions itself."""
+def test_json_nested_deep_with_garbage_about(tmp_path, doc, problem):
+    """The decoder recurses to the interpreter's limit; a garbage collection there ran finalizers (and the
+    collector's callbacks) with no stack left, each printing "Exception ignored ... RecursionError" among
+    the refusal's lines (the fuzzer found it). In a child process: pytest catches such exceptions itself."""
     path = tmp_path / "deep.json"
     path.write_bytes(doc)
     result = subprocess.run(
         [sys.executable, "-c", _DEEP_WITH_GARBAGE, str(path)], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
-    refusal = [
-        "2",
-        "dropflow validate: invalid graph, nothing was run:",
-        f"{path}: graph: {NESTED_TOO_DEEPLY}",
-    ]
-    assert result.stdout.splitlines() == refusal * 20
+    lines = result.stdout.splitlines()
+    assert len(lines) == 60 and lines[:2] == ["2", "dropflow validate: invalid graph, nothing was run:"], (
+        lines
+    )
+    assert lines[2].startswith(f"{path}: {problem}") and lines == lines[:3] * 20, lines
 
 
 @pytest.mark.parametrize(

@@ -154,9 +154,13 @@ def _explain(data: bytes, exc: msgspec.ValidationError) -> Problem:
 
 def decode_physical(data: bytes, source: str | None = None) -> PhysicalGraph:
     """Decode a native physical graph, or raise :class:`GraphError` naming the drop and field."""
+    with collection_paused():  # decoding, and re-reading to explain a refusal, may recurse to the limit
+        return _decode_physical(data, source)
+
+
+def _decode_physical(data: bytes, source: str | None) -> PhysicalGraph:
     try:
-        with collection_paused():
-            doc = _decoder().decode(data)
+        doc = _decoder().decode(data)
     except RecursionError:
         raise GraphError.one("graph", None, NESTED_TOO_DEEPLY, source) from None
     except msgspec.DecodeError as exc:
