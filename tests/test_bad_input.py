@@ -567,6 +567,11 @@ def test_json_nested_deep_with_garbage_about(tmp_path, doc, problem):
             "field 'activeGraphConfigId'",
         ),
         (lambda d: d.update(activeGraphConfigId="x", graphConfigurations={"x": {"nodes": [1]}}), "valid"),
+        # A weight too large for a float (an OverflowError once): the default weight.
+        (
+            lambda d: d["nodeDataArray"][1]["fields"].append({"name": "execution_time", "value": 10**400}),
+            "valid",
+        ),
     ],
 )
 def test_eagle_values_of_the_wrong_type(tmp_path, capsys, mutate, expected):
