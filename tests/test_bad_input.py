@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from dropflow.drops import GraphError, decode_physical
+from dropflow.drops.graph import NESTED_TOO_DEEPLY
 
 PG = {"format": "dropflow/physical-graph", "version": 1}
 
@@ -484,6 +485,74 @@ def test_json_nested_20000_deep(tmp_path, capsys, template, message):
     rejects(tmp_path, capsys, (template % deep(20_000)).encode(), message)
 
 
+@pytest.mark.parametrize("command", ["validate", "translate"])
+def test_a_value_too_deep_for_the_readers_walks(tmp_path, command):
+    """700 levels decode, but walking them (parameter substitution: two frames a level) passed Python's
+    recursion limit: a RecursionError traceback out of ``dropflow translate``."""
+    doc = json.dumps(logical([{"id": "a", "app": "noop", "kwargs": {"x": [[[]]]}}]))
+    refused(tmp_path, doc.replace("[[[]]]", deep(700)).encode(), "graph: nested too deeply", command=command)
+
+
+_DEEP_WITH_GARBAGE = """
+import contextlib, gc, io, sys
+from dropflow.cli import main
+
+class Finalized:  # cyclic garbage whose finalizer runs Python code, as many libraries' objects do
+    def __del__(self):
+        str([1])
+
+def garbage():
+    a, b = Finalized(), Finalized()
+    a.other, b.other = b, a
+
+for _ in range(20):
+    for _ in range(50):
+        garbage()
+    gc.set_threshold(1)  # a collection as often as they go
+    err = io.StringIO()  # as the fuzzer captures it (the hook itself fails then, writing into it)
+    with contextlib.redirect_stderr(err):
+        print(main(["validate", sys.argv[1]]))
+    print(err.getvalue(), end="")
+"""
+
+
+_DEEP_PG = b'{"format": "dropflow/physical-graph", "version": 1, "drops": [{"id": "a", "kind": '
+_NESTED = f"graph: {NESTED_TOO_DEEPLY}"
+
+
+@pytest.mark.parametrize(
+    "doc,problem",
+    [
+        (b"[" * 20_000 + b"{}" + b"]" * 20_000, _NESTED),
+        (_DEEP_PG + b'"memory", "data": ' + deep(20_000).encode() + b"}]}", _NESTED),
+        # Refused at its first level (an object, not seconds), then re-read to name the drop: recursion.
+        (_DEEP_PG + b'"sleep", "seconds": ' + b'{"n":' * 990 + b"1" + b"}" * 990 + b"}]}", "drops[0], field"),
+        (
+            json.dumps(logical([{"id": "a", "app": "noop", "kwargs": {"x": [[[]]]}}]))
+            .replace("[[[]]]", deep(700))
+            .encode(),
+            _NESTED,
+        ),
+    ],
+    ids=["decode", "physical", "physical-explained", "parse"],
+)
+def test_json_nested_deep_with_garbage_about(tmp_path, doc, problem):
+    """The decoder recurses to the interpreter's limit; a garbage collection there ran finalizers (and the
+    collector's callbacks) with no stack left, each printing "Exception ignored ... RecursionError" among
+    the refusal's lines (the fuzzer found it). In a child process: pytest catches such exceptions itself."""
+    path = tmp_path / "deep.json"
+    path.write_bytes(doc)
+    result = subprocess.run(
+        [sys.executable, "-c", _DEEP_WITH_GARBAGE, str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 60 and lines[:2] == ["2", "dropflow validate: invalid graph, nothing was run:"], (
+        lines
+    )
+    assert lines[2].startswith(f"{path}: {problem}") and lines == lines[:3] * 20, lines
+
+
 @pytest.mark.parametrize(
     "mutate,expected",
     [
@@ -498,6 +567,11 @@ def test_json_nested_20000_deep(tmp_path, capsys, template, message):
             "field 'activeGraphConfigId'",
         ),
         (lambda d: d.update(activeGraphConfigId="x", graphConfigurations={"x": {"nodes": [1]}}), "valid"),
+        # A weight too large for a float (an OverflowError once): the default weight.
+        (
+            lambda d: d["nodeDataArray"][1]["fields"].append({"name": "execution_time", "value": 10**400}),
+            "valid",
+        ),
     ],
 )
 def test_eagle_values_of_the_wrong_type(tmp_path, capsys, mutate, expected):
@@ -702,7 +776,6 @@ def test_numbers_out_of_range(tmp_path, capsys, drop, field, message):
 @pytest.mark.parametrize(
     "category,fields,field,message",
     [
-        ("PythonApp", [("dropclass", "dlg.apps.simple.SleepApp"), ("sleep_time", "-5")], "seconds", ">= 0.0"),
         ("PythonApp", [("dropclass", "dlg.apps.simple.RandomArrayApp"), ("size", -10)], "size", ">= 0"),
         (
             "PythonApp",
@@ -712,11 +785,106 @@ def test_numbers_out_of_range(tmp_path, capsys, drop, field, message):
         ),
         ("Mpi", [("command", "true"), ("num_of_procs", 10**7)], "ranks", "<= 4194304"),
         ("Mpi", [("command", "true"), ("num_of_procs", 1e308)], "ranks", "<= 4194304"),
+        ("Mpi", [("command", "true"), ("num_of_procs", "many")], "num_of_procs", "is not a number"),
+        ("Mpi", [("command", "true"), ("num_of_procs", 0)], "num_of_procs", "at least one rank"),
+        (
+            "PythonApp",
+            [("dropclass", "dlg.apps.simple.AverageArraysApp"), ("method", "max")],
+            "method",
+            "is not mean or median",
+        ),
     ],
 )
 def test_eagle_numbers_out_of_range(tmp_path, capsys, category, fields, field, message):
     doc = eagle([eagle_comp("x", category, "Application", [eagle_field(k, v) for k, v in fields])])
     rejects(tmp_path, capsys, doc, "node 'x'", f"field '{field}'", message)
+
+
+def test_eagle_incomplete_component_is_foreign_but_a_wrong_value_is_refused(tmp_path, capsys):
+    """A Docker component naming no image is incomplete: it translates (as DALiuGE translates it) and waits
+    for deploy. The same component with an MPI rank count that is not a number is wrong: refused at once."""
+    incomplete = eagle([eagle_comp("x", "Docker", "Application", [eagle_field("command", "true")])])
+    code, err = validate(tmp_path, incomplete, capsys)
+    assert code == 0, err
+    wrong = eagle(
+        [
+            eagle_comp(
+                "x", "Mpi", "Application", [eagle_field("command", "true"), eagle_field("maxprocs", "x")]
+            )
+        ]
+    )
+    rejects(tmp_path, capsys, wrong, "node 'x' (Mpi, id x), field 'maxprocs': 'x' is not a number")
+
+
+@pytest.mark.parametrize(
+    "drop,field,message",
+    [
+        ({"num_of_procs": "many"}, "num_of_procs", "is not a number"),
+        ({"num_of_procs": 0}, "num_of_procs", "at least one rank"),
+        ({"num_of_procs": 10**7}, "ranks", "<= 4194304"),
+    ],
+)
+def test_daliuge_physical_numbers_out_of_range(tmp_path, capsys, drop, field, message):
+    mpi = {"oid": "m", "categoryType": "Application", "category": "Mpi", "command": "true", **drop}
+    rejects(tmp_path, capsys, [mpi], "drop 'm' (Mpi)", f"field '{field}'", message)
+
+
+def loop_members(loop: str, ends: int, starts: int) -> list[dict]:
+    """``ends`` group_end data and ``starts`` group_start apps in ``loop``."""
+    return [
+        eagle_comp(f"{loop}-d{i}", "Memory", "Data", [eagle_field("group_end", 1)], loop) for i in range(ends)
+    ] + [
+        eagle_comp(
+            f"{loop}-a{i}",
+            "PythonApp",
+            "Application",
+            [eagle_field("dropclass", "dlg.apps.simple.NullBarrierApp"), eagle_field("group_start", 1)],
+            loop,
+        )
+        for i in range(starts)
+    ]
+
+
+def test_a_loop_closed_by_a_square_of_links_is_refused(tmp_path, capsys):
+    """DALiuGE closes a loop from each group_end to each group_start: 101 x 100 marked nodes would make
+    10,100 links from 201 nodes."""
+    loop = eagle_comp("L", "Loop", "Construct", [eagle_field("num_of_iter", 2)])
+    rejects(
+        tmp_path,
+        capsys,
+        eagle([loop, *loop_members("L", 101, 100)]),
+        "node 'L' (Loop, id L), field 'group_end'",
+        "101 group_end and 100 group_start nodes would close the loop with 10,100 links (at most 10,000)",
+    )
+    assert validate(tmp_path, eagle([loop, *loop_members("L", 100, 100)]), capsys)[0] == 0
+
+
+@pytest.mark.timeout(120)
+def test_many_loops_close_in_linear_time():
+    """12,000 loops of a group_start app and a group_end data each: reading them looked for every loop's
+    members among all components and every loop's drawn closing links among all links (minutes; seconds
+    now)."""
+    from dropflow.translator.eagle import parse_eagle
+
+    nodes: list[dict] = []
+    for i in range(12_000):
+        nodes += [eagle_comp(f"L{i}", "Loop", "Construct", [eagle_field("num_of_iter", 1)])]
+        nodes += loop_members(f"L{i}", 1, 1)
+    graph = parse_eagle(eagle(nodes), {})
+    assert len(graph.links) == 12_000 and all(link.carried for link in graph.links)
+
+
+@pytest.mark.parametrize("cls,kind", [("SleepApp", "noop"), ("SleepAndCopyApp", "sleep_copy")])
+def test_eagle_negative_sleep_is_no_sleep_as_in_daliuge(tmp_path, capsys, cls, kind):
+    """DALiuGE's SleepApp catches the error of a negative sleep_time and sleeps 0 s: the graph is valid there,
+    so it is here, and no negative number reaches a spec. (A native sleep of -5 s is refused: above.)"""
+    from dropflow.translator import load_logical
+
+    fields = [eagle_field("dropclass", f"dlg.apps.simple.{cls}"), eagle_field("sleep_time", "-5")]
+    doc = eagle([eagle_comp("x", "PythonApp", "Application", fields)])
+    assert validate(tmp_path, doc, capsys)[0] == 0
+    specs, _format = load_logical(json.dumps(doc).encode(), "g.graph", {})
+    assert [(s.kind, getattr(s, "seconds", 0.0)) for s in specs] == [(kind, 0.0)]
 
 
 @pytest.mark.parametrize(

@@ -33,7 +33,13 @@ def cmd_translator(args: argparse.Namespace) -> int:
     service = TranslatorService(token, keep=max(1, args.keep), name=_name(args))
 
     class _Translator(ManagerApplication):
-        """The managers' gunicorn setup (one gthread worker, loopback), serving the translator's app."""
+        """The managers' gunicorn setup (one worker, loopback), serving the translator's app."""
+
+        def load_config(self) -> None:
+            super().load_config()
+            # The translator's app is a WSGI one: a thread worker serves it (the managers' is an ASGI worker).
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", self.threads)
 
         def load(self) -> Any:
             logging.basicConfig(

@@ -13,9 +13,11 @@ graph build, which sees every drop anyway.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import gc
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Union
 
 import msgspec
@@ -29,6 +31,7 @@ __all__ = [
     "NESTED_TOO_DEEPLY",
     "VERSION",
     "PhysicalGraph",
+    "collection_paused",
     "decode_physical",
     "encode_physical",
     "json_position",
@@ -39,6 +42,22 @@ FORMAT = "dropflow/physical-graph"
 VERSION = 1
 #: The refusal of JSON nested deeper than the decoder's recursion allows (about a thousand levels).
 NESTED_TOO_DEEPLY = "nested too deeply: JSON arrays and objects may nest a few hundred levels at most"
+
+
+@contextlib.contextmanager
+def collection_paused() -> Iterator[None]:
+    """No garbage collection meanwhile: around decoding JSON, which may recurse to the interpreter's limit.
+
+    There, a collection would run objects' finalizers with no stack left; each would fail, printing
+    "Exception ignored ... RecursionError" to stderr beside the refusal.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class PhysicalGraph(msgspec.Struct, frozen=True, kw_only=True):
@@ -135,6 +154,11 @@ def _explain(data: bytes, exc: msgspec.ValidationError) -> Problem:
 
 def decode_physical(data: bytes, source: str | None = None) -> PhysicalGraph:
     """Decode a native physical graph, or raise :class:`GraphError` naming the drop and field."""
+    with collection_paused():  # decoding, and re-reading to explain a refusal, may recurse to the limit
+        return _decode_physical(data, source)
+
+
+def _decode_physical(data: bytes, source: str | None) -> PhysicalGraph:
     try:
         doc = _decoder().decode(data)
     except RecursionError:

@@ -24,7 +24,11 @@ from collections import defaultdict
 from ..drops.errors import GraphError, Problem
 from .model import Construct, Link, LogicalGraph, Node
 
-__all__ = ["check_graph", "construct_chain"]
+__all__ = ["MAX_NESTING", "check_graph", "construct_chain"]
+
+#: Constructs may nest this deep (real graphs nest a few levels; every level is a dimension of each copy's
+#: index, and the work of unrolling grows with the depth times the number of nodes).
+MAX_NESTING = 64
 
 
 def construct_chain(graph: LogicalGraph, parent: str | None) -> list[Construct]:
@@ -49,15 +53,31 @@ def _check_parents(graph: LogicalGraph, problems: list[Problem]) -> None:
             problems.append(Problem(item.where, "parent", f"no construct {item.parent!r} in the graph"))
     if problems:
         return
+    # Depth of every construct (1 at the top), each walked once: a walk stops at a construct already known.
+    depth: dict[str, int] = {}
     for c in graph.constructs.values():
-        seen = {c.id}
-        parent = c.parent
-        while parent is not None:
-            if parent in seen:
+        path: list[str] = []
+        on_path: set[str] = set()
+        current: str | None = c.id
+        while current is not None and current not in depth:
+            if current in on_path:
                 problems.append(Problem(c.where, "parent", "constructs contain each other in a circle"))
-                break
-            seen.add(parent)
-            parent = graph.constructs[parent].parent
+                return
+            path.append(current)
+            on_path.add(current)
+            current = graph.constructs[current].parent
+        base = 0 if current is None else depth[current]
+        for i, cid in enumerate(reversed(path), start=1):
+            depth[cid] = base + i
+            if base + i > MAX_NESTING:
+                problems.append(
+                    Problem(
+                        graph.constructs[cid].where,
+                        "parent",
+                        f"constructs nest {base + i} deep here; at most {MAX_NESTING} levels unroll",
+                    )
+                )
+                return
 
 
 def _port_problem(node: Node, port: str | None, outgoing: bool, where: str) -> Problem | None:
@@ -161,19 +181,26 @@ def _check_acyclic(graph: LogicalGraph, problems: list[Problem]) -> None:
     if ordered == len(graph.nodes):
         return
     # Walk backwards through nodes left unordered until one repeats: that closes a cycle. (Every unordered
-    # node has an unordered predecessor; walking forwards could end at an unordered sink.)
+    # node has an unordered predecessor; walking forwards could end at an unordered sink.) Only unordered
+    # predecessors are kept, so that each step of the walk is one look-up.
     pred: dict[str, list[str]] = defaultdict(list)
     for src, targets in succ.items():
-        for t in targets:
-            pred[t].append(src)
+        if indeg[src] > 0:
+            for t in targets:
+                pred[t].append(src)
     node = next(n for n, d in indeg.items() if d > 0)
     seen: dict[str, int] = {}
     path: list[str] = []
     while node not in seen:
         seen[node] = len(path)
         path.append(node)
-        node = next(p for p in pred[node] if indeg[p] > 0)
-    cycle = [*path[seen[node] :], node][::-1]
+        node = pred[node][0]
+    cycle = path[seen[node] :][::-1]
+    # The same cycle is reported whichever node the walk started from: from its node listed first.
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    first = min(range(len(cycle)), key=lambda i: order[cycle[i]])
+    cycle = cycle[first:] + cycle[:first]
+    cycle.append(cycle[0])
     problems.append(
         Problem(
             graph.nodes[cycle[0]].where,
@@ -189,14 +216,21 @@ def _check_acyclic(graph: LogicalGraph, problems: list[Problem]) -> None:
 def _insert_events(graph: LogicalGraph) -> None:
     """Put a null data node on every app -> app link."""
     links: list[Link] = []
+    #: Suffixes tried per name, so that many duplicate links cost one step each, not one per earlier twin.
+    tried: dict[str, int] = {}
     for link in graph.links:
         src, dst = graph.nodes[link.src], graph.nodes[link.dst]
         if src.role == "data" or dst.role == "data":
             links.append(link)
             continue
-        event_id = f"{src.id}-{link.src_port}-{dst.id}"
+        base = event_id = f"{src.id}-{link.src_port}-{dst.id}"
+        k = tried.get(base, 0)
+        if k:
+            event_id = base + ("_" if k == 1 else f"_{k}")
         while event_id in graph.nodes or event_id in graph.constructs:
-            event_id += "_"
+            k += 1
+            event_id = base + ("_" if k == 1 else f"_{k}")
+        tried[base] = k
         graph.nodes[event_id] = Node(
             event_id, "data", "null", f"node {event_id!r} (null, between apps)", src.parent, weight=0.0
         )

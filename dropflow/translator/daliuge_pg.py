@@ -175,6 +175,8 @@ def _spec(
     else:
         mapped = dlgclasses.map_data(category, dropclass, values, where, args)
         role = "data"
+    if mapped.invalid is not None:  # a value no run could use: an invalid graph, as in an EAGLE graph
+        raise mapped.invalid
     cls = spec_class(mapped.kind, role, where, "category")
     check_fields(cls, mapped.fields, where)
     common: dict[str, Any] = {"id": oid, **mapped.fields}

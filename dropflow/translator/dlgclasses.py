@@ -13,6 +13,12 @@ user's own that dropflow cannot import as a function, a component left incomplet
 since translation needs only the graph's structure: it becomes a ``foreign_app`` or ``foreign_data`` drop
 (:mod:`dropflow.drops.foreign`) that records the component and the reason, naming its category and what is
 missing, and that a session refuses when it is deployed.
+
+A component that gives a parameter a value no run could use -- a size that is not a number, an MPI app of
+no ranks, a method its DALiuGE class does not have -- is not incomplete but wrong, in DALiuGE as here: it
+maps to a foreign drop too (:func:`map_app` says what fits, nothing more), marked ``invalid``, and the
+readers refuse the graph, naming the component and the field, as they refuse a value outside a kind's
+bounds.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from typing import Any
 
 from ..drops.errors import GraphError
 
-__all__ = ["FOREIGN_KINDS", "Mapped", "foreign", "map_app", "map_data", "split_function"]
+__all__ = ["FOREIGN_KINDS", "InvalidValue", "Mapped", "foreign", "map_app", "map_data", "split_function"]
 
 #: The kinds of components that translate but cannot run (see :mod:`dropflow.drops.foreign`).
 FOREIGN_KINDS = frozenset({"foreign_app", "foreign_data"})
@@ -97,12 +103,18 @@ _META = frozenset(
 )
 
 
+class InvalidValue(GraphError):
+    """A parameter given a value no run could use (not one missing, nor a component dropflow lacks)."""
+
+
 @dataclass(slots=True)
 class Mapped:
     kind: str
     fields: dict[str, Any] = field(default_factory=dict)
     #: DALiuGE port name -> dropflow port name (a branch's outputs become ``true`` / ``false``).
     rename: dict[str, str] = field(default_factory=dict)
+    #: A foreign drop's reason when it is a wrong value: the graph is invalid, and readers refuse it.
+    invalid: InvalidValue | None = None
 
 
 def _class_name(dropclass: str) -> str:
@@ -129,11 +141,11 @@ def _integer(value: Any, where: str, field: str) -> int:
         try:
             value = float(value.strip()) if "." in value or "e" in value.lower() else int(value.strip())
         except ValueError:
-            raise GraphError.one(where, field, f"{value!r:.80} is not a number (an integer)") from None
+            raise InvalidValue.one(where, field, f"{value!r:.80} is not a number (an integer)") from None
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise GraphError.one(where, field, f"{value!r:.80} is not a number (an integer)")
+        raise InvalidValue.one(where, field, f"{value!r:.80} is not a number (an integer)")
     return value
 
 
@@ -153,6 +165,7 @@ def foreign(role: str, category: str, dropclass: str, where: str, error: GraphEr
             "field": first.field,
             "reason": "; ".join(p.message for p in error.problems),
         },
+        invalid=error if isinstance(error, InvalidValue) else None,
     )
 
 
@@ -311,7 +324,7 @@ def _mpi(values: Mapping[str, Any], where: str) -> Mapped:
     key = next((k for k in ("num_of_procs", "maxprocs", "ranks") if _present(values.get(k))), None)
     count = 1 if key is None else _integer(values[key], where, key)
     if count < 1:
-        raise GraphError.one(where, "num_of_procs", f"an MPI app needs at least one rank, not {count}")
+        raise InvalidValue.one(where, "num_of_procs", f"an MPI app needs at least one rank, not {count}")
     return Mapped("mpi", {"command": _command(values, where, "Mpi"), "ranks": count})
 
 
@@ -409,7 +422,7 @@ def _map_app(
     if cls == "AverageArraysApp":
         method = str(values.get("method") or "mean")
         if method not in ("mean", "median"):
-            raise GraphError.one(where, "method", f"{method!r} is not mean or median")
+            raise InvalidValue.one(where, "method", f"{method!r:.80} is not mean or median")
         return Mapped("average_arrays", {"method": method})
     if cls == "UrlRetrieveApp":
         url = values.get("url")
@@ -443,7 +456,7 @@ def _map_app(
             try:
                 fields["axis"] = int(str(axes).strip("[]() ").split(",")[0])
             except ValueError:
-                raise GraphError.one(where, "reduce_axes", f"{axes!r} is not an axis number") from None
+                raise InvalidValue.one(where, "reduce_axes", f"{axes!r:.80} is not an axis number") from None
         return Mapped("npy_gather", fields)
     if cls == "SimpleBranch":
         if len(outputs) == 2 or category == "Branch":

@@ -23,6 +23,7 @@ Every refusal names the component (name, id, category) and what is missing.
 
 from __future__ import annotations
 
+import math
 import re
 from collections import defaultdict
 from collections.abc import Mapping
@@ -53,6 +54,8 @@ _IGNORED = frozenset({"Comment", "Description"})
 _GLOBALS = frozenset({"GlobalVariable", "GlobalVariables"})
 _PORT_USAGE: dict[str, Direction] = {"InputPort": "in", "OutputPort": "out", "InputOutput": "inout"}
 _REF = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+#: A loop closed DALiuGE's way links each group_end node to each group_start node: a few links, not a square.
+_MAX_LOOP_LINKS = 10_000
 
 
 @dataclass(slots=True)
@@ -82,11 +85,20 @@ def _raw_value(f: Mapping[str, Any]) -> Any:
     return value
 
 
+def _list(value: Any) -> list[Any]:
+    """A list from the document, or an empty one: a value of another type is reported where it is used."""
+    return value if isinstance(value, list) else []
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _globals(doc: Mapping[str, Any], overrides: Mapping[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    for n in doc.get("nodeDataArray") or []:
-        if isinstance(n, dict) and n.get("category") in _GLOBALS:
-            for f in n.get("fields") or []:
+    for n in _list(doc.get("nodeDataArray")):
+        if isinstance(n, dict) and str(n.get("category")) in _GLOBALS:
+            for f in _list(n.get("fields")):
                 if isinstance(f, dict) and isinstance(f.get("name"), str):
                     values[f["name"]] = _raw_value(f)
     problems: list[Problem] = []
@@ -124,14 +136,14 @@ def _config(doc: Mapping[str, Any]) -> dict[str, Any]:
     configs = doc.get("graphConfigurations") or {}
     if not active or not isinstance(configs, dict):
         return {}
-    config = configs.get(active)
+    config = configs.get(active) if isinstance(active, str) else None
     if not isinstance(config, dict):
         raise GraphError.one(
-            "graph", "activeGraphConfigId", f"names no configuration in graphConfigurations: {active!r}"
+            "graph", "activeGraphConfigId", f"names no configuration in graphConfigurations: {active!r:.80}"
         )
     out: dict[str, Any] = {}
-    for node in (config.get("nodes") or {}).values():
-        for field_id, setting in ((node or {}).get("fields") or {}).items():
+    for node in _dict(config.get("nodes")).values():
+        for field_id, setting in _dict(_dict(node).get("fields")).items():
             if isinstance(setting, dict) and "value" in setting:
                 out[field_id] = setting["value"]
     return out
@@ -145,7 +157,11 @@ class _Reader:
         self.problems: list[Problem] = []
 
     def value(self, f: Mapping[str, Any]) -> Any:
-        value = self.config.get(f.get("id", ""), _raw_value(f))
+        field_id = f.get("id")
+        if isinstance(field_id, str) and field_id in self.config:
+            value = self.config[field_id]
+        else:
+            value = _raw_value(f)
         if isinstance(value, str) and "{" in value:
             whole = _REF.fullmatch(value.strip())
             if whole and whole.group(1) in self.globals:
@@ -173,11 +189,11 @@ def _size(reader: _Reader, comp: _Comp, key: str) -> int:
         try:
             value = int(value.strip())
         except ValueError:
-            raise GraphError.one(comp.where, key, f"must be an integer, not {value!r}") from None
+            raise GraphError.one(comp.where, key, f"must be an integer, not {value!r:.80}") from None
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise GraphError.one(comp.where, key, f"must be an integer, not {value!r}")
+        raise GraphError.one(comp.where, key, f"must be an integer, not {value!r:.80}")
     if value < 1:
         raise GraphError.one(comp.where, key, f"must be at least 1, not {value}")
     return value
@@ -185,7 +201,7 @@ def _size(reader: _Reader, comp: _Comp, key: str) -> int:
 
 def _embedded(n: Mapping[str, Any], node_id: str, parent: str | None, side: str) -> _Comp | None:
     app_type = n.get(f"{side}ApplicationType")
-    fields = n.get(f"{side}AppFields") or []
+    fields = [f for f in _list(n.get(f"{side}AppFields")) if isinstance(f, dict)]
     if app_type in (None, "", "None") and not fields:
         return None
     emb_id = node_id if side == "input" else f"{node_id}/out"
@@ -196,7 +212,7 @@ def _embedded(n: Mapping[str, Any], node_id: str, parent: str | None, side: str)
         str(app_type),
         "Application",
         parent,
-        list(fields),
+        fields,
         f"{side} application {name!r} of {_where(n.get('name'), node_id, n.get('category'))}",
     )
     _ports(comp)
@@ -206,9 +222,9 @@ def _embedded(n: Mapping[str, Any], node_id: str, parent: str | None, side: str)
 def _weight(values: Mapping[str, Any], key: str) -> float:
     try:
         w = float(values.get(key, 1))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return 1.0
-    return w if w >= 0 else 1.0
+    return w if math.isfinite(w) and w >= 0 else 1.0
 
 
 def parse_eagle(doc: Mapping[str, Any], overrides: Mapping[str, str]) -> LogicalGraph:
@@ -249,7 +265,7 @@ def parse_eagle(doc: Mapping[str, Any], overrides: Mapping[str, str]) -> Logical
             category,
             str(n.get("categoryType", "")),
             parent,
-            [f for f in n.get("fields") or [] if isinstance(f, dict)],
+            [f for f in _list(n.get("fields")) if isinstance(f, dict)],
             where,
         )
         if category in _UNSUPPORTED_CONSTRUCTS:
@@ -262,7 +278,9 @@ def parse_eagle(doc: Mapping[str, Any], overrides: Mapping[str, str]) -> Logical
             except GraphError as exc:
                 problems += exc.problems
                 continue
-            constructs[node_id] = Construct(node_id, kind, where, parent, size, clamp=True)
+            constructs[node_id] = Construct(
+                node_id, kind, where, parent, size, clamp=True, size_field=size_key
+            )
             inner = parent if kind == "scatter" else node_id
             for side in ("input", "output"):
                 emb = _embedded(n, node_id, inner, side)
@@ -312,6 +330,8 @@ def _finish(
 ) -> LogicalGraph:
     problems: list[Problem] = []
     raw_links = doc.get("linkDataArray") or []
+    if not isinstance(raw_links, list):
+        raise GraphError.one("graph", "linkDataArray", "must be a list of links")
     links: list[_RawLink] = []
     for index, raw in enumerate(raw_links):
         where = f"linkDataArray[{index}]"
@@ -352,8 +372,9 @@ def _finish(
         links.append(_RawLink(src, sport, dst, dport, bool(raw.get("closesLoop")), aware, where))
     if problems:
         raise GraphError(problems)
+    linked = {id(end) for link in links for end in (link.src, link.dst)}
     for emb in embedded.values():
-        if any(emb is link.src or emb is link.dst for link in links):
+        if id(emb) in linked:
             comps[emb.id] = emb
     return _build(reader, comps, constructs, links)
 
@@ -381,13 +402,13 @@ def _build(
 ) -> LogicalGraph:
     _close_loops(reader, comps, constructs, links)
     used_in: dict[str, set[str]] = defaultdict(set)
-    used_out: dict[str, list[str]] = defaultdict(list)
+    used_out: dict[str, dict[str, None]] = defaultdict(dict)  # an ordered set: ports in first-use order
     for link in links:
         src, sport, dst, dport = link.src, link.sport, link.dst, link.dport
         if not _is_data(dst) and dport is not None:
             used_in[dst.id].add(dport)
-        if not _is_data(src) and sport is not None and sport not in used_out[src.id]:
-            used_out[src.id].append(sport)
+        if not _is_data(src) and sport is not None:
+            used_out[src.id].setdefault(sport)
     problems: list[Problem] = []
     nodes: dict[str, Node] = {}
     renames: dict[str, dict[str, str]] = {}
@@ -398,7 +419,7 @@ def _build(
             rest[link.src.id].append(link.sport)
     for comp in comps.values():
         try:
-            node, rename = _node(reader, comp, used_in[comp.id], used_out[comp.id], rest[comp.id])
+            node, rename = _node(reader, comp, used_in[comp.id], list(used_out[comp.id]), rest[comp.id])
         except GraphError as exc:
             problems += exc.problems
             continue
@@ -412,7 +433,7 @@ def _build(
         sp = renames[src.id].get(link.sport or "", link.sport) if not _is_data(src) else None
         dp = link.dport if not _is_data(dst) else None
         out.append(Link(src.id, dst.id, sp, dp, link.where, link.closes, link.loop_aware))
-    name = (reader.doc.get("modelData") or {}).get("filePath")
+    name = _dict(reader.doc.get("modelData")).get("filePath")
     return LogicalGraph(
         str(name).rsplit(".", 1)[0] if name else None,
         nodes,
@@ -430,9 +451,10 @@ def _node(
     dropclass = str(values.get("dropclass") or "")
     role: Role
     args = [
-        (str(f["name"]), reader.value(f), bool(f.get("positional")))
+        (f["name"], reader.value(f), bool(f.get("positional")))
         for f in comp.fields
-        if f.get("parameterType") == "ApplicationArgument"
+        if isinstance(f.get("name"), str)
+        and f.get("parameterType") == "ApplicationArgument"
         and f.get("usage") in (None, "NoPort")
         and reader.value(f) not in (None, "")
     ]
@@ -456,12 +478,13 @@ def _node(
         )
         mapped = dlgclasses.foreign(role, comp.category, dropclass, comp.where, problem)
         weight = 1.0
+    if mapped.invalid is not None:
+        # A value no run could use makes the graph invalid (in DALiuGE too): refused, not left to deploy.
+        raise mapped.invalid
     cls = spec_class(mapped.kind, role, comp.where, "category")
-    try:
-        check_fields(cls, mapped.fields, comp.where)
-    except GraphError as exc:  # a component whose parameters make no valid spec: incomplete, not fatal
-        mapped = dlgclasses.foreign(role, comp.category, dropclass, comp.where, exc)
-        cls = spec_class(mapped.kind, role, comp.where, "category")
+    # Fields outside the kind's bounds (a size below zero, ten million MPI ranks) are refused here too,
+    # as in the other formats; a component that is only incomplete has become a foreign drop above.
+    check_fields(cls, mapped.fields, comp.where)
     ports: dict[str, Direction] = {}
     rename = dict(mapped.rename)
     if role == "app":
@@ -508,22 +531,50 @@ def _close_loops(
     a cycle; the others are added, into the start app's last input port (as DALiuGE does), or a port
     ``loop`` of its own if it has none. A ``closesLoop`` link is loop-carried too, wherever it goes.
     """
-    for loop in constructs.values():
-        if loop.kind != "loop":
+    # Every pass below is linear in the graph: members are grouped by loop once, links are read once.
+    ends: dict[str, list[_Comp]] = defaultdict(list)
+    starts: dict[str, list[_Comp]] = defaultdict(list)
+    end_of: dict[str, str] = {}
+    start_of: dict[str, str] = {}
+    for c in comps.values():
+        loop = constructs.get(c.parent) if c.parent is not None else None
+        if loop is None or loop.kind != "loop":
             continue
-        members = [c for c in comps.values() if c.parent == loop.id]
-        ends = {c.id: c for c in members if _flag(reader, c, "group_end")}
-        starts = {c.id: c for c in members if _flag(reader, c, "group_start")}
-        drawn: set[tuple[str, str]] = set()
-        for link in links:
-            if link.src.id in ends and link.dst.id in starts:
-                link.closes = True
-                drawn.add((link.src.id, link.dst.id))
-        for end in ends.values():
-            for start in starts.values():
+        if _flag(reader, c, "group_end"):
+            ends[loop.id].append(c)
+            end_of[c.id] = loop.id
+        if _flag(reader, c, "group_start"):
+            starts[loop.id].append(c)
+            start_of[c.id] = loop.id
+    drawn: set[tuple[str, str]] = set()
+    for link in links:
+        loop_id = end_of.get(link.src.id)
+        if loop_id is not None and start_of.get(link.dst.id) == loop_id:
+            link.closes = True
+            drawn.add((link.src.id, link.dst.id))
+    for loop in constructs.values():
+        if loop.kind != "loop" or not ends[loop.id] or not starts[loop.id]:
+            continue
+        loop_ends, loop_starts = ends[loop.id], starts[loop.id]
+        data_pairs = sum(map(_is_data, loop_ends)) * sum(map(_is_data, loop_starts))
+        pairs = len(loop_ends) * len(loop_starts) - data_pairs
+        if pairs > _MAX_LOOP_LINKS:
+            raise GraphError.one(
+                loop.where,
+                "group_end",
+                f"{len(loop_ends)} group_end and {len(loop_starts)} group_start nodes would close the loop "
+                f"with {pairs:,} links (at most {_MAX_LOOP_LINKS:,}); mark fewer of them",
+            )
+        # The port DALiuGE gives each end and start, found once per node (not once per pair).
+        out_port = {
+            c.id: None if _is_data(c) else (_last_port(c, ("out", "inout")) or "loop") for c in loop_ends
+        }
+        in_port = {
+            c.id: None if _is_data(c) else (_last_port(c, ("in", "inout")) or "loop") for c in loop_starts
+        }
+        for end in loop_ends:
+            for start in loop_starts:
                 if (end.id, start.id) in drawn or (_is_data(end) and _is_data(start)):
                     continue
-                sport = None if _is_data(end) else (_last_port(end, ("out", "inout")) or "loop")
-                dport = None if _is_data(start) else (_last_port(start, ("in", "inout")) or "loop")
                 where = f"{loop.where}: group_end {end.where} -> group_start {start.where}"
-                links.append(_RawLink(end, sport, start, dport, True, False, where))
+                links.append(_RawLink(end, out_port[end.id], start, in_port[start.id], True, False, where))

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..drops.errors import GraphError
 from ..drops.graph import FORMAT as PHYSICAL_FORMAT
-from ..drops.graph import NESTED_TOO_DEEPLY, decode_physical
+from ..drops.graph import NESTED_TOO_DEEPLY, collection_paused, decode_physical
 from ..drops.spec import AppSpec, DropSpec, port_drops
 from . import daliuge_pg, eagle, native
 from .mapping import map_partitions
@@ -54,14 +54,25 @@ class Translation:
 
 
 def read(data: bytes, params: Mapping[str, str] | None = None) -> Read:
-    """Read any supported graph document; raise GraphError (never anything else) for bad input."""
-    params = params or {}
+    """Read any supported graph document; raise GraphError (never anything else) for bad input.
+
+    A value nested about as deep as the decoder allows still takes the readers' own walks over values (a
+    parameter's substitution, a type check) past the interpreter's recursion limit: it is refused like JSON
+    too deep to decode. Nothing is collected meanwhile, so that no finalizer or collector callback runs at
+    that limit (each would fail, printing "Exception ignored ... RecursionError" beside the refusal).
+    """
+    try:
+        with collection_paused():
+            return _read(data, params or {})
+    except RecursionError:
+        raise GraphError.one("graph", None, NESTED_TOO_DEEPLY) from None
+
+
+def _read(data: bytes, params: Mapping[str, str]) -> Read:
     try:
         doc = msgspec.json.decode(data)
     except msgspec.DecodeError as exc:
         raise GraphError.one("graph", None, f"malformed JSON: {exc}") from None
-    except RecursionError:
-        raise GraphError.one("graph", None, NESTED_TOO_DEEPLY) from None
     if isinstance(doc, list):
         if params:
             raise GraphError.one("graph", None, "--param applies to logical graphs; this is a physical graph")

@@ -3,8 +3,9 @@
 Theory of operation
 -------------------
 The *corpus* is every graph the project and DALiuGE's test package ship: the native logical and physical
-graphs of ``examples/`` and of ``tests/fuzz/seeds/`` (every construct and kind), native physical graphs made
-by translating the logical ones, the EAGLE ``.graph`` files and the
+graphs of ``examples/`` and of ``tests/fuzz/seeds/`` (every construct and kind, and an EAGLE graph of
+DALiuGE's loop rules, app-to-app links and foreign components), native physical graphs made by translating
+the logical ones, the EAGLE ``.graph`` files and the
 DALiuGE physical graphs (``.spec``, ``*PG.graph``) of the ``eagle-test-graphs`` package. Each is decoded once,
 and every path into its JSON tree is listed, so that a mutation can pick a place with one draw.
 
@@ -76,7 +77,7 @@ _TARGET_NAMES = """
     from_port to_port loop closesLoop num_of_copies num_of_inputs num_of_iter num_of_procs maxprocs sleep_time
     filepath dirname greet func_name func_code group_start group_end persist format version params default
     seed low high axis function image env launcher mpirun launcher_args integer reduce_axes value_port
-    rest_port
+    rest_port loop_aware
 """
 _TARGETS = frozenset(_TARGET_NAMES.split())
 
@@ -153,7 +154,11 @@ def _translated(path: str) -> bytes | None:
 
 def _load_corpus() -> list[Seed]:
     files = sorted(glob.glob(os.path.join(EXAMPLES, "*.json")) + glob.glob(os.path.join(EXAMPLES, "*.graph")))
-    files += sorted(glob.glob(os.path.join(HERE, "seeds", "*.json")))  # every native construct and kind
+    # Every native construct and kind, and an EAGLE graph of DALiuGE's loop rules, app-to-app links and
+    # components dropflow cannot run.
+    files += sorted(
+        glob.glob(os.path.join(HERE, "seeds", "*.json")) + glob.glob(os.path.join(HERE, "seeds", "*.graph"))
+    )
     files += sorted(
         f
         for pattern in ("**/*.graph", "**/*.spec", "engine/graphs/*.json")
@@ -211,6 +216,9 @@ VOCABULARY: list[str] = sorted(
         "File",
         "SharedMemory",
         "NGAS",
+        "Plasma",
+        "Mpi",
+        "Docker",
         "Data",
         "Application",
         "Construct",
