@@ -32,7 +32,7 @@ from typing import Any
 
 import psutil
 
-__all__ = ["Daemon", "Measured", "TreeSampler", "run"]
+__all__ = ["Daemon", "Measured", "TreeSampler", "run", "stop_pids"]
 
 
 class TreeSampler:
@@ -189,6 +189,23 @@ def run(
         sampled_rss=sampler.peak,
         cpu_s=usage.ru_utime + usage.ru_stime,
     )
+
+
+def stop_pids(pids: Sequence[int], started: tuple[float, float]) -> list[int]:
+    """Kill the processes of ``pids`` still alive that were started within ``started`` (wall-clock seconds:
+    the window of the command that listed them, so that a PID reused since by another process is left
+    alone); the PIDs killed."""
+    killed = []
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            if not started[0] <= proc.create_time() <= started[1]:
+                continue
+            proc.kill()
+            killed.append(pid)
+        except psutil.Error:
+            continue
+    return killed
 
 
 SHM = "/dev/shm"

@@ -20,6 +20,7 @@ import pickle
 from dlg import droputils
 from dlg.apps.app_base import BarrierAppDROP
 from dlg.meta import dlg_int_param, dlg_string_param
+from payload import checksum, make_array
 from tasks import inc, total
 
 
@@ -45,8 +46,6 @@ class Producer(BarrierAppDROP):
     nbytes = dlg_int_param("nbytes", 0)
 
     def run(self) -> None:
-        from payload import make_array
-
         data = memoryview(make_array(int(self.nbytes))).cast("B")
         for out in self.outputs:
             out.write(data)
@@ -56,8 +55,6 @@ class Consumer(BarrierAppDROP):
     result_path = dlg_string_param("result_path", "")
 
     def run(self) -> None:
-        from payload import checksum
-
         crc = checksum(droputils.allDropContents(self.inputs[0]))
         with open(self.result_path, "w") as f:
             f.write(str(crc))
