@@ -61,7 +61,7 @@ def _sources(deps: list[int], root: str) -> str | list[str]:
 
 
 def dropflow_pg(dag: Dag, kind: str = "noop") -> dict[str, Any]:
-    """dropflow's physical graph of a DAG run with apps of ``kind`` (``noop``, ``py``, ``proc``, ``shell``)."""
+    """dropflow's physical graph of a DAG run with apps of ``kind``: ``noop``, ``py``, ``proc``, ``shell``."""
     sinks = set(dag.sinks())
     drops: list[dict[str, Any]] = []
     if kind == "noop":

@@ -63,8 +63,8 @@ SMOKE_SIZES = [20]
 #: systems that run beyond --peer-max-n (dropflow alone, and the floors it is compared with)
 UNBOUNDED = {"dropflow", "floor", "loop"}
 ORDER = [
-    "dropflow", "dropflow-memory", "dropflow-cluster", "daliuge", "dask", "ray", "parsl-threads", "parsl-htex",
-    "floor", "loop",
+    "dropflow", "dropflow-memory", "dropflow-cluster", "daliuge", "dask", "ray", "parsl-threads",
+    "parsl-htex", "floor", "loop",
 ]  # fmt: skip
 #: the virtualenv each peer needs
 ENV_OF = {name: s.env for name, s in SYSTEMS.items() if s.env != "dropflow"}
@@ -86,9 +86,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="sidebyside", description=__doc__.splitlines()[0])
     p.add_argument("--smoke", action="store_true", help="tiny N, dropflow and the floors only (seconds)")
     p.add_argument("--sizes", type=int, nargs="+", help="N of every DAG workload (default: per app kind)")
-    p.add_argument(
-        "--workloads", nargs="+", choices=ALL_WORKLOADS, help=f"default: {' '.join(WORKLOADS)}"
-    )
+    p.add_argument("--workloads", nargs="+", choices=ALL_WORKLOADS, help=f"default: {' '.join(WORKLOADS)}")
     p.add_argument("--systems", nargs="+", choices=ORDER, help="default: all that are available")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--timeout", type=float, default=300.0, help="seconds before a run is 'did not finish'")
@@ -120,8 +118,7 @@ def run_workloads(args: argparse.Namespace, ctx: Context, systems: list[str]) ->
             active = [
                 s
                 for s in systems
-                if SYSTEMS[s].supports(workload)
-                and (numpy or n <= args.peer_max_n or s in UNBOUNDED)
+                if SYSTEMS[s].supports(workload) and (numpy or n <= args.peer_max_n or s in UNBOUNDED)
             ]
             once: set[str] = set()
             for repeat in range(args.repeats):
@@ -218,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         needed = {ENV_OF[s] for s in wanted if s in ENV_OF}
         if args.translator_sizes:
             needed.add("daliuge")
-        for name in sorted(needed) + ["tools"]:
+        for name in [*sorted(needed), "tools"]:
             venvs.ensure(name)
     ctx = Context(workdir=tempfile.mkdtemp(prefix="dropflow-bench-"), timeout=args.timeout)
     ctx.pythons = {name: venvs.python(name) for name in venvs.ENVS}
@@ -254,7 +251,12 @@ def main(argv: list[str] | None = None) -> int:
 
     versions = {"dropflow": venvs.version_of(ctx.dropflow_python, "dropflow")}
     used = {ENV_OF[s] for s in systems if s in ENV_OF}
-    for env, dist in (("daliuge", "daliuge-engine"), ("dask", "distributed"), ("ray", "ray"), ("parsl", "parsl")):
+    for env, dist in (
+        ("daliuge", "daliuge-engine"),
+        ("dask", "distributed"),
+        ("ray", "ray"),
+        ("parsl", "parsl"),
+    ):
         py = ctx.pythons.get(env)
         if py and env in used:
             versions[env] = venvs.version_of(py, dist)

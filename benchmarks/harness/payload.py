@@ -46,13 +46,17 @@ def expected(nbytes: int) -> int:
 
 
 def _attach(name: str) -> Any:
-    """Attach to a segment without the resource tracker's claim (Python < 3.13 would unlink it when the
-    worker exits, though the floor's main process owns it)."""
-    from multiprocessing import resource_tracker, shared_memory
+    """Attach to a segment that another process owns (and will unlink).
 
-    shm = shared_memory.SharedMemory(name=name)
-    resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
-    return shm
+    Python 3.13 can attach untracked; before, attaching registers the name with the resource tracker, which
+    the floor starts before its workers so that they share it: the owner's unlink unregisters the name once.
+    """
+    from multiprocessing import shared_memory
+
+    try:
+        return shared_memory.SharedMemory(name=name, track=False)  # type: ignore[call-arg]
+    except TypeError:
+        return shared_memory.SharedMemory(name=name)
 
 
 def fill_segment(name: str, nbytes: int) -> None:

@@ -22,8 +22,10 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shutil
 import socket
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -79,7 +81,9 @@ class Driver(System):
             # a tree killed past its grace period leaves multiprocessing's semaphores behind
             reaped = measure.reap_semaphores(shm_before)
             if reaped:
-                print(f"bench: {self.name}: removed {len(reaped)} semaphores left in /dev/shm", file=sys.stderr)
+                print(
+                    f"bench: {self.name}: removed {len(reaped)} semaphores left in /dev/shm", file=sys.stderr
+                )
             _failed(row, m, ctx.timeout)
             _finish(row, run_dir)
             return row
@@ -115,8 +119,16 @@ class Ray(Driver):
     script = "ray_driver.py"
     runs = IN_PROCESSES
 
+    def run(self, ctx: Context, files: dict[str, Any], workload: str, n: int, repeat: int) -> Row:
+        # Ray's session directory holds Unix sockets, whose paths may not exceed 107 bytes: a short one
+        self._temp = tempfile.mkdtemp(prefix="dropflow-ray-")
+        try:
+            return super().run(ctx, files, workload, n, repeat)
+        finally:
+            shutil.rmtree(self._temp, ignore_errors=True)
+
     def argv(self, ctx: Context, workload: str, arg: str, run_dir: str) -> list[str]:
-        return [*super().argv(ctx, workload, arg, run_dir), "--temp-dir", os.path.join(run_dir, "ray")]
+        return [*super().argv(ctx, workload, arg, run_dir), "--temp-dir", self._temp]
 
 
 class Parsl(Driver):
@@ -131,7 +143,15 @@ class Parsl(Driver):
 
     def argv(self, ctx: Context, workload: str, arg: str, run_dir: str) -> list[str]:
         script = os.path.join(DRIVERS, self.script)
-        return [self.python(ctx), script, self.executor, workload, arg, "--run-dir", os.path.join(run_dir, "parsl")]
+        return [
+            self.python(ctx),
+            script,
+            self.executor,
+            workload,
+            arg,
+            "--run-dir",
+            os.path.join(run_dir, "parsl"),
+        ]
 
 
 def _answers(port: int) -> bool:

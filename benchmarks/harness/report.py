@@ -4,13 +4,13 @@ Cells are (workload, N, system). A cell's value is the median over its successfu
 compared with the **floor** (the system ``floor``: the same functions on a ``concurrent.futures`` pool of two
 workers, dependencies counted in done-callbacks; see ``drivers/floors.py``) measured in the same run: the
 ratio is taken *pair by pair*, as the systems ran interleaved (repeat 1 of every system, then repeat 2, ...),
-so repeat ``i`` of a system and repeat ``i`` of the floor saw the same moment of a shared machine; the reported
-ratio is the median of those per-repeat ratios (above 1: slower or larger than the floor).
+so repeat ``i`` of a system and repeat ``i`` of the floor saw the same moment of a shared machine; the
+reported ratio is the median of those per-repeat ratios (above 1: slower or larger than the floor).
 
 The page opens with the date, the machine and its load average, then a headline table -- time per task of
 every system on the real workloads, then on the no-op graphs, each with its ratio to the floor -- and then one
-table per workload and metric. The real work comes first everywhere; the no-op graphs are labelled as what they
-are, the engine's bookkeeping floor.
+table per workload and metric. The real work comes first everywhere; the no-op graphs are labelled as what
+they are, the engine's bookkeeping floor.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def _cell_text(cell: dict[str, Any] | None, metric: str, floor: dict[str, Any] |
     if floor is not None and system != FLOOR and floor["runs"]:
         r = ratio(cell, floor, metric)
         if r is not None:
-            text += f" ({_fmt_ratio(r)}×)"
+            text += f" ({_fmt_ratio(r)}x)"
     if cell["runs"] < 3:
         text += f" [n={cell['runs']}]"
     return text
@@ -134,7 +134,9 @@ def headline(rows: list[dict[str, Any]], systems: list[str], workloads: list[str
         numpy = workload.startswith("numpy")
         if not is_real(workload) and not noop_started:
             noop_started = True
-            lines.append("| *no-op graphs: the engine's bookkeeping floor, no work* |" + " |" * (len(systems) + 1))
+            lines.append(
+                "| *no-op graphs: the engine's bookkeeping floor, no work* |" + " |" * (len(systems) + 1)
+            )
         for n in sorted({n for (w, n, _s) in table if w == workload}):
             floor = table.get((workload, n, FLOOR))
             cols = []
@@ -147,11 +149,13 @@ def headline(rows: list[dict[str, Any]], systems: list[str], workloads: list[str
                     cols.append(_not_run(cell))
                     continue
                 e2e = cell["e2e_s"]
-                text = f"{_fmt(e2e, 'e2e_s')} s" if numpy else f"{_fmt(1e6 * e2e / cell['tasks'], 'e2e_s')} µs"
+                text = (
+                    f"{_fmt(e2e, 'e2e_s')} s" if numpy else f"{_fmt(1e6 * e2e / cell['tasks'], 'e2e_s')} µs"
+                )
                 if cell["intact"] is False:
                     text += " WRONG"
                 if floor is not None and s != FLOOR and floor["runs"]:
-                    text += f" ({_fmt_ratio(ratio(cell, floor, 'e2e_s'))}×)"
+                    text += f" ({_fmt_ratio(ratio(cell, floor, 'e2e_s'))}x)"
                 cols.append(text)
             if any(cols):
                 label = f"{n / 2**20:g} MiB" if numpy else f"{n:,}"

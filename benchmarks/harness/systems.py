@@ -7,7 +7,8 @@ manager daemon, a Dask cluster, a Ray instance or a Parsl executor's workers. Th
 whole command, or daemon start to client end) and ``startup_s``.
 
 - ``dropflow``: ``dropflow run GRAPH --json`` (phases from its own summary): ``python`` apps on the default
-  executor, ``"executor": "process"`` for ``proc``, ``shell`` apps, ``noop`` apps; numpy through ``shm`` drops.
+  executor, ``"executor": "process"`` for ``proc``, ``shell`` apps, ``noop`` apps; numpy through ``shm``
+  drops.
 - ``dropflow-memory``: the numpy pipeline through ``memory`` drops (npy codec) instead.
 - ``dropflow-cluster``: a local cluster of daemons (``dropflow cluster up``), ``dropflow submit --wait``.
 - ``floor`` and ``loop``: ``drivers/floors.py`` (``floor`` is the one every ratio is taken against).
@@ -223,7 +224,7 @@ class Dropflow(System):
 
 
 def _previews(values: dict[str, Any], files: dict[str, Any]) -> list[Any] | None:
-    """The sinks' values from dropflow's summary, where each is a preview (a repr, or an entry holding one)."""
+    """The sinks' values from dropflow's summary: each a preview (a repr, or an entry holding one)."""
     if files.get("expected") is None:
         return None
     got = []

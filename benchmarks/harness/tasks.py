@@ -22,7 +22,17 @@ import subprocess
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-__all__ = ["SHELL_COMMAND", "inc", "noop", "run_true", "shell_command", "star_call", "submit_all", "total", "total_of"]
+__all__ = [
+    "SHELL_COMMAND",
+    "inc",
+    "noop",
+    "run_true",
+    "shell_command",
+    "star_call",
+    "submit_all",
+    "total",
+    "total_of",
+]
 
 H = TypeVar("H")
 

@@ -22,8 +22,8 @@ The app kinds (:data:`KINDS`), the real work first:
 - ``noop``:  nothing: what the engine's own bookkeeping costs per task (dropflow's ``noop`` apps, which the
              core settles without running anything). A floor under the engine, not a workload of a user.
 
-The numpy pipelines (N is the array's bytes): a producer makes a ``uint64`` array, a consumer takes its CRC-32;
-``numpy`` in the engine's process (threads), ``numpy-proc`` across worker processes.
+The numpy pipelines (N is the array's bytes): a producer makes a ``uint64`` array, a consumer takes its
+CRC-32; ``numpy`` in the engine's process (threads), ``numpy-proc`` across worker processes.
 
 This module uses the standard library only: the drivers that run inside the peers' virtualenvs import it.
 """
@@ -146,7 +146,7 @@ WORKLOADS: list[str] = [
 
 
 def split(workload: str) -> tuple[str, str]:
-    """``(kind, shape)`` of a workload; the numpy pipelines are ``("numpy", "numpy")`` and ``("numpy", "proc")``.
+    """``(kind, shape)`` of a workload; the numpy pipelines are ``("numpy", "numpy")``, ``("numpy", "proc")``.
 
     >>> split("py-chain"), split("numpy"), split("numpy-proc")
     (('py', 'chain'), ('numpy', 'numpy'), ('numpy', 'proc'))

@@ -1,14 +1,14 @@
 """The floors: what plain Python needs to run the same dependency shape with the same functions, no engine.
 
 ``pool`` (the system ``floor``, the one every ratio is taken against): a ``concurrent.futures`` pool of two
-workers -- ``ThreadPoolExecutor(2)`` for the ``py``, ``noop`` and ``shell`` workloads, ``ProcessPoolExecutor(2)``
-for ``proc`` -- and dependencies counted in done-callbacks: the callback of a finished task decrements its
-consumers' counters and submits those that reach zero itself, so that the worker finishing a task hands the
-next one over with no coordinating thread in between. That is the smallest correct dataflow engine one can
-write with the standard library. The process pool's start is inside the measured run (it is on the critical
-path of a one-shot run). ``numpy``: the producer and consumer on the thread pool; ``numpy-proc``: two warm
-worker processes (started, and numpy imported, before the clock starts, reported as ``startup_s``) and the
-array in ``multiprocessing.shared_memory``, filled in place and checksummed in place.
+workers -- ``ThreadPoolExecutor(2)`` for the ``py``, ``noop`` and ``shell`` workloads,
+``ProcessPoolExecutor(2)`` for ``proc`` -- and dependencies counted in done-callbacks: the callback of a
+finished task decrements its consumers' counters and submits those that reach zero itself, so that the worker
+finishing a task hands the next one over with no coordinating thread in between. That is the smallest correct
+dataflow engine one can write with the standard library. The process pool's start is inside the measured run
+(it is on the critical path of a one-shot run). ``numpy``: the producer and consumer on the thread pool;
+``numpy-proc``: two warm worker processes (started, and numpy imported, before the clock starts, reported as
+``startup_s``) and the array in ``multiprocessing.shared_memory``, filled in place and checksummed in place.
 
 ``loop`` (the system ``loop``): every task's function called in topological order in one thread -- no
 concurrency at all, the cost of the work itself. Not defined for the process workloads.
@@ -136,11 +136,14 @@ def run_pool(
 
 def numpy_proc(nbytes: int) -> tuple[float, float, int]:
     """The warm shared-memory floor: returns (start-up of the pool, run, checksum)."""
-    from multiprocessing import shared_memory
+    from multiprocessing import resource_tracker, shared_memory
 
     from payload import checksum_of_segment, fill_segment, warm
 
     t0 = time.perf_counter()
+    # the process that tracks segments, started before the workers so that they share it (else the first
+    # segment starts it, in each process, inside the measured run)
+    resource_tracker.ensure_running()
     with cf.ProcessPoolExecutor(2) as pool:
         list(pool.map(warm, range(4)))  # both workers started, numpy imported
         t1 = time.perf_counter()
@@ -157,7 +160,7 @@ def numpy_proc(nbytes: int) -> tuple[float, float, int]:
 
 def main(argv: list[str]) -> int:
     mode, workload, arg = argv
-    kind, shape = split(workload)
+    kind, _shape = split(workload)
     out: dict[str, Any] = {"mode": mode, "workload": workload}
     if workload == "numpy-proc":
         if mode != "pool":

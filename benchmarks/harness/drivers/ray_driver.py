@@ -49,7 +49,7 @@ def tree_cpu() -> float:
 
 
 def remote_submitter(ray: Any) -> Callable[..., Any]:
-    """``submit(func, *args)`` as one ``.remote`` call of ``func``'s remote version (made once per function)."""
+    """``submit(func, *args)``: one ``.remote`` call of ``func``'s remote version (made once per function)."""
     remotes: dict[Callable[..., Any], Any] = {}
 
     def submit(func: Callable[..., Any], *args: Any) -> Any:
