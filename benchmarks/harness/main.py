@@ -35,6 +35,7 @@ import time
 from typing import Any
 
 import machine
+import measure
 import report
 import venvs
 from peers import PEERS
@@ -60,6 +61,10 @@ SIZES = {
     "noop": [1_000, 10_000, 100_000, 1_000_000],
 }
 SMOKE_SIZES = [20]
+#: smoke: every app kind and both numpy pipelines, one shape each (two for py), to stay within seconds
+SMOKE_WORKLOADS = [
+    "py-chain", "py-fan", "proc-chain", "shell-chain", "numpy", "numpy-proc", "noop-chain", "noop-scatter2",
+]  # fmt: skip
 #: systems that run beyond --peer-max-n (dropflow alone, and the floors it is compared with)
 UNBOUNDED = {"dropflow", "floor", "loop"}
 ORDER = [
@@ -192,10 +197,9 @@ def run_translators(args: argparse.Namespace, ctx: Context) -> list[dict[str, An
 
 
 def _leftover_shm(before: set[str]) -> list[str]:
-    try:
-        return sorted(set(os.listdir("/dev/shm")) - before)
-    except OSError:
-        return []
+    """What appeared in /dev/shm during the run and is still there, mapped by no live process (segments of
+    other users' live processes on a shared machine are not ours)."""
+    return sorted(measure.unmapped(sorted(measure.shm_names() - before)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -206,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         args.systems = args.systems or ["dropflow", "dropflow-memory", "floor", "loop"]
         args.translator_sizes = [] if args.translator_sizes is None else args.translator_sizes
         args.repeats = min(args.repeats, 2)  # pairs of repeats are enough to exercise the interleaving
+        args.workloads = args.workloads or SMOKE_WORKLOADS
     args.workloads = args.workloads or WORKLOADS
     args.numpy_bytes = args.numpy_bytes or 256 * 2**20
     args.translator_sizes = TRANSLATOR_SIZES if args.translator_sizes is None else args.translator_sizes

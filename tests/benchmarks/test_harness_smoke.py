@@ -32,13 +32,12 @@ import workloads  # noqa: E402
 from dropflow.cli import main as dropflow_main  # noqa: E402
 
 SMOKE_WORKLOADS = [
-    "py-chain", "py-fan", "proc-chain", "proc-fan", "shell-chain", "shell-fan", "numpy", "numpy-proc",
-    "noop-chain", "noop-fan", "noop-scatter2",
+    "py-chain", "py-fan", "proc-chain", "shell-chain", "numpy", "numpy-proc", "noop-chain", "noop-scatter2",
 ]  # fmt: skip
 
 
 def test_smoke_mode_runs_dropflow_and_the_floors(tmp_path: Any) -> None:
-    """Scenario: the CI command. Every default workload -- Python functions passing values, the same in
+    """Scenario: the CI command. A workload of every kind -- Python functions passing values, the same in
     worker processes, shell commands, both numpy pipelines, the no-op graphs -- runs twice, interleaved, on
     dropflow and the floors (the loop floor has no process variant), all intact: the sinks' values and the
     numpy checksum are the expected ones. The JSON and Markdown results are written, the page puts the real

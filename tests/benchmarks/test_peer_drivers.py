@@ -195,3 +195,18 @@ def test_processes_left_behind_are_stopped_by_pid() -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_segment_in_use_is_not_a_leftover() -> None:
+    """Scenario: a /dev/shm segment that a live process (this one) maps is not counted as left behind; once
+    unmapped and still there, it is."""
+    from multiprocessing import shared_memory
+
+    shm = shared_memory.SharedMemory(create=True, size=4096)
+    name = shm._name.lstrip("/")  # type: ignore[attr-defined]
+    try:
+        assert measure.unmapped([name]) == []
+        shm.close()
+        assert measure.unmapped([name]) == [name]
+    finally:
+        shm.unlink()
