@@ -1,6 +1,6 @@
 """Where ``dropflow run`` spends its time on one workload: py-spy samples, summed by function.
 
-    .venv/bin/python benchmarks/harness/hotspots.py chain 100000 [--top 25] [--rate 500]
+    .venv/bin/python benchmarks/harness/hotspots.py py-chain 100000 [--top 25] [--rate 500]
 
 Writes the workload's graph (:mod:`convert`), runs ``dropflow run`` under ``py-spy record`` (from the
 ``tools`` environment; all threads, idle samples included) and prints the functions with the most samples --
@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
             check=True,
             capture_output=True,
         )
-        graph = os.path.join(tmp, "dropflow-shm.json" if args.workload == "numpy" else "dropflow.json")
+        numpy = args.workload.startswith("numpy")
+        graph = os.path.join(tmp, "dropflow-shm.json" if numpy else "dropflow.json")
         raw = os.path.join(tmp, "raw.txt")
         spy = [pyspy, "record", "--threads", "--idle", "-r", str(args.rate), "-f", "raw", "-o", raw, "--"]
         run = [sys.executable, "-m", "dropflow.cli", "run", graph, "--json", "--progress", "never"]

@@ -2,8 +2,11 @@
 
 Theory of operation
 -------------------
-1. Environments: unless ``--smoke``, the peers' virtualenvs are installed (or reused) by :mod:`venvs`.
-2. For each workload and N (ascending), a child process writes every system's graph files (:mod:`convert`),
+1. Environments: unless ``--smoke``, the virtualenvs of the peers asked for are installed (or reused) by
+   :mod:`venvs`.
+2. Workloads run in the report's order, the real work first (``py``, ``proc``, ``shell``, numpy) and the
+   no-op graphs, the engine's bookkeeping floor, last. For each workload and N (ascending; the sizes depend on
+   the app kind, :data:`SIZES`), a child process writes every system's graph files (:mod:`convert`),
    so this process stays small. Then the repeats run interleaved -- every system once, in a fixed order,
    then every system again -- so that a burst of load on the shared machine hits all systems alike.
 3. A run that does not finish within ``--timeout`` is killed and recorded as ``dnf``; that system is not run
@@ -14,9 +17,9 @@ Theory of operation
 5. Results: ``results.json`` (every run, the machine, versions, load averages), ``results.md`` (the tables)
    and, when matplotlib is available (the ``tools`` environment), ``time.png`` and ``memory.png``.
 
-Smoke mode runs dropflow and the two floors on tiny N, and writes (but does not run) the peers' graphs, so
-that CI keeps the harness working without the peers' environments; unless ``--out`` is given it prints the
-tables and writes no file.
+Smoke mode runs dropflow and the two floors on every default workload at tiny N, and writes (but does not run)
+the peers' graphs, so that CI keeps the harness working without the peers' environments; unless ``--out`` is
+given it prints the tables and writes no file.
 """
 
 from __future__ import annotations
@@ -32,21 +35,44 @@ import time
 from typing import Any
 
 import machine
+import measure
 import report
 import venvs
-from systems import SYSTEMS, Context, Row
+from peers import PEERS
+from systems import OWN, Context, Row, System
+from workloads import WORKLOADS as ALL_WORKLOADS
+from workloads import split
 
 __all__ = ["main"]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(os.path.dirname(HERE), "results")
-NOOP = ["chain", "fan", "scatter2"]
-WORKLOADS = [*NOOP, "numpy"]
-FULL_SIZES = [1_000, 10_000, 100_000, 1_000_000]
-SMOKE_SIZES = [20, 200]
+SYSTEMS: dict[str, System] = {s.name: s for s in [*OWN, *PEERS]}
+#: the default workloads, in the report's order: real work first, the no-op bookkeeping floor last
+WORKLOADS = [
+    "py-chain", "py-fan", "proc-chain", "proc-fan", "shell-chain", "shell-fan", "numpy", "numpy-proc",
+    "noop-chain", "noop-fan", "noop-scatter2",
+]  # fmt: skip
+#: N of each app kind in a full run (the numpy pipelines' is --numpy-bytes)
+SIZES = {
+    "py": [1_000, 10_000, 100_000],
+    "proc": [1_000, 10_000],
+    "shell": [1_000, 5_000],
+    "noop": [1_000, 10_000, 100_000, 1_000_000],
+}
+SMOKE_SIZES = [20]
+#: smoke: every app kind and both numpy pipelines, one shape each (two for py), to stay within seconds
+SMOKE_WORKLOADS = [
+    "py-chain", "py-fan", "proc-chain", "shell-chain", "numpy", "numpy-proc", "noop-chain", "noop-scatter2",
+]  # fmt: skip
 #: systems that run beyond --peer-max-n (dropflow alone, and the floors it is compared with)
-UNBOUNDED = {"dropflow", "loop", "threadpool"}
-ORDER = ["dropflow", "dropflow-memory", "dropflow-cluster", "daliuge", "dask", "loop", "threadpool"]
+UNBOUNDED = {"dropflow", "floor", "loop"}
+ORDER = [
+    "dropflow", "dropflow-memory", "dropflow-cluster", "daliuge", "dask", "ray", "parsl-threads",
+    "parsl-htex", "floor", "loop",
+]  # fmt: skip
+#: the virtualenv each peer needs
+ENV_OF = {name: s.env for name, s in SYSTEMS.items() if s.env != "dropflow"}
 TRANSLATOR_SIZES = [1_000, 10_000, 100_000, 1_000_000]
 
 
@@ -64,13 +90,13 @@ def _child_json(argv: list[str], env: dict[str, str] | None = None, timeout: flo
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="sidebyside", description=__doc__.splitlines()[0])
     p.add_argument("--smoke", action="store_true", help="tiny N, dropflow and the floors only (seconds)")
-    p.add_argument("--sizes", type=int, nargs="+", help="N of the no-op workloads")
-    p.add_argument("--workloads", nargs="+", choices=WORKLOADS, help="default: all")
+    p.add_argument("--sizes", type=int, nargs="+", help="N of every DAG workload (default: per app kind)")
+    p.add_argument("--workloads", nargs="+", choices=ALL_WORKLOADS, help=f"default: {' '.join(WORKLOADS)}")
     p.add_argument("--systems", nargs="+", choices=ORDER, help="default: all that are available")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--timeout", type=float, default=300.0, help="seconds before a run is 'did not finish'")
     p.add_argument("--slow", type=float, default=90.0, help="a cell whose first run is slower runs once")
-    p.add_argument("--peer-max-n", type=int, default=100_000, help="largest N for DALiuGE and Dask")
+    p.add_argument("--peer-max-n", type=int, default=100_000, help="largest N for the peers")
     p.add_argument("--numpy-bytes", type=int, help="array size of the numpy pipeline (default 256 MiB)")
     p.add_argument(
         "--translator-sizes", type=int, nargs="*", help="drops of the translator rows ([] to skip)"
@@ -86,18 +112,18 @@ def run_workloads(args: argparse.Namespace, ctx: Context, systems: list[str]) ->
     rows: list[dict[str, Any]] = []
     gone: dict[tuple[str, str], str] = {}  # (system, workload) -> why it no longer runs
     for workload in args.workloads:
-        sizes = [args.numpy_bytes] if workload == "numpy" else args.sizes
+        numpy = workload.startswith("numpy")
+        sizes = [args.numpy_bytes] if numpy else args.sizes or SIZES[split(workload)[0]]
         for n in sizes:
             files_dir = os.path.join(ctx.workdir, f"graphs-{workload}-{n}")
             convert = [ctx.dropflow_python, os.path.join(HERE, "convert.py"), workload, str(n), files_dir]
-            if workload != "numpy" and n > args.peer_max_n:
+            if not numpy and n > args.peer_max_n:
                 convert.append("--no-peers")
             files = _child_json(convert)
             active = [
                 s
                 for s in systems
-                if SYSTEMS[s].supports(workload)
-                and (workload == "numpy" or n <= args.peer_max_n or s in UNBOUNDED)
+                if SYSTEMS[s].supports(workload) and (numpy or n <= args.peer_max_n or s in UNBOUNDED)
             ]
             once: set[str] = set()
             for repeat in range(args.repeats):
@@ -108,7 +134,7 @@ def run_workloads(args: argparse.Namespace, ctx: Context, systems: list[str]) ->
                     rows.append(row.to_dict())
                     shown = f"{row.e2e_s:.3f} s" if row.e2e_s is not None else row.detail[:200]
                     rss = f"{row.peak_rss_mb:.0f} MB" if row.peak_rss_mb is not None else "-"
-                    log(f"{workload:8} N={n:<9} {name:16} #{repeat} {row.status:6} {shown}  rss {rss}")
+                    log(f"{workload:13} N={n:<9} {name:16} #{repeat} {row.status:6} {shown}  rss {rss}")
                     if row.status == "dnf":
                         gone[(name, workload)] = f"did not finish in {ctx.timeout:g} s at N={n:,}"
                     elif row.status != "ok" or (repeat == 0 and (row.total_s or 0) > args.slow):
@@ -171,28 +197,30 @@ def run_translators(args: argparse.Namespace, ctx: Context) -> list[dict[str, An
 
 
 def _leftover_shm(before: set[str]) -> list[str]:
-    try:
-        return sorted(set(os.listdir("/dev/shm")) - before)
-    except OSError:
-        return []
+    """What appeared in /dev/shm during the run and is still there, mapped by no live process (segments of
+    other users' live processes on a shared machine are not ours)."""
+    return sorted(measure.unmapped(sorted(measure.shm_names() - before)))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.smoke:
-        args.sizes = args.sizes or SMOKE_SIZES[:1]
+        args.sizes = args.sizes or SMOKE_SIZES
         args.numpy_bytes = args.numpy_bytes or 2**20
-        args.systems = args.systems or ["dropflow", "dropflow-memory", "loop", "threadpool"]
+        args.systems = args.systems or ["dropflow", "dropflow-memory", "floor", "loop"]
         args.translator_sizes = [] if args.translator_sizes is None else args.translator_sizes
-        args.repeats = min(args.repeats, 3)
-    args.sizes = args.sizes or FULL_SIZES
+        args.repeats = min(args.repeats, 2)  # pairs of repeats are enough to exercise the interleaving
+        args.workloads = args.workloads or SMOKE_WORKLOADS
     args.workloads = args.workloads or WORKLOADS
     args.numpy_bytes = args.numpy_bytes or 256 * 2**20
     args.translator_sizes = TRANSLATOR_SIZES if args.translator_sizes is None else args.translator_sizes
     wanted = args.systems or ORDER
 
     if not args.smoke:
-        for name in ("daliuge", "dask", "tools"):
+        needed = {ENV_OF[s] for s in wanted if s in ENV_OF}
+        if args.translator_sizes:
+            needed.add("daliuge")
+        for name in [*sorted(needed), "tools"]:
             venvs.ensure(name)
     ctx = Context(workdir=tempfile.mkdtemp(prefix="dropflow-bench-"), timeout=args.timeout)
     ctx.pythons = {name: venvs.python(name) for name in venvs.ENVS}
@@ -227,9 +255,15 @@ def main(argv: list[str] | None = None) -> int:
     leftovers = _leftover_shm(shm_before)
 
     versions = {"dropflow": venvs.version_of(ctx.dropflow_python, "dropflow")}
-    for env, dist in (("daliuge", "daliuge-engine"), ("dask", "distributed")):
+    used = {ENV_OF[s] for s in systems if s in ENV_OF}
+    for env, dist in (
+        ("daliuge", "daliuge-engine"),
+        ("dask", "distributed"),
+        ("ray", "ray"),
+        ("parsl", "parsl"),
+    ):
         py = ctx.pythons.get(env)
-        if py and env in {s for s in systems}:
+        if py and env in used:
             versions[env] = venvs.version_of(py, dist)
     result = {
         "benchmark": "sidebyside",
@@ -237,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": info,
         "versions": versions,
         "settings": {
-            "sizes": args.sizes,
+            "sizes": args.sizes or SIZES,
             "workloads": args.workloads,
             "repeats": args.repeats,
             "timeout_s": args.timeout,
@@ -278,44 +312,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def page(result: dict[str, Any]) -> str:
-    m = result["machine"]
-    v = result["versions"]
-    s = result["settings"]
-    git = m.get("git") or {"commit": "?", "modified": []}
-    head = [
-        "# dropflow side by side",
-        "",
-        f"Measured {m['date']} on {m['nproc']} CPUs ({m['cpu_model']}, {m['hypervisor'] or 'bare metal'}), "
-        f"{m['mem_total_gib']} GiB, Linux {m['kernel']}, Python {m['python']}; "
-        f"load average {m['load_average_start']} at the start, {m['load_average_end']} at the end "
-        f"(the machine is shared); {m['duration_s']:.0f} s in all.",
-        "",
-        "Versions: "
-        + ", ".join(f"{k} {val}" for k, val in v.items())
-        + f"; dropflow at {git['commit'][:10]}"
-        + (f" with {len(git['modified'])} modified files" if git["modified"] else "")
-        + ".",
-        f"Median of {s['repeats']} interleaved runs; a run past {s['timeout_s']:g} s is DNF; "
-        f"a cell whose first run took over {s['slow_s']:g} s ran once ([n=1]). "
-        "In brackets: dropflow / system, the median of per-repeat ratios "
-        "(below 1: dropflow is faster or smaller). See benchmarks/README.md for what each number covers.",
-        "",
-    ]
-    for name, why in result["missing"].items():
-        head.append(f"- **{name}** not run: {why}")
-    if result["shm_leftovers"]:
-        head.append(f"- left in /dev/shm: {result['shm_leftovers']}")
-    head.append("")
-    body = report.markdown(result["rows"], [n for n in ORDER if n in result["systems"]], s["workloads"])
-    tail = []
-    if result["translator_rows"]:
-        tail = [
-            "### translator: unroll + partition (METIS, 8 parts) + map, scaled EAGLE scatter graphs",
-            "",
-            report.translator_markdown(result["translator_rows"]),
-            "",
-        ]
-    return "\n".join(head) + "\n" + body + "\n" + "\n".join(tail)
+    return report.page(result, ORDER)
 
 
 if __name__ == "__main__":

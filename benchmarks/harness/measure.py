@@ -32,7 +32,7 @@ from typing import Any
 
 import psutil
 
-__all__ = ["Daemon", "Measured", "TreeSampler", "run"]
+__all__ = ["Daemon", "Measured", "TreeSampler", "run", "stop_pids", "unmapped"]
 
 
 class TreeSampler:
@@ -191,6 +191,23 @@ def run(
     )
 
 
+def stop_pids(pids: Sequence[int], started: tuple[float, float]) -> list[int]:
+    """Kill the processes of ``pids`` still alive that were started within ``started`` (wall-clock seconds:
+    the window of the command that listed them, so that a PID reused since by another process is left
+    alone); the PIDs killed."""
+    killed = []
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            if not started[0] <= proc.create_time() <= started[1]:
+                continue
+            proc.kill()
+            killed.append(pid)
+        except psutil.Error:
+            continue
+    return killed
+
+
 SHM = "/dev/shm"
 
 
@@ -201,26 +218,31 @@ def shm_names() -> set[str]:
         return set()
 
 
-def reap_semaphores(before: set[str]) -> list[str]:
-    """Remove multiprocessing semaphores (``sem.mp-*``) that appeared since ``before`` and that no live
-    process has mapped: what a killed Python process tree (a Dask cluster past its timeout) leaves behind."""
-    new = [n for n in shm_names() - before if n.startswith("sem.mp-")]
-    if not new:
+def unmapped(names: list[str]) -> list[str]:
+    """Those of ``names`` (entries of /dev/shm) that no live process has mapped: leaked, not in use. On a
+    shared machine, a segment another user's live process holds is not a leak of ours."""
+    if not names:
         return []
     mapped: set[str] = set()
     for pid in os.listdir("/proc"):
         if pid.isdigit():
             try:
                 with open(f"/proc/{pid}/maps") as f:
-                    mapped.update(n for n in new if n in f.read())
+                    maps = f.read()
             except OSError:
                 continue
+            mapped.update(n for n in names if n in maps)
+    return [n for n in names if n not in mapped]
+
+
+def reap_semaphores(before: set[str]) -> list[str]:
+    """Remove multiprocessing semaphores (``sem.mp-*``) that appeared since ``before`` and that no live
+    process has mapped: what a killed Python process tree (a Dask cluster past its timeout) leaves behind."""
     reaped = []
-    for name in new:
-        if name not in mapped:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(SHM, name))
-            reaped.append(name)
+    for name in unmapped([n for n in shm_names() - before if n.startswith("sem.mp-")]):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(SHM, name))
+        reaped.append(name)
     return reaped
 
 

@@ -3,8 +3,9 @@
 The producer fills a ``uint64`` array of :data:`~workloads.NUMPY_BYTES` bytes with ``0, 1, 2, ...`` in
 chunks (no temporary copy of the whole array); the consumer takes the CRC-32 of the bytes it received. The
 harness compares that checksum with :func:`expected`, computed in a separate process, so that a system which
-loses or corrupts data fails the row instead of winning it. Also here: the no-op task of the no-op workloads,
-so that every system calls a function of the same module.
+loses or corrupts data fails the row instead of winning it. Also here: the tasks of the warm shared-memory
+floor of ``numpy-proc`` (:func:`fill_segment`, :func:`checksum_of_segment`), which attach to a named
+``multiprocessing.shared_memory`` segment in a worker process.
 
 Imported by dropflow apps (``payload:produce`` / ``payload:consume``), Dask workers, the floors and DALiuGE's
 apps (``daliuge_apps``); it needs numpy only.
@@ -44,9 +45,39 @@ def expected(nbytes: int) -> int:
     return checksum(make_array(nbytes))
 
 
-def noop(*_inputs: Any) -> None:
-    """The task of the no-op workloads."""
-    return None
+def _attach(name: str) -> Any:
+    """Attach to a segment that another process owns (and will unlink).
+
+    Python 3.13 can attach untracked; before, attaching registers the name with the resource tracker, which
+    the floor starts before its workers so that they share it: the owner's unlink unregisters the name once.
+    """
+    from multiprocessing import shared_memory
+
+    try:
+        return shared_memory.SharedMemory(name=name, track=False)  # type: ignore[call-arg]
+    except TypeError:
+        return shared_memory.SharedMemory(name=name)
+
+
+def fill_segment(name: str, nbytes: int) -> None:
+    shm = _attach(name)
+    try:
+        fill(np.ndarray((nbytes // 8,), np.uint64, buffer=shm.buf))
+    finally:
+        shm.close()
+
+
+def checksum_of_segment(name: str, nbytes: int) -> int:
+    shm = _attach(name)
+    try:
+        return checksum(shm.buf[: nbytes // 8 * 8])
+    finally:
+        shm.close()
+
+
+def warm(_: int) -> int:
+    """A task that makes a worker process start (this module, and numpy, imported)."""
+    return 0
 
 
 # dropflow apps: the producer writes in place into its output drop (shared memory: no copy).

@@ -1,8 +1,16 @@
-"""Plots of a results.json: time and memory against N, log-log, one line per system, one panel per shape.
+"""Plots of a results.json, one panel per workload, the real work first and the no-op graphs last.
 
 Run by the harness with the ``tools`` environment's Python (matplotlib is not a dependency of dropflow):
-``python plots.py RESULTS_DIR`` writes ``time.png``, ``memory.png`` and, with translator rows,
-``translator.png`` next to ``results.json``.
+``python plots.py RESULTS_DIR`` writes next to ``results.json``:
+
+- ``time.png``: end-to-end time against N, log-log, one line per system;
+- ``ratio.png``: each system's time over the floor's (the same functions on a pool of two workers), paired by
+  repeat as in the tables; the floor is the line at 1;
+- ``memory.png``: peak RSS against N;
+- ``translator.png`` when there are translator rows.
+
+Every figure's title carries the date, the machine and the load average of the run. The numpy pipelines have
+one size each and are in the tables only.
 """
 
 from __future__ import annotations
@@ -18,60 +26,92 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-SHAPES = ["chain", "fan", "scatter2"]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from report import FLOOR, cells, ratio
+from workloads import describe, is_real
+
 STYLE = {
     "dropflow": ("tab:blue", "o", "-"),
     "dropflow-cluster": ("tab:cyan", "o", "--"),
     "daliuge": ("tab:red", "s", "-"),
     "dask": ("tab:orange", "^", "-"),
+    "ray": ("tab:green", "v", "-"),
+    "parsl-threads": ("tab:purple", "D", "-"),
+    "parsl-htex": ("tab:pink", "D", "--"),
+    "floor": ("black", "+", "--"),
     "loop": ("tab:gray", "x", ":"),
-    "threadpool": ("black", "+", "--"),
 }
 
 
-def _series(
-    rows: list[dict[str, Any]], shape: str, system: str, metric: str
-) -> tuple[list[int], list[float]]:
-    by_n: dict[int, list[float]] = {}
-    for r in rows:
-        if r["workload"] == shape and r["system"] == system and r["status"] == "ok" and r[metric] is not None:
-            by_n.setdefault(r["n"], []).append(r[metric])
-    ns = sorted(by_n)
-    return ns, [statistics.median(by_n[n]) for n in ns]
+def _panels(result: dict[str, Any]) -> list[str]:
+    shown = [w for w in result["settings"]["workloads"] if not w.startswith("numpy")]
+    return [w for w in shown if is_real(w)] + [w for w in shown if not is_real(w)]
 
 
-def _dnf(rows: list[dict[str, Any]], shape: str, system: str) -> list[int]:
-    return sorted(
-        {r["n"] for r in rows if r["workload"] == shape and r["system"] == system and r["status"] == "dnf"}
+def _title(result: dict[str, Any], what: str) -> str:
+    m = result["machine"]
+    return (
+        f"{what} — {m['date'][:16]}, {m['nproc']} CPUs ({m['cpu_model']}), "
+        f"load average {m['load_average_start'][0]:g} → {m['load_average_end'][0]:g}"
     )
 
 
-def plot_metric(result: dict[str, Any], metric: str, ylabel: str, path: str) -> None:
-    rows = result["rows"]
-    fig, axes = plt.subplots(1, len(SHAPES), figsize=(5 * len(SHAPES), 4.2), sharey=True)
-    for ax, shape in zip(axes, SHAPES, strict=True):
+def _grid(count: int) -> tuple[Any, list[Any]]:
+    cols = min(3, max(1, count))
+    rows = (count + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.8 * rows), squeeze=False)
+    flat = list(axes.flat)
+    for ax in flat[count:]:
+        ax.set_visible(False)
+    return fig, flat[:count]
+
+
+def _series(table: dict[Any, Any], workload: str, system: str, value: Any) -> tuple[list[int], list[float]]:
+    points = []
+    for (w, n, s), cell in table.items():
+        if w == workload and s == system and cell["runs"]:
+            v = value(cell, table.get((w, n, FLOOR)))
+            if v is not None:
+                points.append((n, v))
+    points.sort()
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def plot(
+    result: dict[str, Any], value: Any, ylabel: str, what: str, path: str, floor_line: bool = False
+) -> None:
+    table = cells(result["rows"])
+    panels = _panels(result)
+    if not panels:
+        return
+    fig, axes = _grid(len(panels))
+    for ax, workload in zip(axes, panels, strict=True):
         for system in result["systems"]:
-            if system not in STYLE:
-                continue
-            color, marker, line = STYLE[system]
-            ns, ys = _series(rows, shape, system, metric)
+            color, marker, line = STYLE.get(system, ("tab:olive", ".", "-"))
+            ns, ys = _series(table, workload, system, value)
             if ns:
                 ax.plot(ns, ys, color=color, marker=marker, linestyle=line, label=system)
-            for n in _dnf(rows, shape, system):
-                ax.axvline(n, color=color, alpha=0.25, linestyle=":")
-                ax.annotate("DNF", (n, 1), xycoords=("data", "axes fraction"), color=color, fontsize=8,
-                            ha="center", va="bottom", rotation=90)  # fmt: skip
+            for (w, n, s), cell in table.items():
+                if w == workload and s == system and cell["status"] == "dnf" and not cell["runs"]:
+                    ax.axvline(n, color=color, alpha=0.25, linestyle=":")
+        if floor_line:
+            ax.axhline(1.0, color="black", linewidth=0.8)
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_title(shape)
+        ax.set_title(f"{workload}\n{describe(workload)}", fontsize=8)
         ax.set_xlabel("N")
+        ax.set_ylabel(ylabel, fontsize=8)
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].set_ylabel(ylabel)
-    axes[-1].legend(loc="upper left", fontsize=8)
-    m = result["machine"]
-    fig.suptitle(f"{ylabel} — {m['date'][:10]}, {m['nproc']} CPUs, {m['cpu_model']}", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    handles: dict[str, Any] = {}
+    for ax in axes:
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, h)
+    fig.legend(
+        list(handles.values()), list(handles), loc="lower center", ncol=min(9, len(handles)), fontsize=8
+    )
+    fig.suptitle(_title(result, what), fontsize=10)
+    fig.tight_layout(rect=(0, 0.05, 1, 0.97))
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
@@ -92,7 +132,7 @@ def plot_translator(result: dict[str, Any], path: str) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("drops")
     ax.set_ylabel("unroll + partition + map, s")
-    ax.set_title("translator, EAGLE scatter graphs")
+    ax.set_title(_title(result, "translator, EAGLE scatter graphs"), fontsize=7)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -104,8 +144,28 @@ def main(argv: list[str]) -> int:
     out_dir = argv[0]
     with open(os.path.join(out_dir, "results.json")) as f:
         result = json.load(f)
-    plot_metric(result, "e2e_s", "end-to-end time, s", os.path.join(out_dir, "time.png"))
-    plot_metric(result, "peak_rss_mb", "peak RSS, MB", os.path.join(out_dir, "memory.png"))
+    plot(
+        result,
+        lambda cell, floor: cell["e2e_s"],
+        "end-to-end time, s",
+        "end-to-end time",
+        os.path.join(out_dir, "time.png"),
+    )
+    plot(
+        result,
+        lambda cell, floor: ratio(cell, floor, "e2e_s") if floor and floor["runs"] else None,
+        "time / the floor's",
+        "end-to-end time over the floor's (pool of two workers, same functions)",
+        os.path.join(out_dir, "ratio.png"),
+        floor_line=True,
+    )
+    plot(
+        result,
+        lambda cell, floor: cell["peak_rss_mb"],
+        "peak RSS, MB",
+        "peak RSS",
+        os.path.join(out_dir, "memory.png"),
+    )
     plot_translator(result, os.path.join(out_dir, "translator.png"))
     return 0
 

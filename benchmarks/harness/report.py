@@ -1,9 +1,16 @@
-"""From runs to results: medians, paired ratios, the Markdown page and the JSON document.
+"""From runs to results: medians, ratios to the floor, and the Markdown page.
 
-Cells are (workload, N, system). A cell's value is the median over its successful runs. The ratio of dropflow
-to a peer is taken *pair by pair*: the systems ran interleaved (repeat 1 of every system, then repeat 2, ...),
-so repeat ``i`` of dropflow and repeat ``i`` of the peer saw the same moment of a shared machine; the reported
-ratio is the median of those per-repeat ratios (below 1: dropflow is faster or smaller).
+Cells are (workload, N, system). A cell's value is the median over its successful runs. Every system is
+compared with the **floor** (the system ``floor``: the same functions on a ``concurrent.futures`` pool of two
+workers, dependencies counted in done-callbacks; see ``drivers/floors.py``) measured in the same run: the
+ratio is taken *pair by pair*, as the systems ran interleaved (repeat 1 of every system, then repeat 2, ...),
+so repeat ``i`` of a system and repeat ``i`` of the floor saw the same moment of a shared machine; the
+reported ratio is the median of those per-repeat ratios (above 1: slower or larger than the floor).
+
+The page opens with the date, the machine and its load average, then a headline table -- time per task of
+every system on the real workloads, then on the no-op graphs, each with its ratio to the floor -- and then one
+table per workload and metric. The real work comes first everywhere; the no-op graphs are labelled as what
+they are, the engine's bookkeeping floor.
 """
 
 from __future__ import annotations
@@ -12,9 +19,11 @@ import statistics
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["cells", "markdown", "ratio", "translator_markdown"]
+from workloads import describe, is_real
 
-REFERENCE = "dropflow"
+__all__ = ["FLOOR", "cells", "headline", "markdown", "page", "ratio", "translator_markdown"]
+
+FLOOR = "floor"
 METRICS = {
     "e2e_s": "end-to-end time (load + deploy + run), s",
     "peak_rss_mb": "peak RSS, MB",
@@ -51,19 +60,19 @@ def cells(rows: list[dict[str, Any]]) -> dict[tuple[str, int, str], dict[str, An
     return out
 
 
-def ratio(mine: dict[str, Any], peer: dict[str, Any], metric: str) -> float | None:
-    """Median over repeats of mine/peer, paired by repeat (ratio of medians if no repeat pairs up)."""
+def ratio(mine: dict[str, Any], floor: dict[str, Any], metric: str) -> float | None:
+    """Median over repeats of mine/floor, paired by repeat (ratio of medians if no repeat pairs up)."""
     pairs = [
-        mine["by_repeat"][i][metric] / peer["by_repeat"][i][metric]
+        mine["by_repeat"][i][metric] / floor["by_repeat"][i][metric]
         for i in mine["by_repeat"]
-        if i in peer["by_repeat"]
+        if i in floor["by_repeat"]
         and mine["by_repeat"][i][metric] is not None
-        and peer["by_repeat"][i][metric]
+        and floor["by_repeat"][i][metric]
     ]
     if pairs:
         return statistics.median(pairs)
-    if mine.get(metric) is not None and peer.get(metric):
-        return float(mine[metric] / peer[metric])
+    if mine.get(metric) is not None and floor.get(metric):
+        return float(mine[metric] / floor[metric])
     return None
 
 
@@ -81,47 +90,166 @@ def _fmt_ratio(value: float | None) -> str:
     return f"{value:.2g}" if value < 10 else f"{value:,.0f}"
 
 
-def _cell_text(cell: dict[str, Any] | None, metric: str, ref: dict[str, Any] | None, system: str) -> str:
+def _not_run(cell: dict[str, Any]) -> str:
+    if cell["status"] == "dnf":
+        return f"DNF ({cell['detail'].removeprefix('did not finish in ')})"
+    return str(cell["status"]).upper()
+
+
+def _cell_text(cell: dict[str, Any] | None, metric: str, floor: dict[str, Any] | None, system: str) -> str:
     if cell is None:
         return ""
     if cell["runs"] == 0:
-        if cell["status"] == "dnf":
-            return f"DNF ({cell['detail'].removeprefix('did not finish in ')})"
-        return cell["status"].upper()
+        return _not_run(cell)
     text = _fmt(cell[metric], metric)
     if cell["intact"] is False:
         text += " WRONG"
-    if ref is not None and system != REFERENCE and ref["runs"]:
-        r = ratio(ref, cell, metric)
+    if floor is not None and system != FLOOR and floor["runs"]:
+        r = ratio(cell, floor, metric)
         if r is not None:
-            text += f" ({_fmt_ratio(r)})"
+            text += f" ({_fmt_ratio(r)}x)"
     if cell["runs"] < 3:
         text += f" [n={cell['runs']}]"
     return text
 
 
+def _ordered(workloads: list[str]) -> list[str]:
+    """Real work first, the no-op graphs last, each group in the given order."""
+    return [w for w in workloads if is_real(w)] + [w for w in workloads if not is_real(w)]
+
+
+def _title(workload: str) -> str:
+    return f"{workload}: {describe(workload)}"
+
+
+def headline(rows: list[dict[str, Any]], systems: list[str], workloads: list[str]) -> str:
+    """Time per task (µs; seconds for the numpy pipelines) of every system, with its ratio to the floor."""
+    table = cells(rows)
+    lines = [
+        "| workload | N | " + " | ".join(systems) + " |",
+        "|---|---:|" + "---:|" * len(systems),
+    ]
+    noop_started = False
+    for workload in _ordered(workloads):
+        numpy = workload.startswith("numpy")
+        if not is_real(workload) and not noop_started:
+            noop_started = True
+            lines.append(
+                "| *no-op graphs: the engine's bookkeeping floor, no work* |" + " |" * (len(systems) + 1)
+            )
+        for n in sorted({n for (w, n, _s) in table if w == workload}):
+            floor = table.get((workload, n, FLOOR))
+            cols = []
+            for s in systems:
+                cell = table.get((workload, n, s))
+                if cell is None:
+                    cols.append("")
+                    continue
+                if cell["runs"] == 0:
+                    cols.append(_not_run(cell))
+                    continue
+                e2e = cell["e2e_s"]
+                text = (
+                    f"{_fmt(e2e, 'e2e_s')} s" if numpy else f"{_fmt(1e6 * e2e / cell['tasks'], 'e2e_s')} µs"
+                )
+                if cell["intact"] is False:
+                    text += " WRONG"
+                if floor is not None and s != FLOOR and floor["runs"]:
+                    text += f" ({_fmt_ratio(ratio(cell, floor, 'e2e_s'))}x)"
+                cols.append(text)
+            if any(cols):
+                label = f"{n / 2**20:g} MiB" if numpy else f"{n:,}"
+                lines.append(f"| {workload} | {label} | " + " | ".join(cols) + " |")
+    return "\n".join(lines)
+
+
 def markdown(rows: list[dict[str, Any]], systems: list[str], workloads: list[str]) -> str:
-    """One table per workload and metric: N down, systems across, ratios dropflow/system in brackets."""
+    """One table per workload and metric: N down, systems across, the ratio to the floor in brackets."""
     table = cells(rows)
     lines: list[str] = []
-    for workload in workloads:
+    for workload in _ordered(workloads):
         sizes = sorted({n for (w, n, _s) in table if w == workload})
         present = [s for s in systems if any((workload, n, s) in table for n in sizes)]
         if not sizes or not present:
             continue
         for metric, title in METRICS.items():
-            lines.append(f"### {workload}: {title}")
+            lines.append(f"### {_title(workload)}: {title}")
             lines.append("")
             lines.append("| N | tasks | " + " | ".join(present) + " |")
             lines.append("|---:|---:|" + "---:|" * len(present))
             for n in sizes:
-                ref = table.get((workload, n, REFERENCE))
+                floor = table.get((workload, n, FLOOR))
                 tasks = next(table[(workload, n, s)]["tasks"] for s in present if (workload, n, s) in table)
-                label = f"{n / 2**20:g} MiB" if workload == "numpy" else f"{n:,}"
-                cols = [_cell_text(table.get((workload, n, s)), metric, ref, s) for s in present]
+                label = f"{n / 2**20:g} MiB" if workload.startswith("numpy") else f"{n:,}"
+                cols = [_cell_text(table.get((workload, n, s)), metric, floor, s) for s in present]
                 lines.append(f"| {label} | {tasks:,} | " + " | ".join(cols) + " |")
             lines.append("")
     return "\n".join(lines)
+
+
+def _loads(rows: list[dict[str, Any]]) -> str:
+    loads = [r["load1"] for r in rows if r.get("load1") is not None]
+    if not loads:
+        return ""
+    return (
+        f" The 1-minute load average when a run started ranged {min(loads):g}-{max(loads):g} "
+        f"(median {statistics.median(loads):g})."
+    )
+
+
+def page(result: dict[str, Any], order: list[str]) -> str:
+    """The whole results page: when, where, what, the headline table, then the tables per workload."""
+    m = result["machine"]
+    v = result["versions"]
+    s = result["settings"]
+    git = m.get("git") or {"commit": "?", "modified": []}
+    systems = [n for n in order if n in result["systems"]]
+    head = [
+        "# dropflow side by side",
+        "",
+        f"Measured {m['date']} on {m['nproc']} CPUs ({m['cpu_model']}, {m['hypervisor'] or 'bare metal'}), "
+        f"{m['mem_total_gib']} GiB, Linux {m['kernel']}, Python {m['python']}; "
+        f"load average {m['load_average_start']} at the start, {m['load_average_end']} at the end "
+        f"(the machine is shared); {m['duration_s']:.0f} s in all." + _loads(result["rows"]),
+        "",
+        "Versions: "
+        + ", ".join(f"{k} {val}" for k, val in v.items())
+        + f"; dropflow at {git['commit'][:10]}"
+        + (f" with {len(git['modified'])} modified files" if git["modified"] else "")
+        + ".",
+        f"Median of {s['repeats']} interleaved runs; a run past {s['timeout_s']:g} s is DNF; "
+        f"a cell whose first run took over {s['slow_s']:g} s ran once ([n=1]). "
+        "In brackets: the system / the floor (a pool of two workers running the same functions, dependencies "
+        "counted in done-callbacks), the median of per-repeat ratios. "
+        "See benchmarks/README.md for what each number covers.",
+        "",
+    ]
+    for name, why in result["missing"].items():
+        head.append(f"- **{name}** not run: {why}")
+    if result["shm_leftovers"]:
+        head.append(f"- left in /dev/shm: {result['shm_leftovers']}")
+    left = sorted({(r["system"], x) for r in result["rows"] for x in r.get("leftovers") or []})
+    if left:
+        head.append(f"- left in a run's TMPDIR (removed): {left[:20]}")
+    head += [
+        "",
+        "## Headline: end-to-end time per task (numpy: per pipeline), ratio to the floor",
+        "",
+        headline(result["rows"], systems, s["workloads"]),
+        "",
+        "## Every workload",
+        "",
+    ]
+    body = markdown(result["rows"], systems, s["workloads"])
+    tail = []
+    if result["translator_rows"]:
+        tail = [
+            "### translator: unroll + partition (METIS, 8 parts) + map, scaled EAGLE scatter graphs",
+            "",
+            translator_markdown(result["translator_rows"]),
+            "",
+        ]
+    return "\n".join(head) + "\n" + body + "\n" + "\n".join(tail)
 
 
 def translator_markdown(rows: list[dict[str, Any]]) -> str:
@@ -132,7 +260,7 @@ def translator_markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| drops | "
         + " | ".join(f"{s} unroll / partition+map / total, s" for s in systems)
-        + " | ratio (total) |",
+        + " | dropflow / daliuge (total) |",
         "|---:|" + "---:|" * (len(systems) + 1),
     ]
     for size in sorted(by_size):

@@ -1,26 +1,28 @@
-"""The systems under test: how each one is started, fed a workload, measured, and checked.
+"""The systems under test, dropflow's and the floors: how each is started, fed a workload, measured, checked.
 
 Every system turns one run of one workload into a :class:`Row`. ``e2e_s`` -- the number the ratios compare --
 is load + deploy + run as the system itself goes through them (graph file read and parsed, graph handed to the
 engine, engine finished), excluding what a user does once per many graphs: starting an interpreter, a node
-manager daemon or a Dask cluster. Those appear in ``total_s`` (the whole command, or daemon start to client
-end) and ``startup_s``.
+manager daemon, a Dask cluster, a Ray instance or a Parsl executor's workers. Those appear in ``total_s`` (the
+whole command, or daemon start to client end) and ``startup_s``.
 
-- ``dropflow``: ``dropflow run GRAPH --json`` (phases from its own summary); numpy through ``shm`` drops.
+- ``dropflow``: ``dropflow run GRAPH --json`` (phases from its own summary): ``python`` apps on the default
+  executor, ``"executor": "process"`` for ``proc``, ``shell`` apps, ``noop`` apps; numpy through ``shm``
+  drops.
 - ``dropflow-memory``: the numpy pipeline through ``memory`` drops (npy codec) instead.
 - ``dropflow-cluster``: a local cluster of daemons (``dropflow cluster up``), ``dropflow submit --wait``.
-- ``daliuge``: a fresh ``dlg nm`` per run (on loopback, DLG_ROOT in the run's temp dir, the request size limit
-  raised from 10 MB so that large graphs can be appended, as its users must do), driven over REST by
-  ``drivers/daliuge_client.py``; its RSS is sampled, its CPU read over the client's window.
-- ``dask``: ``drivers/dask_driver.py``, a LocalCluster and a Client.
-- ``loop`` and ``threadpool``: ``drivers/floors.py``.
+- ``floor`` and ``loop``: ``drivers/floors.py`` (``floor`` is the one every ratio is taken against).
+- the peers (DALiuGE, Dask, Ray, Parsl) are in :mod:`peers`.
 
-A run that exceeds the timeout is killed (its whole process group) and recorded as ``dnf``; a run whose
-result is wrong (a drop not completed, a checksum that differs) is ``wrong``, never a time.
+Each system says which workloads it runs (:attr:`System.runs`: app kinds, and the numpy pipelines by name). A
+run that exceeds the timeout is killed (its whole process group) and recorded as ``dnf``; a run whose result
+is wrong (a drop not completed, a sink's value or a checksum that differs) is ``wrong``, never a time. Every
+run gets its own ``TMPDIR``; whatever a system leaves there is recorded in ``leftovers`` and removed.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shutil
@@ -32,8 +34,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import measure
+from workloads import split
 
-__all__ = ["SYSTEMS", "Context", "Row", "System"]
+__all__ = ["OWN", "Context", "Row", "System", "check_run", "numpy_arg"]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DRIVERS = os.path.join(HERE, "drivers")
@@ -50,10 +53,14 @@ class Context:
     expected_checksum: int | None = None
     pythons: dict[str, str | None] = field(default_factory=dict)
 
-    def env(self) -> dict[str, str]:
+    def env(self, run_dir: str | None = None) -> dict[str, str]:
+        """The environment of a run; with ``run_dir``, its temporary files go to ``run_dir/tmp``."""
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([HERE, DRIVERS])
         env.pop("PYTHONSTARTUP", None)
+        if run_dir is not None:
+            env["TMPDIR"] = os.path.join(run_dir, "tmp")
+            os.makedirs(env["TMPDIR"], exist_ok=True)
         return env
 
 
@@ -79,6 +86,14 @@ class Row:
     cpu_scope: str = ""
     intact: bool | None = None
     detail: str = ""
+    #: the 1-minute load average when the run started (the machine is shared)
+    load1: float | None = None
+    #: what the run left in its TMPDIR (removed after it was recorded)
+    leftovers: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.load1 is None:
+            self.load1 = round(os.getloadavg()[0], 2)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,6 +119,30 @@ def _failed(row: Row, m: measure.Measured, timeout: float) -> Row:
     return row
 
 
+def _check_sinks(row: Row, files: dict[str, Any], got: list[Any] | None) -> None:
+    """A ``py`` / ``proc`` run is intact only if its sinks ended with the expected values."""
+    if files.get("expected") is not None and got != files["expected"]:
+        row.intact = False
+        row.detail = f"sinks ended with {str(got)[:200]}, expected {files['expected']}"
+
+
+def _finish(row: Row, run_dir: str) -> None:
+    """Record what the run left in its TMPDIR, then remove the run's directory (kept if the run failed)."""
+    tmp = os.path.join(run_dir, "tmp")
+    try:
+        row.leftovers = sorted(os.listdir(tmp))
+    except OSError:
+        row.leftovers = []
+    shutil.rmtree(tmp, ignore_errors=True)
+    if row.status == "ok":
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def numpy_arg(workload: str, n: int, files: dict[str, Any]) -> str:
+    """The workload argument of a driver: the DAG file, or ``numpy:NBYTES``."""
+    return f"numpy:{n}" if workload.startswith("numpy") else str(files["dag"])
+
+
 def _json_line(stdout: str) -> dict[str, Any]:
     """The last line of output that is a JSON object (or the whole output, for indented JSON)."""
     try:
@@ -124,6 +163,8 @@ class System:
     name = ""
     #: which interpreter runs it: "dropflow" or a peer environment's name
     env = "dropflow"
+    #: the app kinds it runs, and the numpy pipelines by name
+    runs: frozenset[str] = frozenset({"noop", "py", "proc", "shell", "numpy", "numpy-proc"})
 
     def unavailable(self, ctx: Context) -> str | None:
         """Why this system cannot run here, or None."""
@@ -132,7 +173,7 @@ class System:
         return None
 
     def supports(self, workload: str) -> bool:
-        return True
+        return (workload if workload.startswith("numpy") else split(workload)[0]) in self.runs
 
     def python(self, ctx: Context) -> str:
         py = ctx.dropflow_python if self.env == "dropflow" else ctx.pythons.get(self.env)
@@ -149,13 +190,14 @@ class Dropflow(System):
 
     def run(self, ctx: Context, files: dict[str, Any], workload: str, n: int, repeat: int) -> Row:
         row = Row(self.name, workload, n, repeat, "ok", files["tasks"], files["drops"], cpu_scope="command")
-        graph = files[f"dropflow_{self.numpy_kind}"] if workload == "numpy" else files["dropflow"]
+        numpy = workload.startswith("numpy")
+        graph = files[f"dropflow_{self.numpy_kind}"] if numpy else files["dropflow"]
         run_dir = os.path.join(ctx.workdir, f"{self.name}-{workload}-{n}-{repeat}")
         argv = [
             self.python(ctx), "-m", "dropflow.cli", "run", graph, "--json", "--progress", "never",
             "--workspace", os.path.join(run_dir, "ws"), "--pythonpath", HERE,
         ]  # fmt: skip
-        m = measure.run(argv, env=ctx.env(), timeout=ctx.timeout, output_dir=run_dir)
+        m = measure.run(argv, env=ctx.env(run_dir), timeout=ctx.timeout, output_dir=run_dir)
         _memory(row, m)
         row.cpu_s = m.cpu_s
         if m.timed_out or m.returncode not in (0, 1):
@@ -169,20 +211,38 @@ class Dropflow(System):
         row.startup_s = max(0.0, m.wall_s - (row.e2e_s or 0.0))
         settled = out["by_state"].get("COMPLETED", 0) + out["by_state"].get("FINISHED", 0)
         row.intact = out["state"] == "FINISHED" and out["drops"] == row.drops and settled == row.drops
-        if workload == "numpy":
+        if numpy:
             row.intact = row.intact and out["values"].get("crc") == str(ctx.expected_checksum)
         if not row.intact:
-            row.status, row.detail = "wrong", json.dumps(out)[-1500:]
-        shutil.rmtree(run_dir, ignore_errors=True)
+            row.detail = json.dumps(out)[-1500:]
+        else:
+            _check_sinks(row, files, _previews(out["values"], files))
+        if not row.intact:
+            row.status = "wrong"
+        _finish(row, run_dir)
         return row
+
+
+def _previews(values: dict[str, Any], files: dict[str, Any]) -> list[Any] | None:
+    """The sinks' values from dropflow's summary: each a preview (a repr, or an entry holding one)."""
+    if files.get("expected") is None:
+        return None
+    got = []
+    for sink in files["sinks"]:
+        v = values.get(sink)
+        text = v.get("preview") if isinstance(v, dict) else v
+        try:
+            got.append(ast.literal_eval(text) if isinstance(text, str) else text)
+        except (ValueError, SyntaxError):
+            got.append(text)
+    return got
 
 
 class DropflowMemory(Dropflow):
     name = "dropflow-memory"
     numpy_kind = "memory"
 
-    def supports(self, workload: str) -> bool:
-        return workload == "numpy"
+    runs = frozenset({"numpy", "numpy-proc"})
 
 
 class DropflowCluster(System):
@@ -197,6 +257,8 @@ class DropflowCluster(System):
 
     name = "dropflow-cluster"
     nodes = 2
+    # the node managers run Python apps in their warm worker processes already: no separate proc rows
+    runs = frozenset({"noop", "py", "shell", "numpy"})
 
     def unavailable(self, ctx: Context) -> str | None:
         probe = subprocess.run(
@@ -219,7 +281,7 @@ class DropflowCluster(System):
         graph = files["dropflow_checked"] if workload == "numpy" else files["dropflow"]
         run_dir = os.path.join(ctx.workdir, f"{self.name}-{workload}-{n}-{repeat}")
         state = os.path.join(run_dir, "state")
-        env = ctx.env()
+        env = ctx.env(run_dir)
         port, node_port = _free_ports(1)[0], _free_ports(1)[0]
         t0 = time.perf_counter()
         up = self._dropflow(
@@ -262,29 +324,38 @@ class DropflowCluster(System):
             settled = out["by_state"].get("COMPLETED", 0) + out["by_state"].get("FINISHED", 0)
             row.intact = out["state"] == "FINISHED" and out["drops"] == row.drops and settled == row.drops
             if not row.intact:
-                row.status, row.detail = "wrong", json.dumps(out)[-1500:]
-            elif workload == "numpy":
-                row.detail = f"placement {out.get('placement')}"
+                row.detail = json.dumps(out)[-1500:]
+            else:
+                _check_sinks(row, files, _previews(out.get("values") or {}, files))
+                if workload == "numpy":
+                    row.detail = f"placement {out.get('placement')}"
+            if not row.intact:
+                row.status = "wrong"
         finally:
             down = self._dropflow(ctx, "cluster", "down", "--dir", state, env=env)
             if up.returncode == 0 and down.returncode != 0:
                 row.detail += f" cluster down failed: {down.stderr[-500:]}"
-        if row.status == "ok":
-            shutil.rmtree(run_dir, ignore_errors=True)
+        _finish(row, run_dir)
         return row
 
 
 class Floor(System):
-    def __init__(self, name: str, mode: str) -> None:
+    """``drivers/floors.py``: ``floor`` (a pool of two workers, dependencies counted in done-callbacks) or
+    ``loop`` (every task called in order in one thread, which has no process variant)."""
+
+    def __init__(self, name: str, mode: str, runs: frozenset[str] = System.runs) -> None:
         self.name = name
         self.mode = mode
+        self.runs = runs
 
     def run(self, ctx: Context, files: dict[str, Any], workload: str, n: int, repeat: int) -> Row:
         row = Row(self.name, workload, n, repeat, "ok", files["tasks"], files["drops"], cpu_scope="command")
-        arg = f"numpy:{n}" if workload == "numpy" else files["dag"]
         run_dir = os.path.join(ctx.workdir, f"{self.name}-{workload}-{n}-{repeat}")
-        argv = [self.python(ctx), os.path.join(DRIVERS, "floors.py"), self.mode, arg]
-        m = measure.run(argv, env=ctx.env(), timeout=ctx.timeout, output_dir=run_dir)
+        argv = [
+            self.python(ctx), os.path.join(DRIVERS, "floors.py"), self.mode, workload,
+            numpy_arg(workload, n, files),
+        ]  # fmt: skip
+        m = measure.run(argv, env=ctx.env(run_dir), timeout=ctx.timeout, output_dir=run_dir)
         _memory(row, m)
         row.cpu_s = m.cpu_s
         if not m.ok:
@@ -292,48 +363,26 @@ class Floor(System):
         out = _json_line(m.stdout)
         _phases(row, out)
         row.total_s = m.wall_s
-        row.startup_s = max(0.0, m.wall_s - (row.e2e_s or 0.0))
-        row.intact = out["tasks"] == row.tasks
-        if workload == "numpy":
-            row.intact = row.intact and out["checksum"] == ctx.expected_checksum
-        if not row.intact:
-            row.status, row.detail = "wrong", json.dumps(out)
-        shutil.rmtree(run_dir, ignore_errors=True)
+        # the warm floor of numpy-proc says how long its pool took to start; else it is interpreter start
+        row.startup_s = out.get("startup_s", max(0.0, m.wall_s - (row.e2e_s or 0.0)))
+        check_run(row, ctx, files, workload, out)
+        _finish(row, run_dir)
         return row
 
 
-class Dask(System):
-    name = "dask"
-    env = "dask"
-
-    def run(self, ctx: Context, files: dict[str, Any], workload: str, n: int, repeat: int) -> Row:
-        row = Row(self.name, workload, n, repeat, "ok", files["tasks"], files["drops"], cpu_scope="window")
-        arg = f"numpy:{n}" if workload == "numpy" else files["dag"]
-        run_dir = os.path.join(ctx.workdir, f"{self.name}-{workload}-{n}-{repeat}")
-        env = ctx.env()
-        env["DASK_TEMPORARY_DIRECTORY"] = os.path.join(run_dir, "dask-tmp")
-        argv = [self.python(ctx), os.path.join(DRIVERS, "dask_driver.py"), arg]
-        shm_before = measure.shm_names()
-        m = measure.run(argv, env=env, cwd=ctx.workdir, timeout=ctx.timeout, output_dir=run_dir)
-        _memory(row, m)
-        if not m.ok:
-            # a cluster killed past its grace period leaves multiprocessing's semaphores behind
-            reaped = measure.reap_semaphores(shm_before)
-            if reaped:
-                print(f"bench: dask: removed {len(reaped)} semaphores left in /dev/shm", file=sys.stderr)
-            return _failed(row, m, ctx.timeout)
-        out = _json_line(m.stdout)
-        _phases(row, out)
-        row.cpu_s = out["cpu_window_s"]
-        row.total_s = m.wall_s
-        row.startup_s = out["startup_s"]
-        row.intact = out["tasks"] == row.tasks
-        if workload == "numpy":
-            row.intact = row.intact and out["checksum"] == ctx.expected_checksum
+def check_run(row: Row, ctx: Context, files: dict[str, Any], workload: str, out: dict[str, Any]) -> None:
+    """Intact: every task ran, and the sinks' values (``py``, ``proc``) or the checksum (numpy) are right."""
+    row.intact = out["tasks"] == row.tasks
+    if not row.intact:
+        row.detail = f"{out['tasks']} tasks ran, not {row.tasks}"
+    elif workload.startswith("numpy"):
+        row.intact = out["checksum"] == ctx.expected_checksum
         if not row.intact:
-            row.status, row.detail = "wrong", json.dumps(out)
-        shutil.rmtree(run_dir, ignore_errors=True)
-        return row
+            row.detail = f"checksum {out['checksum']}, expected {ctx.expected_checksum}"
+    else:
+        _check_sinks(row, files, out.get("sinks"))
+    if not row.intact:
+        row.status = "wrong"
 
 
 def _free_ports(count: int) -> list[int]:
@@ -348,117 +397,11 @@ def _free_ports(count: int) -> list[int]:
     return ports
 
 
-def _answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-            s.sendall(b"GET /api/sessions HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-            return s.recv(12).startswith(b"HTTP/1.")
-    except OSError:
-        return False
-
-
-class Daliuge(System):
-    name = "daliuge"
-    env = "daliuge"
-
-    def run(self, ctx: Context, files: dict[str, Any], workload: str, n: int, repeat: int) -> Row:
-        row = Row(self.name, workload, n, repeat, "ok", files["tasks"], files["drops"], cpu_scope="window")
-        run_dir = os.path.join(ctx.workdir, f"{self.name}-{workload}-{n}-{repeat}")
-        os.makedirs(run_dir, exist_ok=True)
-        py = self.python(ctx)
-        rest, rpc, events = _free_ports(3)
-        env = ctx.env()
-        env["DLG_ROOT"] = os.path.join(run_dir, "dlg-root")
-        dlg = os.path.join(os.path.dirname(py), "dlg")
-        nm = measure.Daemon(
-            [
-                dlg,
-                "nm",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(rest),
-                "--rpc_port",
-                str(rpc),
-                "--event_port",
-                str(events),
-                "--dlg-path",
-                os.path.join(run_dir, "dlg-path"),
-                "--log-dir",
-                os.path.join(run_dir, "logs"),
-                "--max-request-size",
-                "4096",
-            ],
-            env=env,
-            cwd=run_dir,
-            output_dir=run_dir,
-        )
-        t0 = time.perf_counter()
-        nm.start()
-        try:
-            deadline = t0 + 120
-            while not _answers(rest):
-                if not nm.alive() or time.perf_counter() > deadline:
-                    row.status, row.detail = "failed", f"dlg nm did not start: {nm.log_tail()}"
-                    return row
-                time.sleep(0.05)
-            row.startup_s = time.perf_counter() - t0
-            root = "start" if workload == "numpy" else "root"
-            argv = [
-                py, os.path.join(DRIVERS, "daliuge_client.py"), files["daliuge"], "--port", str(rest),
-                "--nm-pid", str(nm.pid), "--root", root,
-            ]  # fmt: skip
-            assert nm.sampler is not None
-            m = measure.run(
-                argv,
-                env=env,
-                timeout=ctx.timeout,
-                output_dir=os.path.join(run_dir, "client"),
-                also=[nm.sampler],
-            )
-            row.peak_rss_mb = nm.sampler.peak / MB
-            row.sampled_rss_mb = row.peak_rss_mb
-            row.total_s = time.perf_counter() - t0
-            if m.timed_out or not m.stdout.strip():
-                return _failed(row, m, ctx.timeout)
-            out = _json_line(m.stdout)
-            _phases(row, out)
-            row.cpu_s = out["cpu_window_s"]
-            done = sum(out["by_state"].get(s, 0) for s in ("COMPLETED", "EXPIRED", "DELETED"))
-            row.intact = (
-                out["state"] == "FINISHED"
-                and out["drops"] == files["daliuge_drops"]
-                and done == files["daliuge_drops"]
-                and out["apps_finished"] == row.tasks
-            )
-            if workload == "numpy":
-                try:
-                    with open(files["daliuge_result"]) as f:
-                        got = int(f.read().strip())
-                    os.unlink(files["daliuge_result"])
-                except (OSError, ValueError):
-                    got = None
-                row.intact = row.intact and got == ctx.expected_checksum
-            if not row.intact:
-                row.status, row.detail = "wrong", json.dumps(out)[-1500:]
-        finally:
-            nm.stop()
-            row.wait4_rss_mb = nm.wait4_rss / MB
-            row.peak_rss_mb = max(row.peak_rss_mb or 0.0, row.wait4_rss_mb)
-        if row.status == "ok":
-            shutil.rmtree(run_dir, ignore_errors=True)
-        return row
-
-
-SYSTEMS: dict[str, System] = {
-    s.name: s
-    for s in [
-        Dropflow(),
-        DropflowMemory(),
-        DropflowCluster(),
-        Daliuge(),
-        Dask(),
-        Floor("loop", "loop"),
-        Floor("threadpool", "threads"),
-    ]
-}
+#: dropflow's systems and the floors (the peers are in :mod:`peers`)
+OWN: list[System] = [
+    Dropflow(),
+    DropflowMemory(),
+    DropflowCluster(),
+    Floor("floor", "pool"),
+    Floor("loop", "loop", frozenset({"noop", "py", "shell", "numpy"})),
+]

@@ -21,6 +21,8 @@ VENV_ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file_
 ENVS: dict[str, list[str]] = {
     "daliuge": ["daliuge-engine==6.6.*", "daliuge-translator==6.6.*", "psutil"],
     "dask": ["distributed>=2024.1", "numpy", "psutil"],
+    "ray": ["ray>=2.9", "numpy", "psutil"],
+    "parsl": ["parsl>=2024.1", "numpy", "psutil"],
     # plots (matplotlib) and profiles (py-spy): tools of the harness, not dependencies of dropflow
     "tools": ["matplotlib>=3.8", "py-spy>=0.3"],
 }
