@@ -223,14 +223,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     # critical path.
     from ..engine import zygote
 
-    warm = _wants_processes(args)
-    if warm:
-        zygote.acquire()
+    warm = zygote.acquire() if _wants_processes(args) else None
     try:
         return _run(args)
     finally:
-        if warm:
-            zygote.release()
+        if warm is not None:
+            zygote.release(warm)
 
 
 def _run(args: argparse.Namespace) -> int:

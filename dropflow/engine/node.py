@@ -144,7 +144,7 @@ class Node:
         with self._zygote_lock:
             held, self._zygote_ref = self._zygote_ref, None
         if held is not None:
-            zygote.release()
+            zygote.release(held)
         if self._reaper is not None:
             reaper.release()  # kills any app process group still running
             self._reaper = None
@@ -334,6 +334,9 @@ class Node:
         """The zygote that forks this node's workers (the process's, acquired on first use; the pool's slot
         threads may ask at the same time, hence the lock)."""
         with self._zygote_lock:
+            if self._zygote_ref is not None and self._zygote_ref.failed:
+                zygote.release(self._zygote_ref)  # it died: the next fork comes from a new one
+                self._zygote_ref = None
             if self._zygote_ref is None:
                 self._zygote_ref = zygote.acquire()
             return self._zygote_ref

@@ -15,6 +15,10 @@ killed the worker's process group: until a process is reaped its pid cannot be r
 that pid never reaches an unrelated process. :class:`Worker` gives the pool the ``pid`` / ``poll`` / ``wait``
 / ``returncode`` of a ``subprocess.Popen`` for such a worker.
 
+A zygote that dies (killed, out of memory) is not reused: its socket is closed only by :meth:`Zygote.close`,
+never under a request (a closed descriptor's number is soon another file's), its waiting callers get an
+error, and :func:`acquire` starts a new one; a node whose zygote failed acquires again before its next fork.
+
 Nothing outlives the engine: the zygote asks the kernel to SIGKILL it when the thread that started it ends
 (``PR_SET_PDEATHSIG``; that thread, ``dropflow-zygote``, lives as long as the zygote and also reads its
 answers), and each worker does the same about the zygote. The zygote exits when its socket closes.
@@ -65,7 +69,13 @@ class Worker:
 
     def wait(self, timeout: float | None = None) -> int:
         if self.returncode is None:
-            self.returncode = self.zygote.wait(self.pid, timeout)
+            try:
+                self.returncode = self.zygote.wait(self.pid, timeout)
+            except OSError:
+                if not self.zygote.failed:
+                    raise
+                # Its zygote is gone, and it with it (parent-death signal); the kernel reaped it.
+                self.returncode = -signal.SIGKILL
         return self.returncode
 
     def kill(self) -> None:
@@ -107,9 +117,11 @@ class Zygote:
     def fork(self, task_r: int, out_w: int, timeout: float = 60.0) -> Worker:
         """A new worker reading tasks from ``task_r`` and writing outcomes to ``out_w`` (both passed to it;
         the caller closes its copies). Raises OSError if the zygote cannot make one."""
-        if not self._ready.wait(timeout) or self._sock is None:
-            raise OSError(f"the worker zygote is not available: {self._error or 'it did not start'}")
+        if not self._ready.wait(timeout):
+            raise OSError("the worker zygote did not start")
         with self._lock:
+            if self._sock is None or self._error is not None:
+                raise OSError(f"the worker zygote is not available: {self._error or 'it is closed'}")
             socket.send_fds(self._sock, [msgspec.msgpack.encode(["fork"])], [task_r, out_w])
             with self._cond:
                 if not self._cond.wait_for(lambda: self._forks or self._error is not None, timeout):
@@ -124,8 +136,8 @@ class Zygote:
     def wait(self, pid: int, timeout: float | None = None) -> int:
         """Reap a worker that has ended (or will end soon: kill it first); its return code."""
         with self._lock:
-            if self._sock is None:
-                raise OSError("the worker zygote is closed")
+            if self._sock is None or self._error is not None:
+                raise OSError(f"the worker zygote is not available: {self._error or 'it is closed'}")
             self._sock.send(msgspec.msgpack.encode(["wait", pid]))
         with self._cond:
             if not self._cond.wait_for(lambda: pid in self._exits or self._error is not None, timeout):
@@ -135,17 +147,25 @@ class Zygote:
             return self._exits.pop(pid)
 
     @property
+    def failed(self) -> bool:
+        """True once the zygote has gone (or could not start): it forks nothing more."""
+        return self._error is not None
+
+    @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
     def close(self) -> None:
         """Stop the zygote (its workers are the pool's to stop first; any left die with it)."""
-        sock, self._sock = self._sock, None
+        with self._lock:
+            sock, self._sock = self._sock, None
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(10)
+        if sock is not None:
+            sock.close()  # only now: the reader thread has stopped using it
 
     # -- the reader thread ----------------------------------------------------------------------------------
 
@@ -189,7 +209,7 @@ class Zygote:
         else:
             self._fail("the worker zygote exited")
         finally:
-            ours.close()
+            # The socket stays open (close() closes it): a request may be sending on it right now.
             self._ready.set()
             proc = self._proc
             if proc is not None:
@@ -207,29 +227,32 @@ class Zygote:
 # -- one per process, shared by its nodes --------------------------------------------------------------------
 
 _shared: Zygote | None = None
-_users = 0
+_users: dict[Zygote, int] = {}
 _shared_lock = threading.Lock()
 
 
 def acquire() -> Zygote:
-    """The process's zygote, started if need be (in the background: this returns at once). Every acquire
-    needs its release; the zygote stops with the last one. ``dropflow run`` acquires it before it even
-    reads a graph with process apps, so that the zygote's start overlaps the graph's loading."""
-    global _shared, _users
+    """The process's zygote, started if need be (in the background: this returns at once), or started
+    again if the last one failed. Every acquire needs its release, with the zygote it returned; a zygote
+    stops with its last release. ``dropflow run`` acquires it before it even reads a graph with process
+    apps, so that the zygote's start overlaps the graph's loading."""
+    global _shared
     with _shared_lock:
-        if _shared is None:
+        if _shared is None or _shared.failed:
             _shared = Zygote().start()
-        _users += 1
+        _users[_shared] = _users.get(_shared, 0) + 1
         return _shared
 
 
-def release() -> None:
-    global _shared, _users
+def release(zygote: Zygote) -> None:
+    global _shared
     with _shared_lock:
-        _users -= 1
-        if _users > 0 or _shared is None:
+        _users[zygote] -= 1
+        if _users[zygote] > 0:
             return
-        zygote, _shared = _shared, None
+        del _users[zygote]
+        if _shared is zygote:
+            _shared = None
     zygote.close()
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import poolfuncs
+import psutil
 import pytest
 
 from dropflow.drops import MemorySpec, PythonSpec
@@ -56,6 +59,31 @@ def test_process_executor_node_runs_every_session_on_warm_workers(nodes):
         assert s.value("v") in warm
         node.delete_session(f"s{i}")
     assert set(node.worker_pids()) == warm
+
+
+def test_a_dead_zygote_is_replaced_and_the_next_sessions_run(nodes):
+    """The zygote is killed (the OOM killer, an operator): its workers die with it, the node forks the next
+    ones from a new zygote, and no run fails for it (no fork is ever sent on the dead one's closed socket)."""
+    node = nodes(processes=2, executor="process")
+    poll_for(lambda: len(node.worker_pids()) == 2, timeout=10)
+    first = node._zygote()
+    assert first.pid is not None
+    os.kill(first.pid, signal.SIGKILL)
+    poll_for(lambda: first.failed, timeout=10, what=lambda: "the node to see its zygote die")
+    for i in range(4):  # more runs than workers: every slot meets its dead worker
+        s = run(
+            node,
+            [
+                PythonSpec(id="p", func="testfuncs:pid", outputs={"out": "v"}),
+                MemorySpec(id="v", persist=True),
+            ],
+            session_id=f"s{i}",
+        )
+        assert s.state == "FINISHED", s.failures()
+        node.delete_session(f"s{i}")
+    second = node._zygote()
+    assert second is not first and not second.failed
+    assert second.pid is not None and psutil.pid_exists(second.pid)
 
 
 def test_a_thread_without_a_node_default_starts_no_workers(nodes):
