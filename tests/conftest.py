@@ -26,6 +26,9 @@ from dropflow.engine import Node, Session
 from dropflow.engine.session import live_sessions
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+#: Every session of the tests -- in this process and in the daemons they start -- checks the core's
+#: invariants as it ends (dropflow.engine.session), and fails if one is broken.
+os.environ["DROPFLOW_VALIDATE"] = "1"
 sys.path.insert(0, os.path.join(HERE, "apps"))  # test app functions live in tests/apps/
 
 

@@ -215,3 +215,36 @@ def test_a_lying_peer_fails_only_its_session(pair):
     testfuncs.gate(name).set()
     sa.cancel()
     sa.wait(10)
+
+
+def test_a_broken_invariant_fails_the_session_as_it_ends(node: Node, bystander: None) -> None:
+    """DROPFLOW_VALIDATE=1 (set for the whole suite, daemons included): a session checks the core's
+    invariants as it ends. A counter corrupted mid-run -- a consumer count that can never reach zero --
+    fails that session naming the drop, not the node's others."""
+    name = f"corrupt-{id(node)}"
+    s = node.create_session("corrupt")
+    s.add(
+        [
+            MemorySpec(id="x", data=1, codec="json", persist=True),
+            PythonSpec(
+                id="hold",
+                func="testfuncs:wait_gate_with",
+                kwargs={"name": name},
+                inputs={"x": "x"},
+                outputs={"out": "y"},
+            ),
+            MemorySpec(id="y", persist=True),
+        ]
+    )
+    s.deploy()
+    assert s.graph is not None
+    x = s.graph.by_id["x"]
+
+    def corrupt() -> None:
+        x.unread += 5  # five readers that do not exist
+
+    poll_for(lambda: x.state == "COMPLETED", timeout=10)
+    node.call(corrupt)
+    testfuncs.gate(name).set()
+    assert s.wait(10) == "FAILED", s.summary()
+    assert "InvariantError" in (s.error or "") and "'x'" in (s.error or ""), s.error

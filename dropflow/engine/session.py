@@ -705,6 +705,10 @@ class Session:
     def _finalize(self) -> None:
         core = self.core
         assert core is not None and core.outcome is not None
+        if os.environ.get("DROPFLOW_VALIDATE") == "1":
+            # The test suite sets it (for the daemons it starts too): every session checks its core's
+            # invariants as it ends; an InvariantError fails it (the owner loop's guard) naming the rule.
+            core.validate()
         self._finalized = True
         self._held.clear()
         self.persisted = self._cleanup()

@@ -141,6 +141,11 @@ def wait_gate(name: str, timeout: float = 60.0) -> bool:
     return gate(name).wait(timeout)
 
 
+def wait_gate_with(x: object, name: str) -> bool:
+    """wait_gate for an app with an input."""
+    return gate(name).wait(60.0)
+
+
 def thread_name(x=None):
     """The name of the thread the app runs in (the owner's when it runs inline)."""
     return threading.current_thread().name

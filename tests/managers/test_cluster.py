@@ -25,7 +25,7 @@ from dropflow.managers.island import DataIslandManager, bus_peer
 from dropflow.managers.node_manager import NodeManager
 from dropflow.managers.zmqbus import ZmqBus
 
-from conftest import LeakCheck, poll_for
+from conftest import LeakCheck, poll_for, validate_all
 
 
 @pytest.fixture(params=["inproc", "zmq"])
@@ -45,6 +45,8 @@ def island(tmp_path, request):
     dim = DataIslandManager("island", nms)
     try:
         yield dim, {nm.name: nm for nm in nms}
+        for nm in nms:
+            validate_all(nm.node)
     finally:
         dim.close()
         for nm in nms:

@@ -24,7 +24,7 @@ from dropflow.managers.heartbeat import HeartbeatPolicy
 from dropflow.managers.island import DataIslandManager
 from dropflow.managers.node_manager import NodeManager
 
-from conftest import LeakCheck, poll_for, shm_segments
+from conftest import LeakCheck, poll_for, shm_segments, validate_all
 
 APPS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "apps")
 
@@ -191,6 +191,10 @@ def in_process(tmp_path) -> Iterator[tuple[DataIslandManager, list[Stoppable]]]:
     island = DataIslandManager("island", nodes, heartbeat=FAST)  # type: ignore[arg-type]
     try:
         yield island, nodes
+        for n in nodes:
+            n.running.set()
+        for nm in nms:
+            validate_all(nm.node)
     finally:
         for n in nodes:
             n.running.set()
@@ -309,6 +313,8 @@ def test_a_master_loses_a_silent_island_and_stops_its_part_when_it_answers(tmp_p
         assert islands[1].status("m") == "RUNNING"
         b.running.set()
         assert islands[1].wait("m", 10) == "CANCELLED" and nms[1].wait("m", 10) == "CANCELLED"
+        for nm in nms:
+            validate_all(nm.node)
     finally:
         b.running.set()
         mm.close()

@@ -16,7 +16,7 @@ from dropflow.managers.master import MasterManager
 from dropflow.managers.node_manager import NodeManager
 from dropflow.managers.zmqbus import ZmqBus
 
-from conftest import LeakCheck
+from conftest import LeakCheck, validate_all
 
 
 @pytest.fixture
@@ -31,6 +31,8 @@ def master(tmp_path):
     islands = [DataIslandManager("A", [nms["a0"], nms["a1"]]), DataIslandManager("B", [nms["b0"], nms["b1"]])]
     mm = MasterManager("master", islands)
     yield mm, nms
+    for nm in nms.values():
+        validate_all(nm.node)
     mm.close()
     for island in islands:
         island.close()

@@ -23,7 +23,7 @@ from dropflow.managers.heartbeat import HeartbeatPolicy  # noqa: E402
 from dropflow.managers.island import DataIslandManager  # noqa: E402
 from dropflow.managers.node_manager import NodeManager  # noqa: E402
 
-from conftest import LeakCheck, require, shm_segments  # noqa: E402
+from conftest import LeakCheck, require, shm_segments, validate_all  # noqa: E402
 
 __all__ = [
     "APPS_PATH",
@@ -60,6 +60,8 @@ def in_process(
     island = DataIslandManager("island", nms, heartbeat=policy)
     try:
         yield island, nms
+        for nm in nms:
+            validate_all(nm.node)
     finally:
         sessions = list(island._sessions)
         island.close()
