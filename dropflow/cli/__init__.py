@@ -109,6 +109,7 @@ def _chosen(argv: Sequence[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parser(_chosen(argv)).parse_args(argv)
+    args.argv = list(argv)  # a daemon re-executes itself with them (dropflow.engine.heap)
     _add, run = _load(args.command)
     try:
         return run(args)

@@ -61,6 +61,13 @@ def _common(p: argparse.ArgumentParser, port: int) -> None:
         metavar="MiB",
         help="largest request body, after decompression (default 1024 MiB)",
     )
+    p.add_argument(
+        "--allocator",
+        choices=("malloc", "pymalloc"),
+        default="malloc",
+        help="memory allocator of the daemon (default malloc: each deleted session's memory goes back to "
+        "the system; pymalloc: 10-20%% faster graph building, but the daemon keeps about a third more)",
+    )
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.add_argument(
         "--log-format",
@@ -118,7 +125,10 @@ def _name(args: argparse.Namespace) -> str:
 
 
 def _serve(args: argparse.Namespace, factory: Any, token: str | None) -> int:
+    from ..engine.heap import daemon_allocator
     from ..managers.serve import ManagerApplication
+
+    daemon_allocator(args.argv, args.allocator)
 
     ManagerApplication(
         factory,

@@ -40,6 +40,7 @@ from ..drops.errors import GraphError, Problem
 from ..drops.graph import decode_physical, encode_physical
 from ..drops.spec import DropSpec, port_drops
 from ..drops.states import SESSION_ENDED, SESSION_TRANSITIONS, SessionState, check_transition
+from ..engine.heap import give_back
 from ..engine.workspace import check_session_id
 from .dlgcompat import NODE_PORT, address, check_completed, find_member, parse_address
 from .errors import (
@@ -757,9 +758,11 @@ class DataIslandManager:
             s.ended.wait(30)
         # Lost nodes too: one that came back still holds its (cancelled) part. One still silent is skipped
         # at once by _fan, and one that is dead refuses the connection; either way nothing is waited for.
-        self._fan(s.nodes, lambda c: c.delete_session(s.id))
+        self._fan(s.nodes, lambda c: c.delete_session(session_id))
         with self._lock:
             self._sessions.pop(session_id, None)
+        del s
+        give_back()  # the session's specs and partition, to the system
 
     # -- views ----------------------------------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ from ..drops.spec import DropSpec
 from ..drops.states import SESSION_ENDED, SessionState
 from ..engine import Node, Session
 from ..engine.bus import Bus
+from ..engine.heap import give_back
 from ..engine.workspace import check_session_id
 from .dlgcompat import check_completed
 from .errors import BadGraph, BadRequest, NoDrop, NoSession, SessionExists, WrongState
@@ -192,6 +193,7 @@ class NodeManager:
         )
         with self._lock:
             self._watchers.pop(session_id, None)
+        give_back()  # the session's memory, to the system (a long-running daemon ends where it began)
 
     # -- graphs ---------------------------------------------------------------------------------------------
 

@@ -240,7 +240,7 @@ def run_in_dropflow(
         files = {}
         for spec in specs:
             if isinstance(spec, FileSpec):
-                path, _owned = session.workspace.resolve(spec, spec.path)
+                path = session.workspace.resolve(spec, spec.path).path
                 if os.path.isfile(path):
                     with open(path, "rb") as f:
                         files[spec.id] = f.read()
