@@ -69,6 +69,7 @@ def main() -> None:
                 "-m",
                 "dropflow",
                 "nm",
+                *(["--allocator", os.environ["ALLOC"]] if os.environ.get("ALLOC") else []),
                 "--port",
                 str(port),
                 "--workspace",

@@ -189,3 +189,38 @@ def test_sigterm_stops_a_node_cleanly_mid_session(tmp_path):
     finally:
         client.close()
         nm.stop()
+
+
+@pytest.mark.parametrize("allocator", ["malloc", "pymalloc"])
+def test_a_node_manager_runs_on_the_allocator_that_gives_memory_back(tmp_path, allocator):
+    """By default the daemon re-executes itself (same pid) on the C allocator, which gives each deleted
+    session's memory back (dropflow.engine.heap); its users' commands get the environment it was given."""
+    nm = start(
+        "nm",
+        "--workspace",
+        str(tmp_path / "ws"),
+        "--allocator",
+        allocator,
+        logdir=str(tmp_path),
+        name="alloc",
+    )
+    client = RestClient(nm.url)
+    try:
+        with open(f"/proc/{nm.proc.pid}/environ", "rb") as f:  # what the running program was executed with
+            environ = dict(v.split(b"=", 1) for v in f.read().split(b"\0") if b"=" in v)
+        assert environ.get(b"PYTHONMALLOC") == (b"malloc" if allocator == "malloc" else None)
+        client.create_session("e")
+        client.append(
+            "e",
+            [
+                # Fails (exit 1) if the variable reached the command.
+                ShellSpec(id="env", command='test -z "$PYTHONMALLOC"', outputs={"stdout": "m"}),
+                MemorySpec(id="m", codec="utf-8"),
+            ],
+        )
+        client.deploy("e")
+        answer = client.wait("e", 30)
+        assert answer["status"] == "FINISHED", answer
+    finally:
+        client.close()
+        nm.stop()
