@@ -31,7 +31,7 @@ from conftest import LeakCheck, poll_for, validate_all
 @pytest.fixture(params=["inproc", "zmq"])
 def island(tmp_path, request):
     inproc = InProcBus()
-    leaks = LeakCheck()
+    leaks = LeakCheck([str(tmp_path / name) for name in ("a", "b", "c")])
     nms, buses = [], []
     for name in ("a", "b", "c"):
         nm = NodeManager(name, workspace_root=str(tmp_path / name), threads=4, processes=1).start()

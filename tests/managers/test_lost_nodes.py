@@ -179,7 +179,7 @@ class Stoppable:
 
 @pytest.fixture
 def in_process(tmp_path) -> Iterator[tuple[DataIslandManager, list[Stoppable]]]:
-    leaks = LeakCheck()
+    leaks = LeakCheck([str(tmp_path / f"n{i}") for i in range(3)])
     nms = [
         NodeManager(f"n{i}", workspace_root=str(tmp_path / f"n{i}"), threads=4, processes=1) for i in range(3)
     ]
@@ -283,7 +283,7 @@ def test_a_master_loses_a_silent_island_and_stops_its_part_when_it_answers(tmp_p
     """
     from dropflow.managers.master import MasterManager
 
-    leaks = LeakCheck()
+    leaks = LeakCheck([str(tmp_path / f"n{i}") for i in (0, 1)])
     bus = InProcBus()
     nms = [
         NodeManager(f"n{i}", workspace_root=str(tmp_path / f"n{i}"), threads=2, processes=1) for i in (0, 1)

@@ -21,7 +21,7 @@ from conftest import LeakCheck, validate_all
 
 @pytest.fixture
 def master(tmp_path):
-    leaks = LeakCheck()
+    leaks = LeakCheck([str(tmp_path / name) for name in ("a0", "a1", "b0", "b1")])
     nms, buses = {}, []
     for name in ("a0", "a1", "b0", "b1"):
         nm = NodeManager(name, workspace_root=str(tmp_path / name), threads=4, processes=1).start()

@@ -17,13 +17,12 @@ sys.path.insert(0, os.path.join(TESTS, "managers"))  # daemons.py: real daemons 
 
 from daemons import Cluster, Daemon, auth, free_port, start  # noqa: E402
 
-from dropflow.drops.shm import SHM_PREFIX, session_scope  # noqa: E402
 from dropflow.engine.bus import InProcBus  # noqa: E402
 from dropflow.managers.heartbeat import HeartbeatPolicy  # noqa: E402
 from dropflow.managers.island import DataIslandManager  # noqa: E402
 from dropflow.managers.node_manager import NodeManager  # noqa: E402
 
-from conftest import LeakCheck, require, shm_segments, validate_all  # noqa: E402
+from conftest import LeakCheck, require, validate_all  # noqa: E402
 
 __all__ = [
     "APPS_PATH",
@@ -48,7 +47,7 @@ def in_process(
     tmp_path: Any, nodes: int = 2, policy: HeartbeatPolicy | None = None
 ) -> Iterator[tuple[DataIslandManager, list[NodeManager]]]:
     """An island over ``nodes`` node managers in this process (an in-process bus), checked for leaks."""
-    leaks = LeakCheck()
+    leaks = LeakCheck([str(tmp_path / f"ws{i}") for i in range(nodes)])
     nms = [
         NodeManager(f"n{i}", workspace_root=str(tmp_path / f"ws{i}"), threads=4, processes=1)
         for i in range(nodes)
@@ -63,15 +62,9 @@ def in_process(
         for nm in nms:
             validate_all(nm.node)
     finally:
-        sessions = list(island._sessions)
         island.close()
         for nm in nms:
             nm.close()
-        # Other tests on this machine make segments meanwhile: only those of these sessions are leaks here.
-        ours = {
-            f"{SHM_PREFIX}{session_scope(nm.node.workspace_root, sid)}." for nm in nms for sid in sessions
-        }
-        leaks.shm |= {n for n in shm_segments() if not any(n.startswith(p) for p in ours)}
         leaks.check()
 
 
