@@ -49,6 +49,9 @@ __all__ = ["Worker", "Zygote", "acquire", "release"]
 log = logging.getLogger(__name__)
 
 _MAX = 4096
+#: The first message carries sys.path, which a long PYTHONPATH makes long (a seqpacket read of less than
+#: the whole message truncates it).
+_MAX_PATH = 1 << 20
 #: How the zygote is started: this module is part of the engine package, so ``-m`` would import it twice.
 _MAIN = "import sys; from dropflow.engine.zygote import main; sys.exit(main(sys.argv[1:]))"
 
@@ -273,7 +276,7 @@ def main(argv: list[str]) -> int:
     sock = socket.socket(fileno=int(argv[0]))
     die_with_parent(int(argv[1]))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    first = msgspec.msgpack.decode(sock.recv(_MAX))
+    first = msgspec.msgpack.decode(sock.recv(_MAX_PATH))
     sys.path[:] = first[1]
     prepare()  # the app runners, imported once for every worker forked from here
     sock.send(msgspec.msgpack.encode(["ready"]))

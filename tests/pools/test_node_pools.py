@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -59,6 +60,22 @@ def test_process_executor_node_runs_every_session_on_warm_workers(nodes):
         assert s.value("v") in warm
         node.delete_session(f"s{i}")
     assert set(node.worker_pids()) == warm
+
+
+def test_a_long_sys_path_reaches_the_workers(nodes, monkeypatch, tmp_path):
+    """The zygote gets the engine's sys.path in one message: 64 KiB of it (a long PYTHONPATH) arrives whole
+    (a read shorter than the message truncated it, and every process app failed)."""
+    monkeypatch.setattr(sys, "path", [*sys.path, *(str(tmp_path / ("x" * 200) / str(i)) for i in range(300))])
+    node = nodes(processes=1, executor="process")
+    s = run(
+        node,
+        [
+            PythonSpec(id="p", func="testfuncs:pid", outputs={"out": "v"}),
+            MemorySpec(id="v", persist=True),
+        ],
+    )
+    assert s.state == "FINISHED", s.failures()
+    node.delete_session("s")
 
 
 def test_a_dead_zygote_is_replaced_and_the_next_sessions_run(nodes):
