@@ -124,11 +124,16 @@ def _name(args: argparse.Namespace) -> str:
     return args.name or f"{host}:{args.port}"
 
 
-def _serve(args: argparse.Namespace, factory: Any, token: str | None) -> int:
+def _allocator(args: argparse.Namespace) -> None:
+    """First thing a daemon does: re-execute itself on the allocator it was asked for, with the environment
+    it was given (the token's variable is still there, before _token takes it out)."""
     from ..engine.heap import daemon_allocator
-    from ..managers.serve import ManagerApplication
 
     daemon_allocator(args.argv, args.allocator)
+
+
+def _serve(args: argparse.Namespace, factory: Any, token: str | None) -> int:
+    from ..managers.serve import ManagerApplication
 
     ManagerApplication(
         factory,
@@ -188,6 +193,7 @@ def _nm_args(p: argparse.ArgumentParser) -> None:
 def cmd_nm(args: argparse.Namespace) -> int:
     from ..engine.workspace import default_root
 
+    _allocator(args)
     token = _token(args)
     name = _name(args)
     url = _self_url(args)
@@ -297,12 +303,14 @@ def _island_factory(args: argparse.Namespace, token: str | None, master: bool) -
 
 @command("dim", lambda p: _island_args(p, 8001, "nodes"))
 def cmd_dim(args: argparse.Namespace) -> int:
+    _allocator(args)
     token = _token(args)
     return _serve(args, _island_factory(args, token, master=False), token)
 
 
 @command("mm", lambda p: _island_args(p, 8002, "islands"))
 def cmd_mm(args: argparse.Namespace) -> int:
+    _allocator(args)
     token = _token(args)
     return _serve(args, _island_factory(args, token, master=True), token)
 

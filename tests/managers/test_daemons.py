@@ -194,7 +194,9 @@ def test_sigterm_stops_a_node_cleanly_mid_session(tmp_path):
 @pytest.mark.parametrize("allocator", ["malloc", "pymalloc"])
 def test_a_node_manager_runs_on_the_allocator_that_gives_memory_back(tmp_path, allocator):
     """By default the daemon re-executes itself (same pid) on the C allocator, which gives each deleted
-    session's memory back (dropflow.engine.heap); its users' commands get the environment it was given."""
+    session's memory back (dropflow.engine.heap); its users' commands get the environment it was given,
+    and it keeps the token it was given in $DROPFLOW_TOKEN (as a Slurm job's daemons are)."""
+    token = "t-" + os.urandom(12).hex()
     nm = start(
         "nm",
         "--workspace",
@@ -203,8 +205,9 @@ def test_a_node_manager_runs_on_the_allocator_that_gives_memory_back(tmp_path, a
         allocator,
         logdir=str(tmp_path),
         name="alloc",
+        env={"DROPFLOW_TOKEN": token},
     )
-    client = RestClient(nm.url)
+    client = RestClient(nm.url, token=token)
     try:
         with open(f"/proc/{nm.proc.pid}/environ", "rb") as f:  # what the running program was executed with
             environ = dict(v.split(b"=", 1) for v in f.read().split(b"\0") if b"=" in v)
