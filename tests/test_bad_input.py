@@ -921,9 +921,9 @@ def test_the_size_bomb_over_rest_is_a_400_naming_the_construct(tmp_path):
     nm = NodeManager("node-1", workspace_root=str(tmp_path / "ws"), threads=1, processes=1).start()
     try:
         api = testing.TestClient(make_app(nm))
-        assert api.simulate_post("/api/sessions", json={"sessionId": "s1"}).status_code == 201
+        assert api.simulate_post("/api/v1/sessions", json={"sessionId": "s1"}).status_code == 201
         resp = api.simulate_post(
-            "/api/sessions/s1/graph/append",
+            "/api/v1/sessions/s1/graph/append",
             body=json.dumps(BOMB),
             headers={"Content-Type": "application/json"},
         )
