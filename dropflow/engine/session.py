@@ -66,6 +66,7 @@ from .transfers import Transfers
 from .workspace import Workspace
 
 if TYPE_CHECKING:
+    from .journal import Journal
     from .node import Node
 
 __all__ = ["Failure", "Session", "Summary", "WrongState", "live_sessions"]
@@ -198,6 +199,8 @@ class Session:
         self.persisted: list[str] = []
         #: App id -> the tail of what it printed that no drop received (the first OUTPUTS_KEPT apps).
         self.outputs: dict[str, str] = {}
+        #: What a resume needs is recorded here, if set before deploy (see engine/journal.py).
+        self.journal: Journal | None = None
         _live.add(self)
 
     # -- StoreContext ---------------------------------------------------------------------------------------
@@ -270,6 +273,8 @@ class Session:
             self.graph = build(self._specs, self.workspace, source, local=self.local)
         self._specs = []
         self.core = Core(self.graph, self.log)
+        if self.journal is not None:
+            self.journal.attach(self)  # observes the core; restores a resume plan
         self._set_state(_S.DEPLOYING)
         self.workspace.create()
         self._failed_roots = self._prepare_roots(self.graph.root_data)
@@ -704,12 +709,16 @@ class Session:
         assert core is not None and core.outcome is not None
         self._finalized = True
         self._held.clear()
+        if self.journal is not None:
+            self.journal.checkpoint(self)  # what a resume needs leaves the workspace before it goes
         self.persisted = self._cleanup()
         self.times["end"] = time.time()
         self._set_state(core.outcome)
         self._finish()
 
     def _finish(self) -> None:
+        if self.journal is not None:
+            self.journal.end(self)
         self._ended.set()
         for cb in self._on_end:
             cb(self)
