@@ -84,6 +84,20 @@ def _submit_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--report", metavar="FILE", help="with --wait: write the outcome as JSON")
     p.add_argument("--progress", choices=("auto", "always", "never"), default="auto")
+    p.add_argument(
+        "--resume",
+        metavar="SESSION",
+        help="continue SESSION (the same graph), which ended early: apps that finished are not run again "
+        "where what they made still exists, on whichever nodes the managers have now",
+    )
+    p.add_argument(
+        "--journal",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="with --resume: where the session's journals are (repeatable; default: where the node "
+        "managers say they keep them, which must be readable here)",
+    )
 
 
 def placed(client: Any, role: str, data: bytes, params: dict[str, str], algorithm: str) -> list[DropSpec]:
@@ -203,6 +217,51 @@ def _print_summary(summary: dict[str, Any], url: str) -> None:
         print(f"  {uid} = {entry.get('preview')}")
 
 
+def _journal_roots(client: Any, role: str) -> list[str]:
+    """Where the manager's node managers keep journals (as they say)."""
+    if role == "nm":
+        rows = [client.info()]
+    elif role == "mm":
+        rows = [n for island in client.nodes() for n in island.get("nodes", [])]
+    else:
+        rows = client.nodes()
+    return sorted({str(r["journal"]) for r in rows if r.get("journal")})
+
+
+def _resume_plan(client: Any, role: str, session_id: str, specs: list[DropSpec], journals: list[str]) -> Any:
+    """Plan the resume of ``session_id`` from its journals; clear the ended session from the manager."""
+    from ..engine.journal import journal_dir, read
+    from ..engine.resume import plan
+    from ..managers.errors import NotFound
+
+    roots = [os.path.abspath(d) for d in journals] or _journal_roots(client, role)
+    if not roots:
+        raise UsageError(f"the manager at {client.url} keeps no journals: give --journal DIR")
+    dirs = [journal_dir(root, session_id) for root in roots]
+    try:
+        records = read(*dirs)
+    except FileNotFoundError:
+        raise UsageError(
+            f"no journal of session {session_id!r} in {', '.join(roots)} (a session that FINISHED leaves "
+            "none; give --journal DIR if it is elsewhere)"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read the journal of {session_id!r}: {exc}") from None
+    try:
+        state = client.status(session_id)
+    except NotFound:
+        state = None
+    if state is not None:
+        if state not in ("FINISHED", "FAILED", "CANCELLED"):
+            raise UsageError(
+                f"session {session_id!r} is {state} at {client.url}: it can be resumed once it ended"
+            )
+        client.delete_session(session_id)  # its id is taken by the resumed run; its journal stays
+    resumed = plan(specs, records)
+    print(f"resuming session {session_id}: {resumed.describe()}", file=sys.stderr)
+    return resumed
+
+
 @command("submit", _submit_args)
 def cmd_submit(args: argparse.Namespace) -> int:
     from ..engine.workspace import check_session_id
@@ -215,15 +274,22 @@ def cmd_submit(args: argparse.Namespace) -> int:
     role = info.get("role")
     specs = placed(client, role, data, params(args.param), args.algorithm)
     base = os.path.basename(args.graph).split(".")[0] if args.graph != "-" else "stdin"
-    session_id = args.session_id or f"{base}-{datetime.now():%Y%m%dT%H%M%S}-{os.urandom(2).hex()}"
+    if args.resume and args.session_id and args.resume != args.session_id:
+        raise UsageError("--resume names the session: leave --session-id out")
+    session_id = (
+        args.resume or args.session_id or f"{base}-{datetime.now():%Y%m%dT%H%M%S}-{os.urandom(2).hex()}"
+    )
     try:
         check_session_id(session_id)
     except ValueError as exc:
         raise UsageError(f"--session-id: {exc}") from None
+    plan = _resume_plan(client, role, session_id, specs, args.journal) if args.resume else None
     started = time.time()
     client.create_session(session_id)
     try:
         client.append(session_id, specs)
+        if plan is not None:
+            client.resume(session_id, plan)
         client.deploy(session_id)
     except ApiError as exc:
         if 400 <= exc.status < 500:

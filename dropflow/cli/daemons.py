@@ -145,6 +145,13 @@ def _nm_args(p: argparse.ArgumentParser) -> None:
         help="where Python functions that name no executor run (default: process -- warm worker processes, "
         "so that a crashing app fails its own drop only; thread: faster, but a crash takes the daemon down)",
     )
+    p.add_argument(
+        "--journal",
+        metavar="DIR",
+        help="where sessions keep their journals, so that they can be resumed (default: WORKSPACE/.journal; "
+        "nodes that share DIR let a resume read all of a session's journals in one place)",
+    )
+    p.add_argument("--no-journal", action="store_true", help="keep no journal (sessions cannot be resumed)")
     p.add_argument("--bus-port", type=_port, default=0, help="ZeroMQ port between nodes (default: any free)")
     p.add_argument(
         "--advertise", metavar="HOST", help="address other nodes use to reach this one (default: --host)"
@@ -180,6 +187,7 @@ def cmd_nm(args: argparse.Namespace) -> int:
             threads=args.app_threads,
             processes=args.processes,
             executor=args.executor,
+            journal=None if args.no_journal else (args.journal or os.path.join(workspace, ".journal")),
         )
         bus = ZmqBus(nm.node, host=args.host, port=args.bus_port, advertise=args.advertise).start()
         nm.node.bus = bus

@@ -158,6 +158,11 @@ class Journal:
         assert core is not None and graph is not None
         self._session = session
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        if self.plan is None:
+            # Not a resume: an earlier run's records under this id (a session id used again) are not ours.
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path + suffix)
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         try:
             db.execute("PRAGMA journal_mode=WAL")
@@ -424,16 +429,20 @@ class Records:
         return None
 
 
-def read(directory: str) -> Records:
-    """Merge the journals of every node of a session (any thread; the session may still be running)."""
+def read(*directories: str) -> Records:
+    """Merge the journals of every node of a session, from one directory or several (nodes that keep their
+    journals apart). Any thread; the session may still be running. FileNotFoundError if none exists."""
     records = Records()
-    try:
-        names = sorted(n for n in os.listdir(directory) if n.endswith(".db"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no journal at {directory}") from None
+    files = []
+    for directory in directories:
+        with contextlib.suppress(FileNotFoundError):
+            files += [os.path.join(directory, n) for n in sorted(os.listdir(directory)) if n.endswith(".db")]
+    if not files and not any(os.path.isdir(d) for d in directories):
+        raise FileNotFoundError(f"no journal at {', '.join(directories)}")
     batches: list[tuple[float, int, bytes]] = []
-    for name in names:
-        db = sqlite3.connect(os.path.join(directory, name), timeout=30)
+    for path in files:
+        directory, name = os.path.split(path)
+        db = sqlite3.connect(path, timeout=30)
         try:
             try:
                 meta = dict(db.execute("SELECT key, value FROM meta").fetchall())

@@ -36,6 +36,8 @@ from ..drops.spec import DropSpec
 from ..drops.states import SESSION_ENDED, SessionState
 from ..engine import Node, Session
 from ..engine.bus import Bus
+from ..engine.journal import Journal, discard, journal_dir
+from ..engine.resume import ResumePlan
 from ..engine.workspace import check_session_id
 from .errors import BadGraph, BadRequest, Conflict, NotFound, WrongState
 from .heartbeat import LEASE, Leases
@@ -84,8 +86,11 @@ class NodeManager:
         processes: int | None = None,
         bus: Bus | None = None,
         executor: str | None = None,
+        journal: str | None = None,
     ) -> None:
         self.name = name or socket.gethostname()
+        #: Where sessions keep their journals (``<journal>/<session id>/<node>.db``); None: no journal.
+        self.journal = os.path.abspath(journal) if journal else None
         self.node = Node(
             self.name,
             workspace_root=workspace_root,
@@ -126,6 +131,7 @@ class NodeManager:
             "bus_key": getattr(bus, "public_key", None),
             "sessions": len(self.node.sessions),
             "uptime_seconds": round(time.time() - self.started, 3),
+            "journal": self.journal,
             **_batch_job(),
         }
 
@@ -150,6 +156,8 @@ class NodeManager:
             session = self.node.create_session(session_id)
         except KeyError:
             raise Conflict(f"session {session_id!r} already exists on node {self.name!r}") from None
+        if self.journal is not None:
+            session.journal = Journal(journal_dir(self.journal, session_id), self.name)
         session.node.post(session.on_end, self._ended)
         return self.session_info(session_id)
 
@@ -192,6 +200,29 @@ class NodeManager:
         except RuntimeError as exc:
             raise WrongState(str(exc)) from None
         return len(drops)
+
+    def resume(self, session_id: str, plan: ResumePlan) -> None:
+        """Before deploy: what the session keeps from its earlier runs (see engine/resume.py)."""
+        session = self._session(session_id)
+        if session.journal is None:
+            raise Conflict(
+                f"node {self.name!r} keeps no journal (started with --no-journal): it cannot resume"
+            )
+        self.node.call(self._resume, session, plan)
+
+    def _resume(self, session: Session, plan: ResumePlan) -> None:
+        if session.state not in (SessionState.PRISTINE, SessionState.BUILDING):
+            raise WrongState(f"session {session.id!r} is {session.state}; a resume is given before deploy")
+        assert session.journal is not None
+        session.journal.plan = plan
+
+    def discard_journal(self, session_id: str) -> None:
+        """Forget a session's journal, and what it kept for a resume (the whole session FINISHED)."""
+        session = self.node.sessions.get(session_id)
+        if session is not None and not session.ended:
+            raise Conflict(f"session {session_id!r} is {session.state}; its journal is still being written")
+        if self.journal is not None:
+            discard(journal_dir(self.journal, session_id))
 
     def set_peers(self, session_id: str, peers: dict[str, dict[str, str]]) -> None:
         """Make a session distributed: drops placed on ``peers`` are proxies here. Each peer is
@@ -336,6 +367,10 @@ class NodeManager:
 
     def _ended(self, session: Session) -> None:
         self._leases.drop(session.id)
+        if session.journal is not None and session.local is None and session.state is SessionState.FINISHED:
+            # All of it ran here and finished: no resume will need the journal (an island that ran a
+            # distributed session forgets its parts' journals once the whole of it FINISHED).
+            discard(session.journal.directory)
         with self._lock:
             watchers = self._watchers.pop(session.id, [])
         if not watchers:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import __version__
-from . import results
+from . import results, resuming
 
 __all__ = ["openapi"]
 
@@ -385,6 +385,7 @@ def openapi(role: str) -> dict[str, Any]:
         },
         **_session_paths(),
         **results.openapi_paths(_errors, _ok, SID, UID),
+        **resuming.openapi_paths(_errors, _ok, SID),
     }
     paths["/api/heartbeat"] = {
         "post": {

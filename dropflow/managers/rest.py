@@ -47,6 +47,8 @@ from .heartbeat import LEASE
 from .openapi import openapi
 from .results import PATH as DROP_DATA_PATH
 from .results import DropData
+from .resuming import JOURNAL_PATH, Journal, Resume
+from .resuming import PATH as RESUME_PATH
 
 __all__ = ["MAX_BODY", "RestApp", "make_app"]
 
@@ -549,6 +551,8 @@ def make_app(
     route("/api/sessions/{sid}/logs/{uid}", _DropLog(manager))
     route("/api/sessions/{sid}/peers", _Peers(manager))
     route(DROP_DATA_PATH, DropData(manager))
+    route(RESUME_PATH, Resume(manager))
+    route(JOURNAL_PATH, Journal(manager))
     if manager.role != "nm":
         route("/api/nodes", _Nodes(manager))
         route("/api/node/{node}", _Node(manager))
