@@ -159,7 +159,7 @@ def test_a_killed_node_manager_is_swept_when_it_restarts(tmp_path, runs):
     graph = write_graph(tmp_path / "block.json", blocking_graph())
     nm: Daemon | None = None
     try:
-        nm = start("nm", "--workspace", root, "--no-journal", logdir=str(logs), name="n0", env=env)
+        nm = start("nm", "--workspace", root, logdir=str(logs), name="n0", env=env)
         with RestClient(nm.url) as client:
             client.create_session("dead")
             client.append("dead", blocking_graph())
@@ -169,7 +169,7 @@ def test_a_killed_node_manager_is_swept_when_it_restarts(tmp_path, runs):
         nm.kill_hard()
         assert segments(root, "dead") and os.path.exists(os.path.join(root, "dead", "f"))
 
-        nm = start("nm", "--workspace", root, "--no-journal", logdir=str(logs), name="n0", env=env)
+        nm = start("nm", "--workspace", root, logdir=str(logs), name="n0", env=env)
 
         assert not segments(root, "dead")
         assert os.listdir(os.path.join(root, "dead")) == ["kept.txt"]

@@ -148,10 +148,10 @@ def _nm_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--journal",
         metavar="DIR",
-        help="where sessions keep their journals, so that they can be resumed (default: WORKSPACE/.journal; "
-        "nodes that share DIR let a resume read all of a session's journals in one place)",
+        help="keep sessions' journals under DIR, so that a session ended early (a killed node, a cancel) can "
+        "be resumed (default: none); nodes that share DIR let a resume read all of a session's journals "
+        "in one place (dropflow cluster up and Slurm jobs do this)",
     )
-    p.add_argument("--no-journal", action="store_true", help="keep no journal (sessions cannot be resumed)")
     p.add_argument("--bus-port", type=_port, default=0, help="ZeroMQ port between nodes (default: any free)")
     p.add_argument(
         "--advertise", metavar="HOST", help="address other nodes use to reach this one (default: --host)"
@@ -187,7 +187,7 @@ def cmd_nm(args: argparse.Namespace) -> int:
             threads=args.app_threads,
             processes=args.processes,
             executor=args.executor,
-            journal=None if args.no_journal else (args.journal or os.path.join(workspace, ".journal")),
+            journal=args.journal,
         )
         bus = ZmqBus(nm.node, host=args.host, port=args.bus_port, advertise=args.advertise).start()
         nm.node.bus = bus

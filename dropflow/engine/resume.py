@@ -81,9 +81,9 @@ class ResumePlan:
                 raise ValueError(f"finished[{uid!r}]: a list of port names")
             out.finished[str(uid)] = tuple(ports)
         for uid, where in data.items():
-            if isinstance(where, dict) and isinstance(where.get("path"), str):
+            if isinstance(where, dict) and set(where) == {"path"} and isinstance(where["path"], str):
                 out.data[str(uid)] = Location(path=where["path"])
-            elif isinstance(where, dict) and isinstance(where.get("value"), str):
+            elif isinstance(where, dict) and set(where) == {"value"} and isinstance(where["value"], str):
                 try:
                     value = base64.b64decode(where["value"], validate=True)
                 except ValueError:

@@ -41,6 +41,7 @@ class Resume:
         self.m = manager
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, sid: str) -> None:
+        self.m.status(sid)  # 404 for an unknown session, before looking at the body
         plan = parse(req.context.body)
         self.m.resume(sid, plan)
         resp.content_type = falcon.MEDIA_JSON
@@ -74,8 +75,20 @@ def openapi_paths(errors: Any, ok: Any, sid: dict[str, Any]) -> dict[str, Any]:
                 "type": "object",
                 "description": "drop id -> where its bytes are: a path, or the bytes (base64)",
                 "additionalProperties": {
-                    "type": "object",
-                    "properties": {"path": {"type": "string"}, "value": {"type": "string"}},
+                    "oneOf": [
+                        {
+                            "type": "object",
+                            "required": ["path"],
+                            "properties": {"path": {"type": "string"}},
+                            "additionalProperties": False,
+                        },
+                        {
+                            "type": "object",
+                            "required": ["value"],
+                            "properties": {"value": {"type": "string", "format": "byte"}},
+                            "additionalProperties": False,
+                        },
+                    ]
                 },
             },
             "rerun": {"type": "array", "items": {"type": "string"}},
@@ -102,7 +115,7 @@ def openapi_paths(errors: Any, ok: Any, sid: dict[str, Any]) -> dict[str, Any]:
             "parameters": [sid],
             "delete": {
                 "summary": "Forget the session's journal and what it kept for a resume",
-                "responses": {"204": {"description": "Forgotten"}, **errors(401, 409, 502)},
+                "responses": {"204": {"description": "Forgotten"}, **errors(401, 404, 409, 502)},
             },
         },
     }

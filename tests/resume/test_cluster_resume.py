@@ -76,8 +76,13 @@ def test_resume_after_a_lost_node_on_the_nodes_left(tmp_path):
     counts.mkdir()
     gate = str(tmp_path / "gate")
     path = write_graph(tmp_path / "lost.json", graph(str(counts), gate), name="lost")
+    node_port = poll_for(
+        lambda: (p := free_port()) < 65000 and not any(map(localcluster.port_taken, range(p, p + 3))) and p,
+        10,
+    )
+    port = poll_for(lambda: (p := free_port()) not in range(node_port, node_port + 3) and p, 10)
     cluster = localcluster.up(
-        directory, nodes=3, port=free_port(), node_port=free_port(), timeout=60,
+        directory, nodes=3, port=port, node_port=node_port, timeout=60,
         allow_paths=[str(counts)], pythonpath=[HERE],
     )  # fmt: skip
     try:
@@ -88,17 +93,21 @@ def test_resume_after_a_lost_node_on_the_nodes_left(tmp_path):
         assert first.wait(120) == 0, first.stderr.read() if first.stderr else ""
         journals = os.path.join(directory, "workspace", ".journal", SID)
         poll_for(
-            lambda: os.path.isdir(journals)
-            and {"p0", "p2", "s"} <= set(read(journals).finished)
-            and (counts / "wait").exists(),
+            lambda: (
+                os.path.isdir(journals)
+                and {"p0", "p2", "s"} <= set(read(journals).finished)
+                and (counts / "wait").exists()
+            ),
             timeout=60,
         )
         os.killpg(cluster.pids[2], signal.SIGKILL)  # node-2's daemon dies with its finished work
         status = [*CLI, "status", SID, "--to", cluster.url, "--json"]
         ended = poll_for(
-            lambda: (r := json.loads(subprocess.run(status, capture_output=True, text=True).stdout))["status"]
-            in ("FAILED", "CANCELLED")
-            and r,
+            lambda: (
+                (r := json.loads(subprocess.run(status, capture_output=True, text=True).stdout))["status"]
+                in ("FAILED", "CANCELLED")
+                and r
+            ),
             timeout=60,
         )
         assert ended["status"] == "FAILED" and "node-2" in ended["lost_nodes"]
