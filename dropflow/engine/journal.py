@@ -140,10 +140,14 @@ class Journal:
         self._session: Session | None = None
         self._run = 0
         self._armed = False
+        # Facts not yet written, in parallel lists of objects that exist already: no tuple per fact, so
+        # the cyclic collector has nothing more to track while a large cascade runs.
         self._finished: list[str] = []
         self._skipped: list[tuple[str, list[str]]] = []
-        self._paths: list[tuple[str, str]] = []
-        self._values: list[tuple[str, bytes]] = []
+        self._path_ids: list[str] = []
+        self._paths: list[str] = []
+        self._value_ids: list[str] = []
+        self._values: list[bytes] = []
         #: Identities of drops that expired with a consumer unfinished: their bytes are kept.
         self._kept: set[int] = set()
         #: Facts recorded so far by this run (for tests and reports).
@@ -166,7 +170,10 @@ class Journal:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         try:
             db.execute("PRAGMA journal_mode=WAL")
+            # Commits append to the WAL without fsync (a killed process loses nothing written); the WAL is
+            # copied into the database (with fsyncs) only when the journal closes, off the run's path.
             db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA wal_autocheckpoint=0")
             db.execute("BEGIN IMMEDIATE")  # schema and meta at once: a reader never sees half of them
             for statement in _SCHEMA:
                 db.execute(statement)
@@ -218,18 +225,28 @@ class Journal:
             if value is not None and len(value) <= (
                 self.PERSIST_INLINE if data.spec.persist else self.INLINE
             ):
-                self._values.append((data.spec.id, value if type(value) is bytes else bytes(value)))
+                self._value_ids.append(data.spec.id)
+                self._values.append(value if type(value) is bytes else bytes(value))
         elif kind is FileStore or kind is DirectoryStore:
-            self._paths.append((data.spec.id, store.path))  # type: ignore[union-attr]
+            self._path_ids.append(data.spec.id)
+            self._paths.append(store.path)  # type: ignore[union-attr]
         elif store is None or kind is NullStore or kind is SharedMemoryStore:
             return  # nothing durable (a null drop needs no bytes)
         else:
             path = store.fspath()  # another kind with a path (a plugin's)
             if path is None:
                 return
-            self._paths.append((data.spec.id, path))
+            self._path(data.spec.id, path)
         if not self._armed:
             self._arm()
+
+    def _path(self, uid: str, path: str) -> None:
+        self._path_ids.append(uid)
+        self._paths.append(path)
+
+    def _value(self, uid: str, value: bytes) -> None:
+        self._value_ids.append(uid)
+        self._values.append(value)
 
     def _keep(self, data: DataNode) -> bool:
         """A drop expires: keep its bytes if one of its consumers did not finish (a resume runs it)."""
@@ -254,9 +271,11 @@ class Journal:
         db = self._db
         if db is None or not (self._finished or self._skipped or self._paths or self._values):
             return
-        body = msgspec.msgpack.encode([self._finished, self._skipped, self._paths, self._values])
+        facts = [self._finished, self._skipped, self._path_ids, self._paths, self._value_ids, self._values]
+        body = msgspec.msgpack.encode(facts)
         count = len(self._finished) + len(self._skipped) + len(self._paths) + len(self._values)
-        self._finished, self._skipped, self._paths, self._values = [], [], [], []
+        self._finished, self._skipped, self._path_ids, self._paths = [], [], [], []
+        self._value_ids, self._values = [], []
         try:
             db.execute(
                 "INSERT INTO records(run, time, body) VALUES (?, ?, ?)", (self._run, time.time(), body)
@@ -315,7 +334,7 @@ class Journal:
             target = self.spill_path(uid)
             os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
             _move(store.path, target)
-            self._paths.append((uid, target))
+            self._path(uid, target)
             return
         if type(store) is MemoryStore:
             value = store.data
@@ -329,7 +348,7 @@ class Journal:
             for chunk in store.chunks():
                 f.write(chunk)
         os.replace(target + ".tmp", target)
-        self._paths.append((uid, target))
+        self._path(uid, target)
 
     def end(self, session: Session) -> None:
         """The session ended (owner thread): write what is left and its end state, close. Never raises."""
@@ -373,7 +392,7 @@ class Journal:
         store = session.new_store(node)
         if location.value is not None:
             store.put([location.value])
-            self._values.append((node.spec.id, location.value))
+            self._value(node.spec.id, location.value)
             return store
         path = location.path
         assert path is not None
@@ -384,11 +403,11 @@ class Journal:
                     _move(path, store.path)  # into the place the drop has now (another node or workspace)
                 else:
                     store = type(store)(path, False)
-            self._paths.append((node.spec.id, store.path))
+            self._path(node.spec.id, store.path)
             return store
         with open(path, "rb") as f:  # spilled bytes of an in-memory or shared-memory drop
             store.put([f.read()])
-        self._paths.append((node.spec.id, path))
+        self._path(node.spec.id, path)
         return store
 
 
@@ -459,14 +478,14 @@ def read(*directories: str) -> Records:
             db.close()
     batches.sort(key=lambda b: (b[0], b[1]))
     for _time, _seq, body in batches:
-        finished, skipped, paths, values = msgspec.msgpack.decode(body)
+        finished, skipped, path_ids, paths, value_ids, values = msgspec.msgpack.decode(body)
         for uid in finished:
             records.finished[uid] = ()
         for uid, ports in skipped:
             records.finished[uid] = tuple(ports)
-        for uid, path in paths:
+        for uid, path in zip(path_ids, paths, strict=True):
             records.locations.setdefault(uid, []).append(Location(path=path))
-        for uid, value in values:
+        for uid, value in zip(value_ids, values, strict=True):
             records.locations.setdefault(uid, []).append(Location(value=value))
     return records
 
