@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import re
@@ -48,7 +49,7 @@ import shutil
 import socket
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -197,7 +198,7 @@ class Journal:
         self._db = db
         # A sweep after a crash keeps the workspace while this journal exists (see engine/sweep.py).
         session.workspace.keep_for(self.directory)
-        core.observe(self._on_finished, self._on_completed, self._keep)
+        core.observe(*self._hooks(), self._keep)
         if self.plan is not None:
             self._restore(session)
 
@@ -206,39 +207,53 @@ class Journal:
             "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", [(k, str(v)) for k, v in values.items()]
         )
 
-    def _on_finished(self, app: AppNode, skips: tuple[str, ...]) -> None:
-        if skips:
-            self._skipped.append((app.spec.id, list(skips)))
-        else:
-            self._finished.append(app.spec.id)
-            if len(self._finished) >= self.FLUSH_COUNT:
-                self.flush()
-                return
-        if not self._armed:
-            self._arm()
+    def _hooks(
+        self,
+    ) -> tuple[Callable[[AppNode, tuple[str, ...]], None], Callable[[DataNode], None]]:
+        """What the core calls for every app that finishes and every drop that completes: closures over the
+        lists' bound methods (they run once per drop: every attribute lookup saved counts)."""
+        finished, finished_ids = self._finished.append, self._finished
+        value_ids, values = self._value_ids.append, self._values.append
+        path_ids, paths = self._path_ids.append, self._paths.append
+        skipped = self._skipped.append
+        flush, arm, limit = self.flush, self._arm, self.FLUSH_COUNT
+        inline, persist_inline = self.INLINE, self.PERSIST_INLINE
+        me = self
 
-    def _on_completed(self, data: DataNode) -> None:
-        store = data.store
-        kind = type(store)
-        if kind is MemoryStore:
-            value = store.data  # type: ignore[union-attr]
-            if value is not None and len(value) <= (
-                self.PERSIST_INLINE if data.spec.persist else self.INLINE
-            ):
-                self._value_ids.append(data.spec.id)
-                self._values.append(value if type(value) is bytes else bytes(value))
-        elif kind is FileStore or kind is DirectoryStore:
-            self._path_ids.append(data.spec.id)
-            self._paths.append(store.path)  # type: ignore[union-attr]
-        elif store is None or kind is NullStore or kind is SharedMemoryStore:
-            return  # nothing durable (a null drop needs no bytes)
-        else:
-            path = store.fspath()  # another kind with a path (a plugin's)
-            if path is None:
-                return
-            self._path(data.spec.id, path)
-        if not self._armed:
-            self._arm()
+        def on_finished(app: AppNode, skips: tuple[str, ...]) -> None:
+            if skips:
+                skipped((app.spec.id, list(skips)))
+            else:
+                finished(app.spec.id)
+                if len(finished_ids) >= limit:
+                    flush()
+                    return
+            if not me._armed:
+                arm()
+
+        def on_completed(data: DataNode) -> None:
+            store = data.store
+            kind = type(store)
+            if kind is MemoryStore:
+                value = store.data  # type: ignore[union-attr]
+                if value is not None and len(value) <= (persist_inline if data.spec.persist else inline):
+                    value_ids(data.spec.id)
+                    values(value if type(value) is bytes else bytes(value))
+            elif kind is FileStore or kind is DirectoryStore:
+                path_ids(data.spec.id)
+                paths(store.path)  # type: ignore[union-attr]
+            elif store is None or kind is NullStore or kind is SharedMemoryStore:
+                return  # nothing durable (a null drop needs no bytes)
+            else:
+                path = store.fspath()  # another kind with a path (a plugin's)
+                if path is None:
+                    return
+                path_ids(data.spec.id)
+                paths(path)
+            if not me._armed:
+                arm()
+
+        return on_finished, on_completed
 
     def _path(self, uid: str, path: str) -> None:
         self._path_ids.append(uid)
@@ -271,11 +286,18 @@ class Journal:
         db = self._db
         if db is None or not (self._finished or self._skipped or self._paths or self._values):
             return
-        facts = [self._finished, self._skipped, self._path_ids, self._paths, self._value_ids, self._values]
+        facts: list[list[Any]] = [
+            self._finished,
+            self._skipped,
+            self._path_ids,
+            self._paths,
+            self._value_ids,
+            self._values,
+        ]
         body = msgspec.msgpack.encode(facts)
         count = len(self._finished) + len(self._skipped) + len(self._paths) + len(self._values)
-        self._finished, self._skipped, self._path_ids, self._paths = [], [], [], []
-        self._value_ids, self._values = [], []
+        for written in facts:
+            written.clear()  # in place: the core's hooks hold these lists' bound methods
         try:
             db.execute(
                 "INSERT INTO records(run, time, body) VALUES (?, ?, ?)", (self._run, time.time(), body)
@@ -358,8 +380,15 @@ class Journal:
         db, self._db = self._db, None
         if db is None:
             return
+        graph = session.graph
+        by_state: dict[str, int] = {}
+        for node in graph.by_id.values() if graph is not None else ():
+            if type(node.peer) is not str:  # proxies are counted by their owners
+                state = str(node.state)
+                by_state[state] = by_state.get(state, 0) + 1
         try:
-            self._meta(db, state=str(session.state), ended=time.time())
+            # What this node did, for a report written after the process is gone (a killed job's).
+            self._meta(db, state=str(session.state), ended=time.time(), by_state=json.dumps(by_state))
         except sqlite3.Error as exc:
             log.error("cannot write the end of the journal %s: %s", self.path, exc)
         finally:

@@ -68,6 +68,7 @@ from .workspace import Workspace
 if TYPE_CHECKING:
     from .journal import Journal
     from .node import Node
+    from .walltime import Deadline
 
 __all__ = ["Failure", "Session", "Summary", "WrongState", "live_sessions"]
 
@@ -201,6 +202,9 @@ class Session:
         self.outputs: dict[str, str] = {}
         #: What a resume needs is recorded here, if set before deploy (see engine/journal.py).
         self.journal: Journal | None = None
+        #: Apps that cannot finish before this are not started (see engine/walltime.py); they wait here.
+        self.deadline: Deadline | None = None
+        self._deferred: list[AppNode] = []
         _live.add(self)
 
     # -- StoreContext ---------------------------------------------------------------------------------------
@@ -445,6 +449,9 @@ class Session:
     def dispatch(self, app: AppNode) -> None:
         """Run a ready app on its executor (owner thread); its outcome comes back through :meth:`_done`."""
         spec = app.spec
+        if self.deadline is not None and not self.deadline.fits(spec):
+            self._deferred.append(app)  # it could not finish in time: the checkpoint cancels it
+            return
         if self.local is not None and not self.transfers.inputs_here(app):
             return  # dispatched again when the last remote input has arrived
         executor = spec.executor or self._default_executor(spec)
@@ -526,6 +533,8 @@ class Session:
             return
         if self._finalized:
             return
+        if self.deadline is not None:
+            self.deadline.ran(app.spec, outcome.seconds)
         if outcome.output and len(self.outputs) < self.OUTPUTS_KEPT:
             self.outputs[app.spec.id] = outcome.output
         if outcome.ok:
@@ -741,6 +750,7 @@ class Session:
                 app.inputs = app.outputs = ()
         self._on_end.clear()
         self._inflight.clear()
+        self._deferred.clear()
         self._early_events.clear()
         if self.core is not None:
             self.core.release()
@@ -761,7 +771,7 @@ class Session:
         if self._pumping:
             return
         waiting = self.transfers.waiting_apps()
-        queued = set(map(id, core.ready)) | set(map(id, self._held))
+        queued = set(map(id, core.ready)) | set(map(id, self._held)) | set(map(id, self._deferred))
         for app in core.graph.apps:
             if (
                 app.state is RUNNING

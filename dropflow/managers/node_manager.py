@@ -38,6 +38,7 @@ from ..engine import Node, Session
 from ..engine.bus import Bus
 from ..engine.journal import Journal, discard, journal_dir
 from ..engine.resume import ResumePlan
+from ..engine.walltime import Deadline
 from ..engine.workspace import check_session_id
 from .errors import BadGraph, BadRequest, Conflict, NotFound, WrongState
 from .heartbeat import LEASE, Leases
@@ -75,6 +76,8 @@ class NodeManager:
     """The session API of one node."""
 
     role = "nm"
+    #: Seconds after its deadline when a session still running stops by itself.
+    STOP_AFTER_DEADLINE = 5.0
 
     def __init__(
         self,
@@ -87,10 +90,16 @@ class NodeManager:
         bus: Bus | None = None,
         executor: str | None = None,
         journal: str | None = None,
+        deadline: float | None = None,
+        shutdown_timeout: float = 30.0,
     ) -> None:
         self.name = name or socket.gethostname()
         #: Where sessions keep their journals (``<journal>/<session id>/<node>.db``); None: no journal.
         self.journal = os.path.abspath(journal) if journal else None
+        #: Seconds since the epoch after which no app that cannot finish starts, and sessions still running
+        #: a little later are stopped (see engine/walltime.py): the end of the batch job, less a margin.
+        self.deadline = deadline
+        self.shutdown_timeout = shutdown_timeout
         self.node = Node(
             self.name,
             workspace_root=workspace_root,
@@ -113,7 +122,7 @@ class NodeManager:
 
     def close(self) -> None:
         self._leases.close()
-        self.node.close()
+        self.node.close(self.shutdown_timeout)
 
     @property
     def bus(self) -> Bus | None:
@@ -158,6 +167,12 @@ class NodeManager:
             raise Conflict(f"session {session_id!r} already exists on node {self.name!r}") from None
         if self.journal is not None:
             session.journal = Journal(journal_dir(self.journal, session_id), self.name)
+        if self.deadline is not None:
+            session.deadline = Deadline(self.deadline, self.node.timings)
+            # Normally the job stops the session at its deadline; should nobody do so, it stops by itself.
+            delay = max(0.0, self.deadline - time.time()) + self.STOP_AFTER_DEADLINE
+            reason = "the batch job's time was up: stopped (its journal lets it resume)"
+            self.node.post(lambda: self.node.add_timer(delay, self._stop, session, reason, session=session))
         session.node.post(session.on_end, self._ended)
         return self.session_info(session_id)
 
