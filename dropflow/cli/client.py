@@ -43,7 +43,7 @@ def _client_args(p: argparse.ArgumentParser) -> None:
         "--to",
         default=os.environ.get("DROPFLOW_URL", DEFAULT_URL),
         metavar="URL",
-        help=f"manager URL (default $DROPFLOW_URL or {DEFAULT_URL})",
+        help=f"manager URL, or slurm:JOBID for a pilot job (default $DROPFLOW_URL or {DEFAULT_URL})",
     )
     p.add_argument(
         "--token-file",
@@ -61,9 +61,48 @@ def _client_args(p: argparse.ArgumentParser) -> None:
 def _client(args: argparse.Namespace) -> Any:
     from ..managers.client import RestClient
 
+    token_file = args.token_file
+    if args.to.startswith("slurm:"):  # a pilot job: its entry manager, and the job's own token
+        from ..deploy.pilot import PilotError, resolve
+
+        try:
+            args.to, job_token = resolve(args.to, os.environ.get("DROPFLOW_RESULTS", "dropflow-results"))
+        except PilotError as exc:
+            raise UsageError(str(exc)) from None
+        token_file = token_file or job_token
     if not args.to.startswith(("http://", "https://")):
-        raise UsageError(f"--to {args.to!r} is not an http:// URL")
-    return RestClient(args.to, token=read_token(args.token_file), verify=tls_verify(args.ca_file))
+        raise UsageError(f"--to {args.to!r} is not an http:// URL (or slurm:JOBID, a pilot job)")
+    token = read_token(token_file)
+    verify = tls_verify(args.ca_file)
+    if token is not None:
+        _check_own(args.to, token, verify)
+    return RestClient(args.to, token=token, verify=verify)
+
+
+def _check_own(url: str, token: str, verify: Any) -> None:
+    """The manager at ``url`` must prove it holds our token before anything is sent: else it is not the one
+    meant (another user's or another job's daemon on that port), and the error says so."""
+    import httpx
+
+    from ..managers.auth import check_proof, new_challenge
+
+    challenge = new_challenge()
+    try:
+        resp = httpx.get(
+            f"{url.rstrip('/')}/api/health", params={"challenge": challenge}, timeout=30, verify=verify
+        )
+        body = resp.json() if resp.is_success else None
+    except (httpx.HTTPError, ValueError):
+        return  # unreachable: the request that follows says so
+    if not isinstance(body, dict) or "name" not in body:
+        raise UsageError(f"{url} does not answer like a dropflow manager")
+    if body.get("proof") is None:
+        return  # a manager without a token (loopback, --insecure-no-token): nothing to prove
+    if not check_proof(token, challenge, str(body["name"]), str(body.get("url") or ""), body["proof"]):
+        raise UsageError(
+            f"the manager at {url} ({body['name']}) does not hold your token: it is not the one you meant -- "
+            "another user's or another job's daemon on that port? (or give its token with --token-file)"
+        )
 
 
 def _submit_args(p: argparse.ArgumentParser) -> None:
@@ -328,6 +367,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
             "deploy_seconds": summary.get("deploy_seconds"),
             "run_seconds": summary.get("run_seconds"),
             "values": summary.get("values") or {},
+            "resumed": None
+            if plan is None
+            else {"kept": len(plan.finished), "rerun": len(plan.rerun), "restored": len(plan.data)},
         }
         with open(args.report, "w") as f:
             json.dump(report, f, indent=2)

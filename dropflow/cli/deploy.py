@@ -1,9 +1,12 @@
-"""``dropflow slurm submit|status|cancel``: the engine as a Slurm job, from the command line.
+"""``dropflow slurm submit|pilot|status|cancel``: the engine as a Slurm job, from the command line.
 
-A thin shell over :mod:`dropflow.deploy`: ``submit`` checks every argument, the graph and the template before
-anything is written or submitted, then prints the job id (and with ``--wait`` follows the job to its end);
-``status`` prints the report the job wrote, or the scheduler's state while there is none yet. Exit status:
-0 when the session FINISHED (or the job has not ended yet), 1 when it did not, 2 for bad arguments.
+A thin shell over :mod:`dropflow.deploy`: ``submit`` checks every argument, the site preset, the graph and
+the template before anything is written or submitted, then prints the job id (and with ``--wait`` follows the
+job to its end); ``--resume JOBID`` continues an earlier job's session, ``--chain`` lets a job continue
+itself when its walltime ends it. ``pilot`` submits a job that keeps managers up for graphs submitted to it
+(``dropflow submit --to slurm:JOBID``). ``status`` prints the report the job wrote, or the scheduler's state
+while there is none yet -- and, for a job that died before its report, its own output file. Exit status: 0
+when the session FINISHED (or the job has not ended yet), 1 when it did not, 2 for bad arguments.
 
 The parser needs :mod:`dropflow.deploy.job`'s defaults and template variables, so this module imports it
 when loaded -- which :mod:`dropflow.cli` does only for ``dropflow slurm``.
@@ -18,6 +21,8 @@ import sys
 import threading
 
 from ..deploy import job as jobs
+from ..deploy import site as sites
+from ..deploy.pilot import read_pilot
 from ..deploy.report import format_summary, read_report
 from ..deploy.slurm import JobInfo, JobState, SchedulerError, SlurmProvider
 from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, command, integer, params
@@ -44,6 +49,70 @@ def _results_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _site_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("site options (flags win over the site preset; lists add to it)")
+    g.add_argument(
+        "--site",
+        metavar="FILE",
+        help=f"site preset, TOML (default ${sites.SITE_ENV}, else ~/.config/dropflow/site.toml if it exists)",
+    )
+    g.add_argument("--no-site", action="store_true", help="ignore the default site preset")
+    g.add_argument("--partition", metavar="P")
+    g.add_argument("--account", metavar="A")
+    g.add_argument("--qos", metavar="Q")
+    g.add_argument("--constraint", metavar="C", help="node features, e.g. haswell")
+    g.add_argument("--gres", metavar="G", help="generic resources per node, e.g. gpu:4")
+    g.add_argument("--gpus-per-node", type=integer(1), metavar="N")
+    g.add_argument("--mem", metavar="SIZE", help="memory per node, e.g. 64G")
+    g.add_argument("--cpus-per-node", type=integer(1), metavar="N", help="cores for dropflow on each node")
+    g.add_argument("--exclusive", action="store_true", help="ask for whole nodes (not the default)")
+    g.add_argument(
+        "--module", action="append", default=[], metavar="NAME", help="module to load (repeatable)"
+    )
+    g.add_argument(
+        "--env-setup", action="append", default=[], metavar="LINE", help="shell line run before dropflow"
+    )
+    g.add_argument(
+        "--sbatch",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="more sbatch options, e.g. --mail-type=FAIL",
+    )
+    g.add_argument(
+        "--allow-path",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="let file drops read and write under DIR (project, scratch), outside the job's workspace",
+    )
+    g.add_argument("--venv", metavar="DIR", help="virtualenv to activate (default: the current one)")
+    g.add_argument("--template", metavar="FILE", help="job script template (default: the built-in one)")
+
+
+def _job_args(p: argparse.ArgumentParser, nodes_required: bool) -> None:
+    p.add_argument("--nodes", type=integer(), required=nodes_required, metavar="N", help="number of nodes")
+    p.add_argument("--time", metavar="T", help="time limit, e.g. 30 or 1:00:00 or 1-00:00")
+    p.add_argument("--islands", type=integer(), default=1, metavar="K", help="data islands (default 1)")
+    p.add_argument("--job-name", metavar="NAME", help="default: dropflow-<graph name>")
+    p.add_argument(
+        "--port-base",
+        type=integer(0),
+        default=jobs.DEFAULT_PORT_BASE,
+        metavar="PORT",
+        help="first port of the daemons (default 0: each takes a free port when it starts)",
+    )
+    p.add_argument(
+        "--checkpoint-margin",
+        type=float,
+        metavar="SECONDS",
+        help="checkpoint this long before the time limit (default: a tenth of it, 10 s to 2 min; 0: never, "
+        "Slurm's SIGTERM at the limit ends it)",
+    )
+    _site_args(p)
+    _results_arg(p)
+
+
 def _add_args(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="slurm_command", metavar="ACTION", required=True)
     s = sub.add_parser(
@@ -55,20 +124,13 @@ def _add_args(p: argparse.ArgumentParser) -> None:
         epilog=_variables_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    s.add_argument("graph", help="graph file (logical or physical, any format `dropflow run` reads)")
-    s.add_argument("--nodes", type=integer(), required=True, metavar="N", help="number of nodes")
-    s.add_argument("--partition", metavar="P")
-    s.add_argument("--time", metavar="T", help="time limit, e.g. 30 or 1:00:00 or 1-00:00")
-    s.add_argument("--account", metavar="A")
-    s.add_argument("--islands", type=integer(), default=1, metavar="K", help="data islands (default 1)")
-    s.add_argument("--template", metavar="FILE", help="job script template (default: the built-in one)")
-    s.add_argument("--job-name", metavar="NAME", help="default: dropflow-<graph name>")
     s.add_argument(
-        "--module", action="append", default=[], metavar="NAME", help="module to load (repeatable)"
+        "graph",
+        nargs="?",
+        help="graph file (logical or physical, any format `dropflow run` reads); with --resume, the "
+        "earlier job's copy by default",
     )
-    s.add_argument("--venv", metavar="DIR", help="virtualenv to activate (default: the current one)")
-    s.add_argument("--port-base", type=integer(1), default=jobs.DEFAULT_PORT_BASE, metavar="PORT")
-    s.add_argument("--workspace", metavar="DIR", help="node workspaces root (default: RESULTS/JOB/workspace)")
+    _job_args(s, nodes_required=False)
     s.add_argument(
         "--param", action="append", default=[], metavar="NAME=VALUE", help="logical graph parameter"
     )
@@ -79,9 +141,32 @@ def _add_args(p: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="where Python function apps are imported from, besides the graph's directory (repeatable)",
     )
+    s.add_argument("--workspace", metavar="DIR", help="node workspaces root (default: RESULTS/JOB/workspace)")
+    s.add_argument(
+        "--resume",
+        metavar="JOBID",
+        help="continue the session of job JOBID, which ended early (time limit, cancel, a lost node): apps "
+        "that finished are not run again; the nodes may be more or fewer",
+    )
+    s.add_argument(
+        "--chain",
+        action="store_true",
+        help="when the time limit ends the session, submit a job that resumes it (needs --time)",
+    )
+    s.add_argument(
+        "--max-chain", type=integer(1), default=10, metavar="N", help="at most N jobs (default 10)"
+    )
+    s.add_argument("--dependency", metavar="DEP", help="sbatch --dependency, e.g. afterok:1234")
     s.add_argument("--dry-run", action="store_true", help="print the job script instead of submitting it")
     s.add_argument("--wait", action="store_true", help="wait for the job to end and print its report")
-    _results_arg(s)
+    pi = sub.add_parser(
+        "pilot",
+        help="submit a job that keeps managers up for many graphs",
+        description="Start the managers in one allocation and keep them up until its time limit: submit "
+        "graphs to it with `dropflow submit GRAPH --to slurm:JOBID` (with --results if not the default).",
+    )
+    _job_args(pi, nodes_required=True)
+    pi.add_argument("--up", action="store_true", help="wait until the pilot takes graphs, then print its id")
     st = sub.add_parser("status", help="state and report of a submitted job")
     st.add_argument("job_id", metavar="JOBID")
     st.add_argument("--wait", action="store_true", help="wait for the job to end")
@@ -91,23 +176,60 @@ def _add_args(p: argparse.ArgumentParser) -> None:
     c.add_argument("job_id", metavar="JOBID")
 
 
-def _request(args: argparse.Namespace) -> jobs.JobRequest:
-    return jobs.JobRequest(
-        graph=args.graph,
-        nodes=args.nodes,
+def _site(args: argparse.Namespace) -> sites.SiteOptions:
+    path = args.site or (None if args.no_site else sites.default_site_file())
+    try:
+        preset = sites.load_site(path) if path else sites.SiteOptions()
+    except sites.SiteError as exc:
+        raise UsageError(f"nothing was submitted:\n  {exc}") from None
+    flags = sites.SiteOptions(
         partition=args.partition,
-        time=args.time,
         account=args.account,
+        qos=args.qos,
+        constraint=args.constraint,
+        gres=args.gres,
+        gpus_per_node=args.gpus_per_node,
+        mem=args.mem,
+        cpus_per_node=args.cpus_per_node,
+        exclusive=args.exclusive,
+        modules=tuple(args.module),
+        env_setup=tuple(args.env_setup),
+        sbatch=tuple(args.sbatch),
+        allow_paths=tuple(os.path.abspath(d) for d in args.allow_path),
+    )
+    return preset.merged(flags)
+
+
+def _request(args: argparse.Namespace, pilot: bool = False) -> jobs.JobRequest:
+    nodes = args.nodes
+    resume = getattr(args, "resume", None)
+    if nodes is None and resume:
+        try:
+            nodes = int(jobs.previous_job(resume, args.results).request.get("nodes") or 1)
+        except jobs.JobError as exc:
+            raise UsageError(f"nothing was submitted:\n  {exc}") from None
+    if nodes is None:
+        raise UsageError("--nodes is required (or --resume JOBID, which takes that job's)")
+    return jobs.JobRequest(
+        graph=None if pilot else args.graph,
+        nodes=nodes,
+        time=args.time,
         islands=args.islands,
         template=args.template,
         results=args.results,
         job_name=args.job_name,
-        modules=tuple(args.module),
+        site=_site(args),
         venv=args.venv,
         port_base=args.port_base,
-        workspace=args.workspace,
-        params=params(args.param),
-        pythonpath=tuple(os.path.abspath(d) for d in args.pythonpath),
+        workspace=getattr(args, "workspace", None),
+        params=params(getattr(args, "param", [])),
+        pythonpath=tuple(os.path.abspath(d) for d in getattr(args, "pythonpath", [])),
+        resume=resume,
+        chain=getattr(args, "chain", False),
+        max_chain=getattr(args, "max_chain", 10),
+        dependency=getattr(args, "dependency", None),
+        checkpoint_margin=args.checkpoint_margin,
+        pilot=pilot,
     )
 
 
@@ -125,16 +247,29 @@ def _wait(provider: SlurmProvider, job_id: str, job_dir: str | None) -> JobInfo:
         pause = min(pause * 1.5, WAIT_MAX_PAUSE)
 
 
+def _tail(path: str, lines: int = 15) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 4000))
+            return "\n".join(f.read().decode(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
 def _show(job_id: str, job_dir: str | None, info: JobInfo | None, as_json: bool) -> int:
     report = read_report(job_dir) if job_dir else None
+    pilot = read_pilot(job_dir) if job_dir else None
+    output = os.path.join(job_dir, f"slurm-{job_id}.out") if job_dir else None
     if as_json:
-        out = {"job_id": job_id, "scheduler": None, "report": report, "directory": job_dir}
+        out = {"job_id": job_id, "scheduler": None, "report": report, "directory": job_dir, "pilot": pilot}
         if info is not None:
             out["scheduler"] = {
                 "state": info.state,
                 "slurm_state": info.slurm_state,
                 "exit_code": info.exit_code,
             }
+        if report is None and info is not None and info.state.ended and output:
+            out["output_file"] = output
         print(json.dumps(out, indent=1))
     else:
         if info is not None:
@@ -147,7 +282,16 @@ def _show(job_id: str, job_dir: str | None, info: JobInfo | None, as_json: bool)
             print(format_summary(report))
             print(f"  results: {job_dir}")
         elif job_dir is not None:
-            print(f"  no report yet in {job_dir}")
+            if pilot is not None:
+                print(f"  pilot up at {pilot.get('url')}: dropflow submit GRAPH --to slurm:{job_id}")
+            if info is not None and info.state.ended and output:
+                # The bootstrap died before its report (killed outright): the job's own output tells what.
+                print(f"  no report: the job died before writing it; its output file is {output}")
+                tail = _tail(output)
+                if tail:
+                    print("  " + tail.replace("\n", "\n  "))
+            elif pilot is None:
+                print(f"  no report yet in {job_dir}")
     if report is not None:
         return EXIT_OK if report.get("state") == "FINISHED" and not report.get("error") else EXIT_FAILED
     if info is not None and info.state.ended:
@@ -155,23 +299,45 @@ def _show(job_id: str, job_dir: str | None, info: JobInfo | None, as_json: bool)
     return EXIT_OK
 
 
-def _submit(args: argparse.Namespace, provider: SlurmProvider) -> int:
-    req = _request(args)
-    problems = jobs.check(req)
+def _submit(args: argparse.Namespace, provider: SlurmProvider, pilot: bool = False) -> int:
+    req = _request(args, pilot)
+    try:
+        previous = jobs.previous_job(req.resume, req.results) if req.resume else None
+    except jobs.JobError as exc:
+        raise UsageError(f"nothing was submitted:\n  {exc}") from None
+    problems = jobs.check(req, previous)
     if problems:
         raise UsageError(
             "nothing was submitted:\n  " + "\n  ".join(p.replace("\n", "\n    ") for p in problems)
         )
-    if args.dry_run:
-        print(jobs.render_script(req, os.path.join(os.path.abspath(req.results), "<job directory>")), end="")
+    if getattr(args, "dry_run", False):
+        where = os.path.join(os.path.abspath(req.results), "<job directory>")
+        print(jobs.render_script(req, where, previous), end="")
         return EXIT_OK
     submitted = jobs.submit(req, provider)
+    if pilot:
+        if args.up:
+            _pilot_up(provider, submitted.job_id, submitted.directory)
+        print(submitted.job_id, flush=True)
+        print(f"submit graphs with: dropflow submit GRAPH --to slurm:{submitted.job_id}", file=sys.stderr)
+        return EXIT_OK
     print(submitted.job_id, flush=True)
     if not args.wait:
         print(f"results: {submitted.directory}", file=sys.stderr)
         return EXIT_OK
     info = _wait(provider, submitted.job_id, submitted.directory)
     return _show(submitted.job_id, submitted.directory, info, as_json=False)
+
+
+def _pilot_up(provider: SlurmProvider, job_id: str, job_dir: str) -> None:
+    """Wait until the pilot takes graphs (its pilot.json is there), or fail if it ended first."""
+    pause, wake = 0.2, threading.Event()
+    while read_pilot(job_dir) is None:
+        info = provider.status(job_id)
+        if info.state.ended:
+            raise UsageError(f"pilot job {job_id} ended ({info.slurm_state}) before it was up; see {job_dir}")
+        wake.wait(pause)
+        pause = min(pause * 1.5, WAIT_MAX_PAUSE)
 
 
 def _status(args: argparse.Namespace, provider: SlurmProvider) -> int:
@@ -193,6 +359,8 @@ def cmd_slurm(args: argparse.Namespace) -> int:
     try:
         if args.slurm_command == "submit":
             return _submit(args, provider)
+        if args.slurm_command == "pilot":
+            return _submit(args, provider, pilot=True)
         if args.slurm_command == "status":
             return _status(args, provider)
         provider.cancel(args.job_id)

@@ -457,7 +457,8 @@ def continuation(job_dir: str, provider: SlurmProvider) -> SubmittedJob:
         record = json.load(f)
     raw = dict(record["request"])
     raw.pop("graph_dir", None)
-    raw["site"] = SiteOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw["site"].items()})
+    site: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw["site"].items()}
+    raw["site"] = SiteOptions(**site)
     raw["pythonpath"] = tuple(raw.get("pythonpath") or ())
     raw.update(
         graph=None,

@@ -85,7 +85,7 @@ def checkpoint_margin(limit: float | None, given: float | None = None) -> float:
     (10.0, 120.0, 120.0, 0.0)
     """
     if given is not None:
-        return given
+        return float(given)
     if limit is None:
         return 0.0
     return min(120.0, max(10.0, limit / 10))
