@@ -399,7 +399,8 @@ class _Job:
         self.end = walltime.job_end(self.job_id, execute) if self.job_id else None
         limit = self.end - self.started if self.end is not None else None
         self.margin = walltime.checkpoint_margin(limit, args.checkpoint_margin)
-        self.checkpoint_at = self.end - self.margin if self.end is not None else None
+        # (A margin of 0: the job never stops itself; Slurm's SIGTERM at the limit ends it.)
+        self.checkpoint_at = self.end - self.margin if self.end is not None and self.margin > 0 else None
         self.kill_wait = walltime.kill_wait(execute) if self.job_id else walltime.DEFAULT_KILL_WAIT
         self.terminated = False
         self.finished_before = self._finished_so_far()
