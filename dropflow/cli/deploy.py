@@ -93,7 +93,7 @@ def _site_args(p: argparse.ArgumentParser) -> None:
 def _job_args(p: argparse.ArgumentParser, nodes_required: bool) -> None:
     p.add_argument("--nodes", type=integer(), required=nodes_required, metavar="N", help="number of nodes")
     p.add_argument("--time", metavar="T", help="time limit, e.g. 30 or 1:00:00 or 1-00:00")
-    p.add_argument("--islands", type=integer(), default=1, metavar="K", help="data islands (default 1)")
+    p.add_argument("--islands", type=integer(), metavar="K", help="data islands (default 1)")
     p.add_argument("--job-name", metavar="NAME", help="default: dropflow-<graph name>")
     p.add_argument(
         "--port-base",
@@ -201,34 +201,46 @@ def _site(args: argparse.Namespace) -> sites.SiteOptions:
 
 
 def _request(args: argparse.Namespace, pilot: bool = False) -> jobs.JobRequest:
-    nodes = args.nodes
     resume = getattr(args, "resume", None)
-    if nodes is None and resume:
+    # A resume runs as the job it continues did, but for what the command line says anew.
+    before: dict[str, object] = {}
+    site = _site(args)
+    if resume:
         try:
-            nodes = int(jobs.previous_job(resume, args.results).request.get("nodes") or 1)
+            previous = jobs.previous_job(resume, args.results)
         except jobs.JobError as exc:
             raise UsageError(f"nothing was submitted:\n  {exc}") from None
+        before = previous.request
+        site = previous.site().merged(site)
+    nodes = args.nodes if args.nodes is not None else before.get("nodes")
     if nodes is None:
         raise UsageError("--nodes is required (or --resume JOBID, which takes that job's)")
+
+    def given(name: str, default: object = None) -> object:
+        value = getattr(args, name, None)
+        return value if value not in (None, [], ()) else before.get(name, default)
+
     return jobs.JobRequest(
         graph=None if pilot else args.graph,
-        nodes=nodes,
-        time=args.time,
-        islands=args.islands,
-        template=args.template,
+        nodes=int(str(nodes)),
+        time=given("time"),  # type: ignore[arg-type]
+        islands=int(str(given("islands", 1))),
+        template=given("template"),  # type: ignore[arg-type]
         results=args.results,
         job_name=args.job_name,
-        site=_site(args),
-        venv=args.venv,
+        site=site,
+        venv=given("venv"),  # type: ignore[arg-type]
         port_base=args.port_base,
         workspace=getattr(args, "workspace", None),
-        params=params(getattr(args, "param", [])),
-        pythonpath=tuple(os.path.abspath(d) for d in getattr(args, "pythonpath", [])),
+        params=params(getattr(args, "param", [])) or dict(before.get("params") or {}),  # type: ignore[call-overload]
+        pythonpath=tuple(os.path.abspath(str(d)) for d in given("pythonpath", ()) or ()),  # type: ignore[attr-defined]
         resume=resume,
         chain=getattr(args, "chain", False),
         max_chain=getattr(args, "max_chain", 10),
         dependency=getattr(args, "dependency", None),
-        checkpoint_margin=args.checkpoint_margin,
+        checkpoint_margin=args.checkpoint_margin
+        if args.checkpoint_margin is not None
+        else before.get("checkpoint_margin"),  # type: ignore[arg-type]
         pilot=pilot,
     )
 

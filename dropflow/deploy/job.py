@@ -154,6 +154,13 @@ class Previous:
     journal: str
     chain: int
     request: dict[str, Any]
+    job_name: str | None = None
+
+    def site(self) -> SiteOptions:
+        """The site options that job ran with."""
+        raw = self.request.get("site") or {}
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+        return SiteOptions(**values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +220,7 @@ def previous_job(job_id: str, results: str) -> Previous:
         str(record.get("journal") or os.path.join(directory, "journal")),
         int(record.get("chain") or 0),
         dict(record.get("request") or {}),
+        str(record["job_name"]) if record.get("job_name") else None,
     )
 
 
@@ -332,8 +340,8 @@ def template_values(req: JobRequest, job_dir: str, previous: Previous | None = N
         else f"# (no virtualenv: dropflow runs from {req.python})"
     )
     name = req.job_name or (
-        str(previous.request.get("job_name"))
-        if previous is not None and previous.request.get("job_name")
+        previous.job_name
+        if previous is not None and previous.job_name
         else f"dropflow-{_graph_name(req.graph or 'pilot')}"
     )
     return {
@@ -398,8 +406,8 @@ def submit(req: JobRequest, provider: SlurmProvider | None = None) -> SubmittedJ
     if previous is not None and previous.chain + 1 >= req.max_chain and req.chain:
         req = replace(req, chain=False)  # the last job of the chain: it does not continue itself
     name = req.job_name or (
-        str(previous.request.get("job_name"))
-        if previous is not None and previous.request.get("job_name")
+        previous.job_name.removeprefix("dropflow-")
+        if previous is not None and previous.job_name
         else (_graph_name(req.graph) if req.graph else "pilot")
     )
     job_dir = _new_job_dir(req, name)
@@ -459,6 +467,7 @@ def continuation(job_dir: str, provider: SlurmProvider) -> SubmittedJob:
     raw.pop("graph_dir", None)
     site: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw["site"].items()}
     raw["site"] = SiteOptions(**site)
+    raw["job_name"] = raw.get("job_name") or record.get("job_name")
     raw["pythonpath"] = tuple(raw.get("pythonpath") or ())
     raw.update(
         graph=None,

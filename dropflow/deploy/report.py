@@ -101,7 +101,7 @@ class JobReport:
 
     def take_journals(self, directory: str, sample: int = 20) -> None:
         """Fill what the managers can no longer say from the session's journals: drops by state and their
-        placement (nodes whose journal ended), and the apps that finished."""
+        placement (nodes whose part, run by this job, ended), and the apps that finished (in any job)."""
         from ..engine.journal import read
 
         try:
@@ -114,6 +114,8 @@ class JobReport:
         by_state: dict[str, int] = {}
         placement: dict[str, int] = {}
         for node, meta in records.nodes.items():
+            if self.job_id is not None and meta.get("slurm_job_id") not in (None, self.job_id):
+                continue  # what an earlier job of the chain did there
             try:
                 counts = json.loads(meta.get("by_state") or "{}")
             except ValueError:

@@ -96,7 +96,11 @@ def ended_by(job_id: str, execute: Execute, end: float | None, now: float | None
     try:
         shown = execute(["scontrol", "show", "job", "-o", job_id])
         match = re.search(r"\bJobState=(\S+)", shown.stdout) if shown.returncode == 0 else None
-        if match and match.group(1) in ("TIMEOUT", "DEADLINE"):
+        reason = re.search(r"\bReason=(\S+)", shown.stdout) if shown.returncode == 0 else None
+        # While Slurm ends a job over its limit, it shows JobState=COMPLETING Reason=TimeLimit.
+        if (match and match.group(1) in ("TIMEOUT", "DEADLINE")) or (
+            reason and reason.group(1) == "TimeLimit"
+        ):
             return "TIMEOUT"
         if match and match.group(1) in ("CANCELLED", "PREEMPTED"):
             return "CANCELLED"

@@ -132,9 +132,13 @@ class Journal:
     #: Facts that force a write at once (a long cascade inside one event must not pile them up).
     FLUSH_COUNT = 20_000
 
-    def __init__(self, directory: str, node: str, plan: ResumePlan | None = None) -> None:
+    def __init__(
+        self, directory: str, node: str, plan: ResumePlan | None = None, tags: dict[str, str] | None = None
+    ) -> None:
         self.directory = os.path.abspath(directory)
         self.node = node
+        #: Written into the journal's meta with each run (e.g. the batch job that ran it).
+        self.tags = dict(tags or {})
         self.path = os.path.join(self.directory, _safe(node) + ".db")
         self.plan = plan
         self._db: sqlite3.Connection | None = None
@@ -190,6 +194,8 @@ class Journal:
                 runs=self._run,
                 state=str(SessionState.RUNNING),
                 started=time.time(),
+                by_state="{}",
+                **self.tags,
             )
             db.execute("COMMIT")
         except BaseException:

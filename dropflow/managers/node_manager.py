@@ -166,7 +166,7 @@ class NodeManager:
         except KeyError:
             raise Conflict(f"session {session_id!r} already exists on node {self.name!r}") from None
         if self.journal is not None:
-            session.journal = Journal(journal_dir(self.journal, session_id), self.name)
+            session.journal = Journal(journal_dir(self.journal, session_id), self.name, tags=_batch_job())
         if self.deadline is not None:
             session.deadline = Deadline(self.deadline, self.node.timings)
             # Normally the job stops the session at its deadline; should nobody do so, it stops by itself.
