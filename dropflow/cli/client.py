@@ -51,6 +51,13 @@ def _client_args(p: argparse.ArgumentParser) -> None:
         help="file holding the manager's token (default: $DROPFLOW_TOKEN, else ~/.config/dropflow/token)",
     )
     p.add_argument(
+        "--results",
+        default=os.environ.get("DROPFLOW_RESULTS", "dropflow-results"),
+        metavar="DIR",
+        help="with --to slurm:JOBID, where the job's results are (default $DROPFLOW_RESULTS or "
+        "./dropflow-results)",
+    )
+    p.add_argument(
         "--ca-file",
         metavar="FILE",
         help="CA certificate(s) to check an https:// manager against (default: $DROPFLOW_CA_FILE, else the "
@@ -66,7 +73,7 @@ def _client(args: argparse.Namespace) -> Any:
         from ..deploy.pilot import PilotError, resolve
 
         try:
-            args.to, job_token = resolve(args.to, os.environ.get("DROPFLOW_RESULTS", "dropflow-results"))
+            args.to, job_token = resolve(args.to, args.results)
         except PilotError as exc:
             raise UsageError(str(exc)) from None
         token_file = token_file or job_token

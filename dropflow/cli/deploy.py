@@ -174,6 +174,10 @@ def _add_args(p: argparse.ArgumentParser) -> None:
     _results_arg(st)
     c = sub.add_parser("cancel", help="cancel a submitted job (its report says so)")
     c.add_argument("job_id", metavar="JOBID")
+    sp = sub.add_parser("stop", help="end a pilot job cleanly (its report counts the graphs it ran)")
+    sp.add_argument("job_id", metavar="JOBID")
+    sp.add_argument("--wait", action="store_true", help="wait for the job to end and print its report")
+    _results_arg(sp)
 
 
 def _site(args: argparse.Namespace) -> sites.SiteOptions:
@@ -352,6 +356,19 @@ def _pilot_up(provider: SlurmProvider, job_id: str, job_dir: str) -> None:
         pause = min(pause * 1.5, WAIT_MAX_PAUSE)
 
 
+def _stop(args: argparse.Namespace, provider: SlurmProvider) -> int:
+    from ..deploy.pilot import stop
+
+    job_dir = jobs.find_job_dir(args.job_id, args.results)
+    if job_dir is None or read_pilot(job_dir) is None:
+        raise UsageError(f"job {args.job_id} is not a pilot that is up under {args.results}/")
+    stop(job_dir)
+    print(f"job {args.job_id}: stop requested")
+    if not args.wait:
+        return EXIT_OK
+    return _show(args.job_id, job_dir, _wait(provider, args.job_id, job_dir), as_json=False)
+
+
 def _status(args: argparse.Namespace, provider: SlurmProvider) -> int:
     job_dir = jobs.find_job_dir(args.job_id, args.results)
     try:
@@ -373,6 +390,8 @@ def cmd_slurm(args: argparse.Namespace) -> int:
             return _submit(args, provider)
         if args.slurm_command == "pilot":
             return _submit(args, provider, pilot=True)
+        if args.slurm_command == "stop":
+            return _stop(args, provider)
         if args.slurm_command == "status":
             return _status(args, provider)
         provider.cancel(args.job_id)

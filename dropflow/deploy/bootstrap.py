@@ -68,7 +68,7 @@ from .launchers import (
     submit_command,
 )
 from .node_entry import ANNOUNCE_DIR, announcement, free_port
-from .pilot import write_pilot
+from .pilot import STOP_FILE, write_pilot
 from .report import SUMMARY_FILE, JobReport, write_report
 from .slurm import Execute, SchedulerError, SlurmProvider, run_command
 
@@ -571,12 +571,20 @@ class _Job:
         """A pilot: say where the managers are, then take graphs until the walltime or a cancel."""
         write_pilot(self.results, plan.entry.url, self.job_id, self.report.nodes, self.checkpoint_at)
         print(f"pilot up: dropflow submit GRAPH --to slurm:{self.job_id}", flush=True)
-        wake = threading.Event()
+        wake, looked = threading.Event(), 0.0
+        stop = os.path.join(self.results, STOP_FILE)
         while self.checkpoint_at is None or time.time() < self.checkpoint_at:
-            wake.wait(None if self.checkpoint_at is None else min(60.0, self.checkpoint_at - time.time()))
+            if os.path.exists(stop):  # `dropflow slurm stop`: a clean end, before the walltime
+                return
+            if time.monotonic() - looked > 5:
+                # What it has run so far, looked at now and then: a cancel leaves no time to ask at the end.
+                self.pilot_sessions(plan)
+                looked = time.monotonic()
+            wake.wait(1.0)
         self.report.ended_by = "TIMEOUT"
 
     def pilot_sessions(self, plan: ClusterPlan) -> None:
+        """Count the sessions the pilot ran, by state (drops by state: sessions, for a pilot)."""
         try:
             sessions = _request(f"{plan.entry.url}/api/sessions", timeout=5)
         except (OSError, urllib.error.URLError, ValueError):
@@ -672,8 +680,8 @@ def main(argv: list[str] | None = None, execute: Execute = run_command) -> int:
             job.report.error = f"the bootstrap failed: {type(exc).__name__}: {exc}"
         except Terminated:
             job.signalled()
-        if job.args.pilot and job.plan is not None:
-            job.pilot_sessions(job.plan)
+        if job.args.pilot and job.plan is not None and not job.terminated:
+            job.pilot_sessions(job.plan)  # what it ran, to the end
         job.finish()  # the report now, in case the teardown outlives Slurm's patience
         job.chain()
     except Terminated:

@@ -8,7 +8,8 @@ manager's URL, the nodes, until when it runs -- and waits until its walltime nea
 Graphs go to it with ``dropflow submit GRAPH --to slurm:JOBID``: :func:`resolve` finds the job's results
 directory, its ``pilot.json`` and the job's own token (``RESULTS/JOB/token``, readable by its user only), so
 small graphs pay neither a job's queue wait nor 2-3 s of daemons starting and stopping each -- as Parsl's
-blocks or HyperQueue's workers. When the pilot ends, its report counts the sessions it ran.
+blocks or HyperQueue's workers. ``dropflow slurm stop JOBID`` ends a pilot cleanly (its report counts the
+sessions it ran; the job's exit status is 0); its walltime or a cancel end it too.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ import os
 import time
 from typing import Any
 
-__all__ = ["PILOT_FILE", "PREFIX", "PilotError", "read_pilot", "resolve", "write_pilot"]
+__all__ = ["PILOT_FILE", "PREFIX", "STOP_FILE", "PilotError", "read_pilot", "resolve", "stop", "write_pilot"]
 
 PILOT_FILE = "pilot.json"
+#: Made by ``dropflow slurm stop``: the pilot ends cleanly within a second (a cancel is abrupt).
+STOP_FILE = "stop"
 #: ``--to slurm:JOBID``: a pilot job's entry manager.
 PREFIX = "slurm:"
 
@@ -64,3 +67,9 @@ def resolve(target: str, results: str) -> tuple[str, str | None]:
         raise PilotError(f"pilot job {job_id} has ended (see {job_dir}/report.json)")
     token = os.path.join(job_dir, "token")
     return str(pilot["url"]), token if os.path.exists(token) else None
+
+
+def stop(job_dir: str) -> None:
+    """Ask the pilot whose results are ``job_dir`` to end (it looks every second)."""
+    with open(os.path.join(job_dir, STOP_FILE), "w", encoding="utf-8") as f:
+        f.write(f"{time.time()}\n")

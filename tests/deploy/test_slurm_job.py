@@ -156,7 +156,9 @@ def test_a_cancelled_job_reports_it_and_leaves_nothing_running(slurm, tmp_path):
     final = poll_for(lambda: (i := slurm.status(job_id)).state.ended and i, timeout=60)
     assert final.state is JobState.CANCELLED
     report = poll_for(lambda: _report(job_dir), timeout=30)
-    assert report["error"] == "the job was terminated by a cancel (scancel, preemption) before the session ended"
+    assert (
+        report["error"] == "the job was terminated by a cancel (scancel, preemption) before the session ended"
+    )
     assert report["ended_by"] == "CANCELLED"
     assert report["exit_status"] == 1 and report["job_id"] == job_id
     # The managers were gone by then: drops by state and placement come from the nodes' journals.
