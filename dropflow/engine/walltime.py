@@ -4,9 +4,9 @@ Theory of operation
 -------------------
 A batch job ends at a known time. Work started too close to it is lost -- killed half way, run again by the
 resume -- and takes the place of work that would have finished. A :class:`Deadline` set on a session
-(``session.deadline``, by a node manager started with ``--stop-starting-at``) is asked by the session, for
-each ready app, whether the app can finish before it: an app's expected run time is its declared bound (the
-``timeout`` of the kinds that have one) or what runs of the same code took here (the node's measured
+(``session.deadline``, by a node manager started with ``--deadline``) is asked by the session, for each
+ready app, whether the app can finish before it: an app's expected run time is its declared bound (the
+``timeout`` of the kinds that have one), else what runs of the same code took here (the node's measured
 averages, :mod:`.timings`, and those of this deadline, which also hears of process apps); code never
 measured is assumed to fit. An app that cannot finish is *deferred*: it stays RUNNING without a task, and the
 checkpoint that comes at the deadline (the job cancels the session, whose journal keeps what finished)
