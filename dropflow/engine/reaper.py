@@ -14,9 +14,8 @@ every group still registered, and every process left in those groups' sessions (
 their own), and exits.
 
 The reaper runs in a session of its own, so that Ctrl-C at a terminal or a kill of the manager's process
-group does not take it down with the manager; it ignores SIGINT and SIGTERM anyway (Slurm signals every process
-of a job it ends). The pipe's write end is never
-inherited by children (``os.pipe`` makes it close-on-exec) and is closed in children forked with
+group does not take it down with the manager; it ignores SIGINT and SIGTERM anyway (Slurm signals every
+process of a job it ends). The pipe's write end is never inherited by children (``os.pipe`` makes it close-on-exec) and is closed in children forked with
 ``os.fork``, so no other process keeps the reaper waiting after its node is gone.
 
 One reaper serves the whole process: nodes :func:`acquire` it when they start and :func:`release` it when
