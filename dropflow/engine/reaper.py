@@ -15,8 +15,9 @@ their own), and exits.
 
 The reaper runs in a session of its own, so that Ctrl-C at a terminal or a kill of the manager's process
 group does not take it down with the manager; it ignores SIGINT and SIGTERM anyway (Slurm signals every
-process of a job it ends). The pipe's write end is never inherited by children (``os.pipe`` makes it close-on-exec) and is closed in children forked with
-``os.fork``, so no other process keeps the reaper waiting after its node is gone.
+process of a job it ends). The pipe's write end is never inherited by children (``os.pipe`` makes it
+close-on-exec) and is closed in children forked with ``os.fork``, so no other process keeps the reaper
+waiting after its node is gone.
 
 One reaper serves the whole process: nodes :func:`acquire` it when they start and :func:`release` it when
 they close; the last release closes the pipe, which kills what is left (nothing, after a clean close) and
