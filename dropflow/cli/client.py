@@ -354,7 +354,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         client.cancel(session_id)
         print(f"dropflow submit: interrupted; session {session_id} cancelled", file=sys.stderr)
         return EXIT_INTERRUPTED
-    if summary.get("status") in ("FINISHED", "FAILED"):
+    if summary.get("status") in ("FINISHED", "FAILED", "CANCELLED"):  # (a cancelled session keeps them too)
         summary["values"] = fetch_values(client, session_id, specs)
     _print_summary(summary, args.to)
     if args.report:

@@ -130,9 +130,42 @@ class JobReport:
             self.drops = sum(by_state.values())
         if not self.placement and placement:
             self.placement = placement
+        if (
+            not self.values
+        ):  # the small results the session made before it died (their bytes are in the journal)
+            self.values = _journal_values(records)
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "version": VERSION, **asdict(self)}
+
+
+def _journal_values(records: Any, limit: int = 100, preview: int = 200) -> dict[str, dict[str, Any]]:
+    """Persisted in-memory results recorded in a journal, in the shape ``dropflow submit`` reports them."""
+    import base64
+
+    from ..drops.codecs import decode
+
+    out: dict[str, dict[str, Any]] = {}
+    for uid, codec in list(records.results.items())[:limit]:
+        where = records.location(uid)
+        if where is None or where.value is None:
+            continue
+        try:
+            text = (
+                repr(decode(codec, where.value))
+                if codec != "pickle"
+                else f"<pickle, {len(where.value)} bytes>"
+            )
+        except Exception as exc:  # a preview must never break a report
+            text = f"<cannot decode: {exc}>"
+        out[uid] = {
+            "uid": uid,
+            "codec": codec,
+            "size": len(where.value),
+            "data": base64.b64encode(where.value).decode("ascii"),
+            "preview": text if len(text) <= preview else text[: preview - 3] + "...",
+        }
+    return out
 
 
 def write_report(report: JobReport, results_dir: str) -> None:

@@ -153,6 +153,8 @@ class Journal:
         self._paths: list[str] = []
         self._value_ids: list[str] = []
         self._values: list[bytes] = []
+        #: Persisted in-memory results recorded with their bytes: (id, codec), for reports of killed runs.
+        self._results: list[tuple[str, str]] = []
         #: Identities of drops that expired with a consumer unfinished: their bytes are kept.
         self._kept: set[int] = set()
         #: Facts recorded so far by this run (for tests and reports).
@@ -219,7 +221,7 @@ class Journal:
         """What the core calls for every app that finishes and every drop that completes: closures over the
         lists' bound methods (they run once per drop: every attribute lookup saved counts)."""
         finished, finished_ids = self._finished.append, self._finished
-        value_ids, values = self._value_ids.append, self._values.append
+        value_ids, values, results = self._value_ids.append, self._values.append, self._results.append
         path_ids, paths = self._path_ids.append, self._paths.append
         skipped = self._skipped.append
         flush, arm, limit = self.flush, self._arm, self.FLUSH_COUNT
@@ -242,9 +244,12 @@ class Journal:
             kind = type(store)
             if kind is MemoryStore:
                 value = store.data  # type: ignore[union-attr]
-                if value is not None and len(value) <= (persist_inline if data.spec.persist else inline):
-                    value_ids(data.spec.id)
+                spec = data.spec
+                if value is not None and len(value) <= (persist_inline if spec.persist else inline):
+                    value_ids(spec.id)
                     values(value if type(value) is bytes else bytes(value))
+                    if spec.persist:
+                        results((spec.id, spec.effective_codec()))
             elif kind is FileStore or kind is DirectoryStore:
                 path_ids(data.spec.id)
                 paths(store.path)  # type: ignore[union-attr]
@@ -299,6 +304,7 @@ class Journal:
             self._paths,
             self._value_ids,
             self._values,
+            self._results,
         ]
         body = msgspec.msgpack.encode(facts)
         count = len(self._finished) + len(self._skipped) + len(self._paths) + len(self._values)
@@ -474,6 +480,8 @@ class Records:
     locations: dict[str, list[Location]] = field(default_factory=dict)
     #: Node -> its journal's meta (workspace, host, runs, state, ...).
     nodes: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: Persisted in-memory results recorded with their bytes: id -> codec.
+    results: dict[str, str] = field(default_factory=dict)
 
     def location(self, uid: str) -> Location | None:
         """The newest place of a drop's bytes that still exists (None: no longer anywhere)."""
@@ -513,7 +521,7 @@ def read(*directories: str) -> Records:
             db.close()
     batches.sort(key=lambda b: (b[0], b[1]))
     for _time, _seq, body in batches:
-        finished, skipped, path_ids, paths, value_ids, values = msgspec.msgpack.decode(body)
+        finished, skipped, path_ids, paths, value_ids, values, results = msgspec.msgpack.decode(body)
         for uid in finished:
             records.finished[uid] = ()
         for uid, ports in skipped:
@@ -522,6 +530,8 @@ def read(*directories: str) -> Records:
             records.locations.setdefault(uid, []).append(Location(path=path))
         for uid, value in zip(value_ids, values, strict=True):
             records.locations.setdefault(uid, []).append(Location(value=value))
+        for uid, codec in results:
+            records.results[uid] = codec
     return records
 
 

@@ -242,3 +242,22 @@ def test_a_journal_that_cannot_be_written_is_given_up_and_the_session_runs_on(no
     assert str(s.wait(30)) == "FINISHED"
     assert s.journal.written > 0 and s.journal.error is None
     assert run(node, chain3(), "plain").summary().state == "FINISHED"  # no journal: nothing recorded
+
+
+def test_a_report_written_from_the_journals_keeps_small_persisted_values(node):
+    """A job killed before ``dropflow submit`` could report: its small results are in the journals."""
+    from dropflow.deploy.report import JobReport
+
+    s = node.create_session("v")
+    s.journal = _journal(node, "v")
+    s.add([
+        MemorySpec(id="x", data=20, codec="json"),
+        PythonSpec(id="add", func="testfuncs:add", inputs={"a": "x"}, kwargs={"b": 22}, outputs={"out": "y"}),
+        MemorySpec(id="y", codec="json", persist=True),
+    ])  # fmt: skip
+    s.deploy()
+    assert str(s.wait(30)) == "FINISHED"
+    report = JobReport("1", "j", ["localhost"], "v")
+    report.take_journals(s.journal.directory)
+    assert report.values["y"]["preview"] == "42" and report.values["y"]["codec"] == "json"
+    assert report.finished == 1 and report.by_state == {"COMPLETED": 2, "FINISHED": 1}
