@@ -274,8 +274,11 @@ def _journal_roots(client: Any, role: str) -> list[str]:
     return sorted({str(r["journal"]) for r in rows if r.get("journal")})
 
 
-def _resume_plan(client: Any, role: str, session_id: str, specs: list[DropSpec], journals: list[str]) -> Any:
-    """Plan the resume of ``session_id`` from its journals; clear the ended session from the manager."""
+def _resume_plan(
+    client: Any, role: str, session_id: str, specs: list[DropSpec], journals: list[str]
+) -> tuple[Any, Any]:
+    """Plan the resume of ``session_id`` from its journals (and return them); clear the ended session from
+    the manager."""
     from ..engine.journal import journal_dir, read
     from ..engine.resume import plan
     from ..managers.errors import NotFound
@@ -305,7 +308,18 @@ def _resume_plan(client: Any, role: str, session_id: str, specs: list[DropSpec],
         client.delete_session(session_id)  # its id is taken by the resumed run; its journal stays
     resumed = plan(specs, records)
     print(f"resuming session {session_id}: {resumed.describe()}", file=sys.stderr)
-    return resumed
+    return resumed, records
+
+
+def _forget_old_nodes(records: Any, session_id: str, used: set[str]) -> None:
+    """A resumed session FINISHED: what earlier runs left on nodes it did not use (a dead node's files, kept
+    for the resume) is not needed any more."""
+    import shutil
+
+    for node, meta in records.nodes.items():
+        workspace = meta.get("workspace") or ""
+        if node not in used and os.path.basename(workspace) == session_id:
+            shutil.rmtree(workspace, ignore_errors=True)
 
 
 @command("submit", _submit_args)
@@ -329,7 +343,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
         check_session_id(session_id)
     except ValueError as exc:
         raise UsageError(f"--session-id: {exc}") from None
-    plan = _resume_plan(client, role, session_id, specs, args.journal) if args.resume else None
+    plan, records = (
+        _resume_plan(client, role, session_id, specs, args.journal) if args.resume else (None, None)
+    )
     started = time.time()
     client.create_session(session_id)
     try:
@@ -356,6 +372,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     if summary.get("status") in ("FINISHED", "FAILED", "CANCELLED"):  # (a cancelled session keeps them too)
         summary["values"] = fetch_values(client, session_id, specs)
+    if records is not None and summary.get("status") == "FINISHED":
+        _forget_old_nodes(records, session_id, set(placement) | set(summary.get("nodes") or {}))
     _print_summary(summary, args.to)
     if args.report:
         report = {

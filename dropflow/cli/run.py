@@ -279,13 +279,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     data = None
     if record is not None:
         graph = load_graph(record.graph, record.params)
-    elif journaling:
-        data = read_graph_bytes(args.graph)
-        graph = (
-            _load_stdin(data, params(args.param))
-            if args.graph == "-"
-            else load_graph(args.graph, params(args.param))
-        )
+    elif journaling and args.graph == "-":
+        data = read_graph_bytes(args.graph)  # read once: the journal keeps a copy
+        graph = _load_stdin(data, params(args.param))
     else:
         graph = load_graph(args.graph, params(args.param))
     _check_inputs(graph.drops, source, args.allow_path)
@@ -294,7 +290,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         session_id = _session_id(args, graph.name)
         jdir = journal_dir(resuming.journal_root(root), session_id)
         if journaling:
-            assert data is not None
             try:
                 resuming.start_journal(
                     jdir,

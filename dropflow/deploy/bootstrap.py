@@ -43,6 +43,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -661,7 +662,28 @@ class _Job:
         self.report.timings["teardown_seconds"] = time.time() - t0
         self.report.timings["total_seconds"] = time.time() - self.started
         self._journal_facts()  # the nodes' journals are complete now
+        self._forget_old_nodes()
         write_report(self.report, self.results)
+
+    def _forget_old_nodes(self) -> None:
+        """A resumed session FINISHED: what earlier jobs of the chain left on nodes this job did not use (a
+        killed node's files, kept for the resume) is no longer needed."""
+        if not self.args.resume or self.report.state != "FINISHED" or self.report.error:
+            return
+        from ..engine.sweep import LOCK_DIR
+
+        try:
+            nodes = os.listdir(self.workspace)
+        except OSError:
+            return
+        sid = self.report.session_id
+        for node in nodes:
+            if node in self.report.nodes:
+                continue  # this job's own: its session cleaned them
+            root = os.path.join(self.workspace, node)
+            shutil.rmtree(os.path.join(root, sid), ignore_errors=True)
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(root, LOCK_DIR, sid + ".lock"))
 
 
 def main(argv: list[str] | None = None, execute: Execute = run_command) -> int:

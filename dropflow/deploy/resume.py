@@ -24,13 +24,14 @@ import errno
 import fcntl
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..drops.spec import DropSpec
-from ..engine.journal import JOURNAL_DIR, Records, discard, journal_dir, read
+from ..engine.journal import JOURNAL_DIR, Records, discard, journal_dir, read, read_meta
 from ..engine.resume import ResumePlan, plan
 from ..engine.sweep import LOCK_DIR
 
@@ -83,13 +84,14 @@ def start_journal(
     directory: str,
     session_id: str,
     source: str,
-    data: bytes,
+    data: bytes | None,
     params: dict[str, str] | None = None,
     pythonpath: Sequence[str] = (),
     allow_paths: Sequence[str] = (),
     extra: dict[str, Any] | None = None,
 ) -> RunRecord:
-    """Make a new session's journal directory: the graph's bytes and ``run.json``. Refuses an existing one."""
+    """Make a new session's journal directory: the graph (``data``, or a copy of the file ``source``) and
+    ``run.json``. Refuses an existing one."""
     if os.path.exists(os.path.join(directory, RUN_FILE)):
         raise ResumeError(
             f"session {session_id!r} has a journal already ({directory}): an earlier run did not finish. "
@@ -97,8 +99,11 @@ def start_journal(
         )
     os.makedirs(directory, mode=0o700, exist_ok=True)
     graph = os.path.join(directory, "graph" + (_extension(source) if source != "-" else ".json"))
-    with open(graph, "wb") as f:
-        f.write(data)
+    if data is None:
+        shutil.copyfile(source, graph)  # (the kernel copies; the graph may be large)
+    else:
+        with open(graph, "wb") as f:
+            f.write(data)
     record = RunRecord(
         session_id,
         graph,
@@ -174,11 +179,12 @@ def finish(directory: str, state: str, keep_workspaces: Iterable[str] = ()) -> b
     if state != "FINISHED":
         return False
     try:
-        records = read(directory)
+        nodes = read_meta(directory)
     except (OSError, ValueError):
-        records = Records()
+        nodes = {}
     keep = {os.path.abspath(w) for w in keep_workspaces}
-    discard(directory, [w for w in workspaces(records) if os.path.abspath(w) not in keep])
+    used = {meta["workspace"] for meta in nodes.values() if meta.get("workspace")}
+    discard(directory, [w for w in sorted(used) if os.path.abspath(w) not in keep])
     return True
 
 

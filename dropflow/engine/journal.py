@@ -73,6 +73,7 @@ __all__ = [
     "exists",
     "journal_dir",
     "read",
+    "read_meta",
 ]
 
 log = logging.getLogger(__name__)
@@ -533,6 +534,26 @@ def read(*directories: str) -> Records:
         for uid, codec in results:
             records.results[uid] = codec
     return records
+
+
+def read_meta(directory: str) -> dict[str, dict[str, str]]:
+    """Every node's meta of a session's journal (node -> workspace, host, runs, state, ...): cheap, records
+    are not read."""
+    nodes: dict[str, dict[str, str]] = {}
+    with contextlib.suppress(FileNotFoundError):
+        for name in sorted(os.listdir(directory)):
+            if not name.endswith(".db"):
+                continue
+            db = sqlite3.connect(os.path.join(directory, name), timeout=30)
+            try:
+                meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+            except sqlite3.OperationalError:
+                continue
+            finally:
+                db.close()
+            if meta.get("format") == FORMAT:
+                nodes[meta.get("node", name[:-3])] = meta
+    return nodes
 
 
 def discard(directory: str, workspaces: Iterable[str] = ()) -> None:

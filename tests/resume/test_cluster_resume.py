@@ -133,8 +133,10 @@ def test_resume_after_a_lost_node_on_the_nodes_left(tmp_path):
         [expected] = glob.glob(os.path.join(directory, "workspace", "node-*", "clean", "result.txt"))
         with open(expected, "rb") as f:
             assert got == f.read()
-        # The session FINISHED: the island had its nodes forget the journal.
+        # The session FINISHED: the island had its nodes forget the journal, and what the dead node left for
+        # the resume is gone too.
         poll_for(lambda: not os.path.exists(journals), timeout=30)
+        assert not (tmp_path / "cluster" / "workspace" / "node-2" / SID).exists()
     finally:
         localcluster.down(directory, timeout=30)
     assert token()  # (the daemons used this test run's token)
