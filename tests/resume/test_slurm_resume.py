@@ -1,7 +1,7 @@
 """On the CI's Slurm: a job that its time limit (``--time 1``) ends, then resumed -- by hand with
 ``--resume JOBID``, or by itself with ``--chain``.
 
-The graph is a chain of shell apps that take 6 s each inside a job (none outside), 70 s in all; each counts
+The graph is a chain of shell apps that take 6 s each inside a job (none outside), 90 s in all; each counts
 its executions in a file under an allowed directory (``--allow-path``), and the result is written there
 too, outside the job's workspace. The first job's report must say TIMEOUT and list what finished; the job
 that resumes it must end FINISHED with a result byte-identical to an uninterrupted ``dropflow run``'s, and
@@ -29,7 +29,10 @@ sys.path.insert(0, HERE)
 from resumefuncs import runs  # noqa: E402
 
 CLI = [sys.executable, "-m", "dropflow"]
-STEPS = 12  # of 6 s each: more than a minute's job can do
+# Of 6 s each: 90 s, more than a minute's job can do. Slurm looks for jobs past their time limit every 30 s,
+# so a one-minute job ends between 60 and 90 s after it started: a shorter chain could finish first (it did,
+# at 72 s). The job that resumes it has at most 6 steps left, well within its minute.
+STEPS = 15
 
 
 def _idle_nodes() -> int:
