@@ -204,7 +204,9 @@ def test_the_readme_example_finishes_five_times_as_a_three_node_job(slurm, tmp_p
     own, the owner's COMPLETED then hit DELETED, and the error was swallowed."""
     results = str(tmp_path / "results")
     example = os.path.join(REPO, "examples", "numpy_shm_pipeline.json")
-    env = {**os.environ, "PYTHONPATH": os.path.join(REPO, "examples")}
+    # (Kept in front of any PYTHONPATH given: the dropflow under test may be found only through it.)
+    pythonpath = [os.path.join(REPO, "examples"), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(pythonpath)}
     for attempt in range(5):
         done = subprocess.run(
             [*CLI, "slurm", "submit", example, "--nodes", "3", "--results", results, "--time", "5", "--wait"],
