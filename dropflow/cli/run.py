@@ -8,12 +8,14 @@ without running it. The engine is imported by the handlers, so ``dropflow run --
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import mmap
 import os
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -279,6 +281,7 @@ def _run(args: argparse.Namespace) -> int:
     root = os.path.abspath(args.workspace or default_root())
     journaling = not args.no_journal
     record = plan = None
+    prepare: Callable[[], object] | None = None
     try:
         if args.resume:
             if not journaling:
@@ -297,7 +300,7 @@ def _run(args: argparse.Namespace) -> int:
             _add_pythonpath(args, record.pythonpath)
             source = record.source
         elif args.graph is None:
-            raise UsageError("give a graph file, or --resume SESSION")
+            raise UsageError("the following arguments are required: graph (or --resume SESSION)")
         else:
             _add_pythonpath(args)
             source = args.graph
@@ -319,17 +322,20 @@ def _run(args: argparse.Namespace) -> int:
         jdir = journal_dir(resuming.journal_root(root), session_id)
         if journaling:
             try:
-                resuming.start_journal(
-                    jdir,
-                    session_id,
-                    args.graph,
-                    data,
-                    params(args.param),
-                    _import_dirs(args),
-                    args.allow_path,
-                )
+                resuming.check_new_journal(jdir, session_id)
             except resuming.ResumeError as exc:
                 raise UsageError(str(exc)) from None
+            # Written when the session deploys, once its graph has built: a bad graph leaves nothing.
+            prepare = functools.partial(
+                resuming.start_journal,
+                jdir,
+                session_id,
+                args.graph,
+                data,
+                params(args.param),
+                _import_dirs(args),
+                args.allow_path,
+            )
     else:
         plan, _records = resuming.plan_resume(jdir, graph.drops)
         print(f"dropflow: resuming session {session_id}: {plan.describe()}", file=sys.stderr)
@@ -345,7 +351,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         session = node.create_session(session_id)
         if journaling:
-            session.journal = Journal(jdir, node.name, plan)
+            session.journal = Journal(jdir, node.name, plan, prepare=prepare)
         session.add(graph.drops)
         del graph
         session.deploy(source=source)

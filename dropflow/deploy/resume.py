@@ -80,6 +80,15 @@ def _extension(path: str) -> str:
     return name[name.index(".") :] if "." in name.lstrip(".") else ".json"
 
 
+def check_new_journal(directory: str, session_id: str) -> None:
+    """Refuse (ResumeError) to start a session whose journal exists already; makes nothing."""
+    if os.path.exists(os.path.join(directory, RUN_FILE)):
+        raise ResumeError(
+            f"session {session_id!r} has a journal already ({directory}): an earlier run did not finish. "
+            f"Resume it with --resume {session_id}, or choose another session id"
+        )
+
+
 def start_journal(
     directory: str,
     session_id: str,
@@ -92,11 +101,7 @@ def start_journal(
 ) -> RunRecord:
     """Make a new session's journal directory: the graph (``data``, or a copy of the file ``source``) and
     ``run.json``. Refuses an existing one."""
-    if os.path.exists(os.path.join(directory, RUN_FILE)):
-        raise ResumeError(
-            f"session {session_id!r} has a journal already ({directory}): an earlier run did not finish. "
-            f"Resume it with --resume {session_id}, or choose another session id"
-        )
+    check_new_journal(directory, session_id)
     os.makedirs(directory, mode=0o700, exist_ok=True)
     graph = os.path.join(directory, "graph" + (_extension(source) if source != "-" else ".json"))
     if data is None:

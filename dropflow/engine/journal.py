@@ -134,10 +134,18 @@ class Journal:
     FLUSH_COUNT = 20_000
 
     def __init__(
-        self, directory: str, node: str, plan: ResumePlan | None = None, tags: dict[str, str] | None = None
+        self,
+        directory: str,
+        node: str,
+        plan: ResumePlan | None = None,
+        tags: dict[str, str] | None = None,
+        prepare: Callable[[], object] | None = None,
     ) -> None:
         self.directory = os.path.abspath(directory)
         self.node = node
+        #: Called at attach, before anything is written: the driver's own files (``dropflow run``'s record of
+        #: how it ran the session). At attach, not before: a graph that does not build leaves nothing.
+        self.prepare = prepare
         #: Written into the journal's meta with each run (e.g. the batch job that ran it).
         self.tags = dict(tags or {})
         self.path = os.path.join(self.directory, _safe(node) + ".db")
@@ -169,6 +177,8 @@ class Journal:
         core, graph = session.core, session.graph
         assert core is not None and graph is not None
         self._session = session
+        if self.prepare is not None:
+            self.prepare()
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         if self.plan is None:
             # Not a resume: an earlier run's records under this id (a session id used again) are not ours.
