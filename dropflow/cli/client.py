@@ -271,7 +271,7 @@ def _journal_roots(client: Any, role: str) -> list[str]:
         rows = [n for island in client.nodes() for n in island.get("nodes", [])]
     else:
         rows = client.nodes()
-    return sorted({str(r["journal"]) for r in rows if r.get("journal")})
+    return sorted({str(r["journal"]) for r in rows if isinstance(r, dict) and r.get("journal")})
 
 
 def _resume_plan(
