@@ -84,6 +84,7 @@ class Runs:
                     APPS,
                     "--progress",
                     "never",
+                    "--no-journal",  # a journaled session's workspace is kept for its resume: tests/resume
                     *args,
                 ],
                 cwd=cwd,

@@ -446,6 +446,7 @@ def slurm(
     follow it to its end. The job imports Python functions from the directory of the running script (and
     ``pythonpath``); the job's report, under ``results``, keeps small kept values."""
     from ..deploy import job as jobs
+    from ..deploy.site import SiteOptions
 
     specs = _specs(pipeline)
     check_main_guard(_refs(specs, processes_only=False), "the job's worker processes")
@@ -458,14 +459,12 @@ def slurm(
     req = jobs.JobRequest(
         graph=graph,
         nodes=nodes,
-        partition=partition,
         time=time_limit,
-        account=account,
         islands=islands,
         template=template,
         results=results_dir,
         job_name=job_name or f"dropflow-{pipeline.name}"[:64],
-        modules=tuple(modules),
+        site=SiteOptions(partition=partition, account=account, modules=tuple(modules)),
         venv=venv,
         port_base=port_base or jobs.DEFAULT_PORT_BASE,
         pythonpath=tuple([*([script_dir] if script_dir else []), os.getcwd(), *pythonpath]),

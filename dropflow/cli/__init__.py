@@ -59,7 +59,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "unroll": ("translate", "unroll a logical graph into an unpartitioned physical graph"),
     "partition": ("translate", 'partition a graph; drops get node "#<partition>"'),
     "map": ("translate", "map a partitioned physical graph onto nodes and islands"),
-    "slurm": ("deploy", "run graphs as Slurm jobs: submit, status, cancel"),
+    "slurm": ("deploy", "run graphs as Slurm jobs: submit, pilot, status, cancel"),
     "nm": ("daemons", "run a node manager daemon"),
     "dim": ("daemons", "run a data island manager daemon over node managers"),
     "mm": ("daemons", "run a master manager daemon over island managers"),

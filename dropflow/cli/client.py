@@ -43,12 +43,19 @@ def _client_args(p: argparse.ArgumentParser) -> None:
         "--to",
         default=os.environ.get("DROPFLOW_URL", DEFAULT_URL),
         metavar="URL",
-        help=f"manager URL (default $DROPFLOW_URL or {DEFAULT_URL})",
+        help=f"manager URL, or slurm:JOBID for a pilot job (default $DROPFLOW_URL or {DEFAULT_URL})",
     )
     p.add_argument(
         "--token-file",
         metavar="FILE",
         help="file holding the manager's token (default: $DROPFLOW_TOKEN, else ~/.config/dropflow/token)",
+    )
+    p.add_argument(
+        "--results",
+        default=os.environ.get("DROPFLOW_RESULTS", "dropflow-results"),
+        metavar="DIR",
+        help="with --to slurm:JOBID, where the job's results are (default $DROPFLOW_RESULTS or "
+        "./dropflow-results)",
     )
     p.add_argument(
         "--ca-file",
@@ -61,9 +68,48 @@ def _client_args(p: argparse.ArgumentParser) -> None:
 def _client(args: argparse.Namespace) -> Any:
     from ..managers.client import RestClient
 
+    token_file = args.token_file
+    if args.to.startswith("slurm:"):  # a pilot job: its entry manager, and the job's own token
+        from ..deploy.pilot import PilotError, resolve
+
+        try:
+            args.to, job_token = resolve(args.to, args.results)
+        except PilotError as exc:
+            raise UsageError(str(exc)) from None
+        token_file = token_file or job_token
     if not args.to.startswith(("http://", "https://")):
-        raise UsageError(f"--to {args.to!r} is not an http:// URL")
-    return RestClient(args.to, token=read_token(args.token_file), verify=tls_verify(args.ca_file))
+        raise UsageError(f"--to {args.to!r} is not an http:// URL (or slurm:JOBID, a pilot job)")
+    token = read_token(token_file)
+    verify = tls_verify(args.ca_file)
+    if token is not None:
+        _check_own(args.to, token, verify)
+    return RestClient(args.to, token=token, verify=verify)
+
+
+def _check_own(url: str, token: str, verify: Any) -> None:
+    """The manager at ``url`` must prove it holds our token before anything is sent: else it is not the one
+    meant (another user's or another job's daemon on that port), and the error says so."""
+    import httpx
+
+    from ..managers.auth import check_proof, new_challenge
+
+    challenge = new_challenge()
+    try:
+        resp = httpx.get(
+            f"{url.rstrip('/')}/api/health", params={"challenge": challenge}, timeout=30, verify=verify
+        )
+        body = resp.json() if resp.is_success else None
+    except (httpx.HTTPError, ValueError):
+        return  # unreachable: the request that follows says so
+    if not isinstance(body, dict) or "name" not in body:
+        raise UsageError(f"{url} does not answer like a dropflow manager")
+    if body.get("proof") is None:
+        return  # a manager without a token (loopback, --insecure-no-token): nothing to prove
+    if not check_proof(token, challenge, str(body["name"]), str(body.get("url") or ""), body["proof"]):
+        raise UsageError(
+            f"the manager at {url} ({body['name']}) does not hold your token: it is not the one you meant -- "
+            "another user's or another job's daemon on that port? (or give its token with --token-file)"
+        )
 
 
 def _submit_args(p: argparse.ArgumentParser) -> None:
@@ -84,6 +130,20 @@ def _submit_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--report", metavar="FILE", help="with --wait: write the outcome as JSON")
     p.add_argument("--progress", choices=("auto", "always", "never"), default="auto")
+    p.add_argument(
+        "--resume",
+        metavar="SESSION",
+        help="continue SESSION (the same graph), which ended early: apps that finished are not run again "
+        "where what they made still exists, on whichever nodes the managers have now",
+    )
+    p.add_argument(
+        "--journal",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="with --resume: where the session's journals are (repeatable; default: where the node "
+        "managers say they keep them, which must be readable here)",
+    )
 
 
 def placed(client: Any, role: str, data: bytes, params: dict[str, str], algorithm: str) -> list[DropSpec]:
@@ -203,6 +263,65 @@ def _print_summary(summary: dict[str, Any], url: str) -> None:
         print(f"  {uid} = {entry.get('preview')}")
 
 
+def _journal_roots(client: Any, role: str) -> list[str]:
+    """Where the manager's node managers keep journals (as they say)."""
+    if role == "nm":
+        rows = [client.info()]
+    elif role == "mm":
+        rows = [n for island in client.nodes() for n in island.get("nodes", [])]
+    else:
+        rows = client.nodes()
+    return sorted({str(r["journal"]) for r in rows if isinstance(r, dict) and r.get("journal")})
+
+
+def _resume_plan(
+    client: Any, role: str, session_id: str, specs: list[DropSpec], journals: list[str]
+) -> tuple[Any, Any]:
+    """Plan the resume of ``session_id`` from its journals (and return them); clear the ended session from
+    the manager."""
+    from ..engine.journal import journal_dir, read
+    from ..engine.resume import plan
+    from ..managers.errors import NotFound
+
+    roots = [os.path.abspath(d) for d in journals] or _journal_roots(client, role)
+    if not roots:
+        raise UsageError(f"the manager at {client.url} keeps no journals: give --journal DIR")
+    dirs = [journal_dir(root, session_id) for root in roots]
+    try:
+        records = read(*dirs)
+    except FileNotFoundError:
+        raise UsageError(
+            f"no journal of session {session_id!r} in {', '.join(roots)} (a session that FINISHED leaves "
+            "none; give --journal DIR if it is elsewhere)"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read the journal of {session_id!r}: {exc}") from None
+    try:
+        state = client.status(session_id)
+    except NotFound:
+        state = None
+    if state is not None:
+        if state not in ("FINISHED", "FAILED", "CANCELLED"):
+            raise UsageError(
+                f"session {session_id!r} is {state} at {client.url}: it can be resumed once it ended"
+            )
+        client.delete_session(session_id)  # its id is taken by the resumed run; its journal stays
+    resumed = plan(specs, records)
+    print(f"resuming session {session_id}: {resumed.describe()}", file=sys.stderr)
+    return resumed, records
+
+
+def _forget_old_nodes(records: Any, session_id: str, used: set[str]) -> None:
+    """A resumed session FINISHED: what earlier runs left on nodes it did not use (a dead node's files, kept
+    for the resume) is not needed any more."""
+    import shutil
+
+    for node, meta in records.nodes.items():
+        workspace = meta.get("workspace") or ""
+        if node not in used and os.path.basename(workspace) == session_id:
+            shutil.rmtree(workspace, ignore_errors=True)
+
+
 @command("submit", _submit_args)
 def cmd_submit(args: argparse.Namespace) -> int:
     from ..engine.workspace import check_session_id
@@ -215,15 +334,24 @@ def cmd_submit(args: argparse.Namespace) -> int:
     role = info.get("role")
     specs = placed(client, role, data, params(args.param), args.algorithm)
     base = os.path.basename(args.graph).split(".")[0] if args.graph != "-" else "stdin"
-    session_id = args.session_id or f"{base}-{datetime.now():%Y%m%dT%H%M%S}-{os.urandom(2).hex()}"
+    if args.resume and args.session_id and args.resume != args.session_id:
+        raise UsageError("--resume names the session: leave --session-id out")
+    session_id = (
+        args.resume or args.session_id or f"{base}-{datetime.now():%Y%m%dT%H%M%S}-{os.urandom(2).hex()}"
+    )
     try:
         check_session_id(session_id)
     except ValueError as exc:
         raise UsageError(f"--session-id: {exc}") from None
+    plan, records = (
+        _resume_plan(client, role, session_id, specs, args.journal) if args.resume else (None, None)
+    )
     started = time.time()
     client.create_session(session_id)
     try:
         client.append(session_id, specs)
+        if plan is not None:
+            client.resume(session_id, plan)
         client.deploy(session_id)
     except ApiError as exc:
         if 400 <= exc.status < 500:
@@ -242,8 +370,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
         client.cancel(session_id)
         print(f"dropflow submit: interrupted; session {session_id} cancelled", file=sys.stderr)
         return EXIT_INTERRUPTED
-    if summary.get("status") in ("FINISHED", "FAILED"):
+    if summary.get("status") in ("FINISHED", "FAILED", "CANCELLED"):  # (a cancelled session keeps them too)
         summary["values"] = fetch_values(client, session_id, specs)
+    if records is not None and summary.get("status") == "FINISHED":
+        _forget_old_nodes(records, session_id, set(placement) | set(summary.get("nodes") or {}))
     _print_summary(summary, args.to)
     if args.report:
         report = {
@@ -262,6 +392,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
             "deploy_seconds": summary.get("deploy_seconds"),
             "run_seconds": summary.get("run_seconds"),
             "values": summary.get("values") or {},
+            "resumed": None
+            if plan is None
+            else {"kept": len(plan.finished), "rerun": len(plan.rerun), "restored": len(plan.data)},
         }
         with open(args.report, "w") as f:
             json.dump(report, f, indent=2)

@@ -175,6 +175,28 @@ def _nm_args(p: argparse.ArgumentParser) -> None:
         help="where Python functions that name no executor run (default: process -- warm worker processes, "
         "so that a crashing app fails its own drop only; thread: faster, but a crash takes the daemon down)",
     )
+    p.add_argument(
+        "--journal",
+        metavar="DIR",
+        help="keep sessions' journals under DIR, so that a session ended early (a killed node, a cancel) can "
+        "be resumed (default: none); nodes that share DIR let a resume read all of a session's journals "
+        "in one place (dropflow cluster up and Slurm jobs do this)",
+    )
+    p.add_argument(
+        "--deadline",
+        type=float,
+        metavar="EPOCH",
+        help="the end of the batch job (seconds since the epoch, less a margin): apps that cannot finish "
+        "before it do not start, and sessions still running just after it stop (their journal resumes them)",
+    )
+    p.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="on SIGTERM, end every session within this time, by force if need be (default 30; inside a "
+        "batch job, less than its KillWait)",
+    )
     p.add_argument("--bus-port", type=_port, default=0, help="ZeroMQ port between nodes (default: any free)")
     p.add_argument(
         "--advertise", metavar="HOST", help="address other nodes use to reach this one (default: --host)"
@@ -211,6 +233,9 @@ def cmd_nm(args: argparse.Namespace) -> int:
             threads=args.app_threads,
             processes=args.processes,
             executor=args.executor,
+            journal=args.journal,
+            deadline=args.deadline,
+            shutdown_timeout=args.shutdown_timeout,
         )
         bus = ZmqBus(nm.node, host=args.host, port=args.bus_port, advertise=args.advertise).start()
         nm.node.bus = bus

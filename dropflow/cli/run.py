@@ -8,11 +8,14 @@ without running it. The engine is imported by the handlers, so ``dropflow run --
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import mmap
 import os
+import shlex
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -29,9 +32,12 @@ OUTPUTS_SHOWN = 10
 OUTPUT_LINES = 5
 
 
-def _graph_args(p: argparse.ArgumentParser) -> None:
+def _graph_args(p: argparse.ArgumentParser, optional: bool = False) -> None:
     p.add_argument(
-        "graph", help="graph file (native physical or logical, EAGLE .graph, DALiuGE PG); - for stdin"
+        "graph",
+        nargs="?" if optional else None,
+        help="graph file (native physical or logical, EAGLE .graph, DALiuGE PG); - for stdin"
+        + ("; with --resume, the session's own copy by default" if optional else ""),
     )
     p.add_argument(
         "--pythonpath",
@@ -58,7 +64,7 @@ def _graph_args(p: argparse.ArgumentParser) -> None:
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:
-    _graph_args(p)
+    _graph_args(p, optional=True)
     p.add_argument(
         "--workspace",
         metavar="DIR",
@@ -79,24 +85,42 @@ def _run_args(p: argparse.ArgumentParser) -> None:
         help="progress bar on standard error (auto: when it is a terminal)",
     )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument(
+        "--resume",
+        metavar="SESSION",
+        help="continue SESSION, which ended early (killed, Ctrl-C, a failure): apps that finished are not "
+        "run again where what they made still exists; the rest runs",
+    )
+    p.add_argument(
+        "--no-journal",
+        action="store_true",
+        help="keep no journal (a little faster; the session cannot be resumed)",
+    )
 
 
-def _session_id(args: argparse.Namespace, name: str) -> str:
+def _session_id(args: argparse.Namespace, name: str, given: str | None = None) -> str:
     from ..engine.workspace import check_session_id
 
-    if args.session_id:
+    given = given or args.session_id
+    if given:
         try:
-            return check_session_id(args.session_id)
+            return check_session_id(given)
         except ValueError as exc:
             raise UsageError(f"--session-id: {exc}") from None
     stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
     return f"{name}-{stamp}-{os.urandom(2).hex()}"
 
 
-def _add_pythonpath(args: argparse.Namespace) -> None:
-    dirs = list(args.pythonpath)
-    if args.graph != "-":
+def _import_dirs(args: argparse.Namespace) -> list[str]:
+    """Where Python function apps import from: the graph's directory, then --pythonpath."""
+    dirs = [os.path.abspath(d) for d in args.pythonpath]
+    if args.graph and args.graph != "-":
         dirs.insert(0, os.path.dirname(os.path.abspath(args.graph)))
+    return dirs
+
+
+def _add_pythonpath(args: argparse.Namespace, recorded: list[str] | None = None) -> None:
+    dirs = [*recorded, *map(os.path.abspath, args.pythonpath)] if recorded is not None else _import_dirs(args)
     for d in reversed(dirs):
         if not os.path.isdir(d):
             raise UsageError(f"--pythonpath {d!r} is not a directory")
@@ -209,6 +233,8 @@ def _wants_processes(args: argparse.Namespace) -> bool:
     """Whether the run will need worker processes: asked for, or named in the graph (a byte search, cheap)."""
     if args.executor == "process":
         return True
+    if not args.graph or args.graph == "-":  # stdin, or a resume's own copy: started when needed
+        return False
     try:
         with open(args.graph, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
             return data.find(b'"process"') >= 0
@@ -231,19 +257,90 @@ def cmd_run(args: argparse.Namespace) -> int:
             zygote.release(warm)
 
 
-def _run(args: argparse.Namespace) -> int:
-    from ..engine import Node
-    from ..engine.workspace import default_root
+def _load_stdin(data: bytes, graph_params: dict[str, str]) -> Any:
+    """Load a graph read from standard input already (its bytes are also the journal's copy)."""
+    import io
+
     from ..loading import load_graph
 
-    _add_pythonpath(args)
+    stdin = sys.stdin
+    sys.stdin = io.TextIOWrapper(io.BytesIO(data))
+    try:
+        return load_graph("-", graph_params)
+    finally:
+        sys.stdin = stdin
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..deploy import resume as resuming
+    from ..engine import Node
+    from ..engine.journal import Journal, journal_dir
+    from ..engine.workspace import default_root
+    from ..loading import load_graph, read_graph_bytes
+
+    root = os.path.abspath(args.workspace or default_root())
+    journaling = not args.no_journal
+    record = plan = None
+    prepare: Callable[[], object] | None = None
+    try:
+        if args.resume:
+            if not journaling:
+                raise UsageError("--resume needs the session's journal: drop --no-journal")
+            session_id = _session_id(args, "", args.resume)
+            jdir = journal_dir(resuming.journal_root(root), session_id)
+            record = resuming.load_run(jdir, session_id)
+            if resuming.session_alive(root, session_id):
+                raise resuming.ResumeError(
+                    f"session {session_id!r} is still running in another process; it can be resumed once it "
+                    "has ended"
+                )
+            given = read_graph_bytes(args.graph) if args.graph else None
+            resuming.check_same_graph(record, given, params(args.param))
+            args.allow_path = [*record.allow_paths, *args.allow_path]
+            _add_pythonpath(args, record.pythonpath)
+            source = record.source
+        elif args.graph is None:
+            raise UsageError("the following arguments are required: graph (or --resume SESSION)")
+        else:
+            _add_pythonpath(args)
+            source = args.graph
+    except resuming.ResumeError as exc:
+        raise UsageError(str(exc)) from None
     t0 = time.perf_counter()
-    graph = load_graph(args.graph, params(args.param))
-    _check_inputs(graph.drops, args.graph, args.allow_path)
+    data = None
+    if record is not None:
+        graph = load_graph(record.graph, record.params)
+    elif journaling and args.graph == "-":
+        data = read_graph_bytes(args.graph)  # read once: the journal keeps a copy
+        graph = _load_stdin(data, params(args.param))
+    else:
+        graph = load_graph(args.graph, params(args.param))
+    _check_inputs(graph.drops, source, args.allow_path)
     load_seconds = time.perf_counter() - t0
-    session_id = _session_id(args, graph.name)
+    if record is None:
+        session_id = _session_id(args, graph.name)
+        jdir = journal_dir(resuming.journal_root(root), session_id)
+        if journaling:
+            try:
+                resuming.check_new_journal(jdir, session_id)
+            except resuming.ResumeError as exc:
+                raise UsageError(str(exc)) from None
+            # Written when the session deploys, once its graph has built: a bad graph leaves nothing.
+            prepare = functools.partial(
+                resuming.start_journal,
+                jdir,
+                session_id,
+                args.graph,
+                data,
+                params(args.param),
+                _import_dirs(args),
+                args.allow_path,
+            )
+    else:
+        plan, _records = resuming.plan_resume(jdir, graph.drops)
+        print(f"dropflow: resuming session {session_id}: {plan.describe()}", file=sys.stderr)
     node = Node(
-        workspace_root=args.workspace or default_root(),
+        workspace_root=root,
         allowed_paths=args.allow_path,
         threads=args.threads,
         processes=args.processes,
@@ -253,9 +350,11 @@ def _run(args: argparse.Namespace) -> int:
     interrupted = False
     try:
         session = node.create_session(session_id)
+        if journaling:
+            session.journal = Journal(jdir, node.name, plan, prepare=prepare)
         session.add(graph.drops)
         del graph
-        session.deploy(source=args.graph)
+        session.deploy(source=source)
         try:
             _follow(session, args.progress)
         except KeyboardInterrupt:
@@ -264,8 +363,10 @@ def _run(args: argparse.Namespace) -> int:
             session.cancel()
             session.wait()
         summary = session.summary()
+        workspace = session.workspace.dir
     finally:
         node.close()
+    resumable = journaling and not resuming.finish(jdir, summary.state, keep_workspaces=[workspace])
     if args.json:
         out: dict[str, Any] = {
             "session_id": summary.session_id,
@@ -279,10 +380,19 @@ def _run(args: argparse.Namespace) -> int:
             "persisted": summary.persisted,
             "values": summary.values,
             "outputs": summary.outputs,
+            "resumed": plan.to_dict()["finished"].__len__() if plan is not None else None,
+            "journal": jdir if resumable else None,
         }
         print(json.dumps(out, indent=2))
     else:
         print(_format_summary(summary, load_seconds))
+    if resumable:
+        where = f" --workspace {shlex.quote(args.workspace)}" if args.workspace else ""
+        print(
+            f"dropflow: session {session_id} did not finish; continue it with: "
+            f"dropflow run --resume {session_id}{where}",
+            file=sys.stderr,
+        )
     if interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if summary.state == "FINISHED" else EXIT_FAILED

@@ -9,6 +9,10 @@ and, with more than one island, a master manager on the first node. Ports count 
 manager *i* gets ``base + i``, island *j* ``base + N + j``, the master ``base + N + K``. Distinct ports on
 distinct hosts cost nothing, and they let several emulated nodes share one host (as in CI). The plan is
 written to the results directory (``nodes.json``) where each node's entry point finds its own line.
+
+A base of 0 plans every port as 0: each daemon takes a free port of its node when it starts (see
+:mod:`.node_entry`), so that two jobs sharing a node never collide, and :meth:`ClusterPlan.with_ports` fills
+in the ports they announced.
 """
 
 from __future__ import annotations
@@ -59,6 +63,34 @@ class ClusterPlan:
                 return nm
         raise KeyError(f"node {node!r} is not in this job's plan")
 
+    def daemons(self) -> dict[str, DaemonPlan]:
+        """Every daemon by the name the bootstrap knows it by: ``nm NODE``, ``island J``, ``master``."""
+        out = {f"nm {nm.node}": nm for nm in self.node_managers}
+        out.update({f"island {j}": island.manager for j, island in enumerate(self.islands)})
+        if self.master is not None:
+            out["master"] = self.master
+        return out
+
+    def with_ports(self, ports: dict[str, int]) -> ClusterPlan:
+        """The plan with the ports the daemons took (by their names, see :meth:`daemons`).
+
+        >>> plan = plan_cluster([("n1", "a"), ("n2", "b")], 0)
+        >>> plan.with_ports({"nm n1": 4001, "nm n2": 4002, "island 0": 4003}).islands[0].members[1].url
+        'http://b:4002'
+        """
+
+        def port(name: str, d: DaemonPlan) -> DaemonPlan:
+            return DaemonPlan(d.node, d.address, ports.get(name, d.port))
+
+        nms = tuple(port(f"nm {nm.node}", nm) for nm in self.node_managers)
+        by_node = {nm.node: nm for nm in nms}
+        islands = tuple(
+            IslandPlan(port(f"island {j}", i.manager), tuple(by_node[m.node] for m in i.members))
+            for j, i in enumerate(self.islands)
+        )
+        master = port("master", self.master) if self.master is not None else None
+        return ClusterPlan(nms, islands, master)
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
 
@@ -96,9 +128,10 @@ def plan_cluster(nodes: Sequence[tuple[str, str]], port_base: int, islands: int 
     if not 1 <= islands <= n:
         raise ValueError(f"{islands} islands cannot be made of {n} nodes (1 to {n})")
     last = port_base + n + islands + (1 if islands > 1 else 0) - 1
-    if port_base < 1 or last > MAX_PORT:
+    if port_base != 0 and (port_base < 1 or last > MAX_PORT):
         raise ValueError(f"ports {port_base}..{last} are outside 1..{MAX_PORT}")
-    nms = tuple(DaemonPlan(name, address, port_base + i) for i, (name, address) in enumerate(nodes))
+    step = 1 if port_base else 0  # base 0: every port is chosen when its daemon starts
+    nms = tuple(DaemonPlan(name, address, port_base + i * step) for i, (name, address) in enumerate(nodes))
     # Contiguous groups whose sizes differ by at most one, larger groups first.
     size, extra = divmod(n, islands)
     groups, start = [], 0
@@ -107,7 +140,10 @@ def plan_cluster(nodes: Sequence[tuple[str, str]], port_base: int, islands: int 
         groups.append(nms[start:end])
         start = end
     planned = tuple(
-        IslandPlan(DaemonPlan(g[0].node, g[0].address, port_base + n + j), g) for j, g in enumerate(groups)
+        IslandPlan(DaemonPlan(g[0].node, g[0].address, (port_base + n + j) * step), g)
+        for j, g in enumerate(groups)
     )
-    master = DaemonPlan(nms[0].node, nms[0].address, port_base + n + islands) if islands > 1 else None
+    master = (
+        DaemonPlan(nms[0].node, nms[0].address, (port_base + n + islands) * step) if islands > 1 else None
+    )
     return ClusterPlan(nms, planned, master)

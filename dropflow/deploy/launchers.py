@@ -28,6 +28,7 @@ NM_STEP = "dropflow-nm"
 __all__ = [
     "NM_STEP",
     "bootstrap_command",
+    "daemon_entry_command",
     "dropflow_command",
     "island_manager_command",
     "master_manager_command",
@@ -54,47 +55,73 @@ def bootstrap_command(
     python: str,
     *,
     results_dir: str,
-    graph: str,
+    graph: str | None,
     port_base: int,
     islands: int,
     workspace: str | None = None,
+    journal: str | None = None,
     pythonpath: Sequence[str] = (),
     params: Mapping[str, str] | None = None,
     startup_timeout: float | None = None,
+    allow_paths: Sequence[str] = (),
+    session_id: str | None = None,
+    resume: bool = False,
+    chain: bool = False,
+    checkpoint_margin: float | None = None,
 ) -> list[str]:
-    """The job script's last line: the in-allocation bootstrap.
+    """The job script's last line: the in-allocation bootstrap (no graph: a pilot).
 
-    >>> bootstrap_command("/v/bin/python", results_dir="/r/j", graph="/r/j/g.json", port_base=8000, islands=1)
+    >>> bootstrap_command("/v/bin/python", results_dir="/r/j", graph="/r/j/g.json", port_base=0, islands=1)
     ['/v/bin/python', '-m', 'dropflow.deploy.bootstrap', '--results', '/r/j', '--graph', '/r/j/g.json', \
-'--port-base', '8000', '--islands', '1']
+'--port-base', '0', '--islands', '1']
     """
-    cmd = [python, "-m", "dropflow.deploy.bootstrap", "--results", results_dir, "--graph", graph]
+    cmd = [python, "-m", "dropflow.deploy.bootstrap", "--results", results_dir]
+    cmd += ["--graph", graph] if graph is not None else ["--pilot"]
     cmd += ["--port-base", str(port_base), "--islands", str(islands)]
     if workspace is not None:
         cmd += ["--workspace", workspace]
+    if journal is not None:
+        cmd += ["--journal", journal]
     for path in pythonpath:
         cmd += ["--pythonpath", path]
     for key, value in (params or {}).items():
         cmd += ["--param", f"{key}={value}"]
     if startup_timeout is not None:
         cmd += ["--startup-timeout", f"{startup_timeout:g}"]
+    for path in allow_paths:
+        cmd += ["--allow-path", path]
+    if session_id is not None:
+        cmd += ["--session-id", session_id]
+    if resume:
+        cmd.append("--resume")
+    if chain:
+        cmd.append("--chain")
+    if checkpoint_margin is not None:
+        cmd += ["--checkpoint-margin", f"{checkpoint_margin:g}"]
     return cmd
 
 
 def node_managers_command(
-    python: str, plan: ClusterPlan, plan_file: str, workspace: str, logs_dir: str, cpus_per_node: int | None
+    python: str,
+    plan: ClusterPlan,
+    plan_file: str,
+    workspace: str,
+    logs_dir: str,
+    cpus_per_node: int | None,
+    nm_args: Sequence[str] = (),
 ) -> list[str]:
-    """One srun step, one task per node, each task becoming its node's manager.
+    """One srun step, one task per node, each task becoming its node's manager (``nm_args``: more options
+    of ``dropflow nm``, the same on every node).
 
     >>> from .cluster import plan_cluster
     >>> plan = plan_cluster([("n1", "a1"), ("n2", "a2")], 8000)
-    >>> node_managers_command("py", plan, "/r/nodes.json", "/ws", "/r/logs", 4)
+    >>> node_managers_command("py", plan, "/r/nodes.json", "/ws", "/r/logs", 4, ["--journal", "/r/j"])
     ... # doctest: +NORMALIZE_WHITESPACE
     ['srun', '--job-name=dropflow-nm', '--nodes=2', '--ntasks=2', '--ntasks-per-node=1', '--nodelist=n1,n2',
      '--overlap',
      '--kill-on-bad-exit=0', '--cpus-per-task=4', '--output=/r/logs/srun-nm-%t.log',
      'py', '-m', 'dropflow.deploy.node_entry', '--plan', '/r/nodes.json', '--workspace', '/ws',
-     '--logs', '/r/logs']
+     '--logs', '/r/logs', '--', '--journal', '/r/j']
     """
     n = len(plan.node_managers)
     cmd = ["srun", f"--job-name={NM_STEP}", f"--nodes={n}", f"--ntasks={n}", "--ntasks-per-node=1"]
@@ -107,10 +134,29 @@ def node_managers_command(
     cmd.append(f"--output={os.path.join(logs_dir, 'srun-nm-%t.log')}")
     cmd += [python, "-m", "dropflow.deploy.node_entry", "--plan", plan_file, "--workspace", workspace]
     cmd += ["--logs", logs_dir]
+    if nm_args:
+        cmd += ["--", *nm_args]
     return cmd
 
 
-def node_manager_command(dropflow: Sequence[str], nm: DaemonPlan, workspace: str) -> list[str]:
+def daemon_entry_command(
+    python: str, name: str, address: str, announce: str, command: Sequence[str]
+) -> list[str]:
+    """Run ``command`` (a manager that lacks ``--port``) on a node through the entry point, which gives it a
+    free port of that node and records where it listens in ``announce`` (a directory).
+
+    >>> daemon_entry_command("py", "island 1", "a3", "/r/daemons", ["dropflow", "dim", "--host", "a3"])
+    ... # doctest: +NORMALIZE_WHITESPACE
+    ['py', '-m', 'dropflow.deploy.node_entry', '--daemon', 'island 1', '--address', 'a3',
+     '--announce', '/r/daemons', '--', 'dropflow', 'dim', '--host', 'a3']
+    """
+    return [python, "-m", "dropflow.deploy.node_entry", "--daemon", name, "--address", address,
+            "--announce", announce, "--", *command]  # fmt: skip
+
+
+def node_manager_command(
+    dropflow: Sequence[str], nm: DaemonPlan, workspace: str, extra: Sequence[str] = ()
+) -> list[str]:
     """What a node's entry point executes: the node manager daemon, its workspace its own.
 
     Emulated nodes may share a host and a workspace root; each gets a directory of its own so that one
@@ -130,18 +176,21 @@ def node_manager_command(dropflow: Sequence[str], nm: DaemonPlan, workspace: str
         os.path.join(workspace, nm.node),
         "--name",
         nm.node,
+        *extra,
     ]
 
 
-def island_manager_command(dropflow: Sequence[str], island: IslandPlan) -> list[str]:
-    """
+def island_manager_command(dropflow: Sequence[str], island: IslandPlan, port: bool = True) -> list[str]:
+    """(``port`` False: without ``--port``, for the entry point to add one it chose.)
+
     >>> from .cluster import plan_cluster
     >>> island_manager_command(["dropflow"], plan_cluster([("n1", "a"), ("n2", "b")], 9000).islands[0])
-    ['dropflow', 'dim', '--host', 'a', '--port', '9002', '--nodes', 'http://a:9000,http://b:9001']
+    ['dropflow', 'dim', '--host', 'a', '--nodes', 'http://a:9000,http://b:9001', '--port', '9002']
     """
     m = island.manager
     nodes = ",".join(nm.url for nm in island.members)
-    return [*dropflow, "dim", "--host", m.address, "--port", str(m.port), "--nodes", nodes]
+    cmd = [*dropflow, "dim", "--host", m.address, "--nodes", nodes]
+    return [*cmd, "--port", str(m.port)] if port else cmd
 
 
 def master_manager_command(dropflow: Sequence[str], plan: ClusterPlan) -> list[str]:
@@ -172,14 +221,21 @@ def submit_command(
     session_id: str,
     report: str,
     params: Mapping[str, str] | None = None,
+    resume: str | None = None,
 ) -> list[str]:
-    """
+    """(``resume``: the journal directory of the session to resume.)
+
     >>> submit_command(["dropflow"], "g.json", "http://a:8003", "g-12", "/r/session.json", {"n": "3"})
     ... # doctest: +NORMALIZE_WHITESPACE
-    ['dropflow', 'submit', 'g.json', '--to', 'http://a:8003', '--wait', '--session-id', 'g-12',
-     '--report', '/r/session.json', '--param', 'n=3']
+    ['dropflow', 'submit', 'g.json', '--to', 'http://a:8003', '--wait', '--progress', 'never',
+     '--session-id', 'g-12', '--report', '/r/session.json', '--param', 'n=3']
     """
-    cmd = [*dropflow, "submit", graph, "--to", url, "--wait", "--session-id", session_id, "--report", report]
+    cmd = [*dropflow, "submit", graph, "--to", url, "--wait", "--progress", "never"]
+    if resume is not None:
+        cmd += ["--resume", session_id, "--journal", resume]
+    else:
+        cmd += ["--session-id", session_id]
+    cmd += ["--report", report]
     for key, value in (params or {}).items():
         cmd += ["--param", f"{key}={value}"]
     return cmd

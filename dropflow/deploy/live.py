@@ -21,8 +21,9 @@ from typing import Any
 
 import httpx
 
-from .bootstrap import PLAN_FILE, _session_id
+from .bootstrap import PLAN_FILE
 from .cluster import ClusterPlan
+from .job import session_id_of
 
 __all__ = ["LiveError", "format_live", "job_output", "live_status", "tail"]
 
@@ -54,14 +55,17 @@ def live_status(job_dir: str, job_id: str) -> dict[str, Any]:
             token = f.read().strip() or None
     token = token or os.environ.get("DROPFLOW_TOKEN") or None
     try:
-        job_name = str(_read_json(os.path.join(job_dir, "job.json")).get("job_name") or "dropflow")
+        record = _read_json(os.path.join(job_dir, "job.json"))
     except (OSError, ValueError):
-        job_name = "dropflow"
+        record = {}
+    job_name = str(record.get("job_name") or "dropflow")
+    # A resumed job runs the session of the job it continues, whose id job.json records.
+    recorded = record.get("session_id")
     url = plan.entry.url
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     with httpx.Client(base_url=url, headers=headers, timeout=TIMEOUT) as http:
         try:
-            session_id = _session_id(job_name, job_id)
+            session_id = str(recorded) if recorded else session_id_of(job_name, job_id)
             resp = http.get(f"/api/sessions/{session_id}/monitor")
             if resp.status_code == 404:  # a site template may name the job otherwise: the job's only session
                 sessions = http.get("/api/sessions").json()

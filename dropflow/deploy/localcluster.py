@@ -191,6 +191,9 @@ def up(
             nm_port = node_port + i
             argv = ["nm", "--port", str(nm_port), "--name", f"node-{i}"]
             argv += ["--workspace", os.path.join(workspace, f"node-{i}"), *allow]
+            # One journal directory for every node: a resume reads all of a session's journals there, also
+            # those of a node that died.
+            argv += ["--journal", os.path.join(workspace, ".journal")]
             procs.append(_start(argv, os.path.join(logs, f"nm-{i}.log"), env))
             pids.append(procs[-1].pid)
             node_urls.append(f"http://127.0.0.1:{nm_port}")

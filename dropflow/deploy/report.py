@@ -9,6 +9,11 @@ latter by :func:`format_summary`. ``dropflow slurm status`` reads it back with :
 session part is taken from the report of ``dropflow submit`` where it has one, and is kept whole under
 ``session`` so that nothing it says is lost; the few fields this report relies on are read tolerantly, so a
 report is written even when the engine never ran (then ``state`` is ``ERROR`` and ``error`` says why).
+
+A killed job's managers cannot answer any more, but the session's journals (on the shared filesystem) say
+what each node did: :meth:`JobReport.take_journals` fills the drops by state and their placement from them,
+and counts the apps that finished (with a few of their names), so that a report says what finished even
+when the job died -- and ``ended_by`` says whether its time limit or a cancel ended it.
 """
 
 from __future__ import annotations
@@ -59,6 +64,21 @@ class JobReport:
     session: dict[str, Any] | None = None
     #: Persisted in-memory results (small ones with their data), which outlive the job here.
     values: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: What ended a job before its session did: ``TIMEOUT`` (its walltime) or ``CANCELLED``; else None.
+    ended_by: str | None = None
+    #: Apps of the session that have finished so far (in this job or the ones it resumed), from the journals,
+    #: and the first few of their ids.
+    finished: int | None = None
+    finished_sample: list[str] = field(default_factory=list)
+    #: The session's journal directory (what a resume reads), and how to resume.
+    journal: str | None = None
+    resume_with: str | None = None
+    #: The job this one resumed, and what it kept from it.
+    resumed: dict[str, Any] | None = None
+    #: The job submitted to continue this one (``--chain``).
+    continuation: str | None = None
+    #: The job's own output file (what Slurm wrote, also when the bootstrap died before the report).
+    output_file: str | None = None
 
     def take_session(self, submitted: dict[str, Any]) -> None:
         """Adopt the end state, counts and failures from a ``dropflow submit`` report."""
@@ -79,8 +99,73 @@ class JobReport:
         if isinstance(values, dict):
             self.values = {str(k): v for k, v in values.items() if isinstance(v, dict)}
 
+    def take_journals(self, directory: str, sample: int = 20) -> None:
+        """Fill what the managers can no longer say from the session's journals: drops by state and their
+        placement (nodes whose part, run by this job, ended), and the apps that finished (in any job)."""
+        from ..engine.journal import read
+
+        try:
+            records = read(directory)
+        except (OSError, ValueError):
+            return
+        self.journal = directory
+        self.finished = len(records.finished)
+        self.finished_sample = sorted(records.finished)[:sample]
+        by_state: dict[str, int] = {}
+        placement: dict[str, int] = {}
+        for node, meta in records.nodes.items():
+            if self.job_id is not None and meta.get("slurm_job_id") not in (None, self.job_id):
+                continue  # what an earlier job of the chain did there
+            try:
+                counts = json.loads(meta.get("by_state") or "{}")
+            except ValueError:
+                counts = {}
+            if not isinstance(counts, dict) or not counts:
+                continue  # that node died before its session ended: only its records tell
+            placement[node] = sum(int(n) for n in counts.values())
+            for state, n in counts.items():
+                by_state[str(state)] = by_state.get(str(state), 0) + int(n)
+        if not self.by_state and by_state:
+            self.by_state = dict(sorted(by_state.items()))
+            self.drops = sum(by_state.values())
+        if not self.placement and placement:
+            self.placement = placement
+        if (
+            not self.values
+        ):  # the small results the session made before it died (their bytes are in the journal)
+            self.values = _journal_values(records)
+
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "version": VERSION, **asdict(self)}
+
+
+def _journal_values(records: Any, limit: int = 100, preview: int = 200) -> dict[str, dict[str, Any]]:
+    """Persisted in-memory results recorded in a journal, in the shape ``dropflow submit`` reports them."""
+    import base64
+
+    from ..drops.codecs import decode
+
+    out: dict[str, dict[str, Any]] = {}
+    for uid, codec in list(records.results.items())[:limit]:
+        where = records.location(uid)
+        if where is None or where.value is None:
+            continue
+        try:
+            text = (
+                repr(decode(codec, where.value))
+                if codec != "pickle"
+                else f"<pickle, {len(where.value)} bytes>"
+            )
+        except Exception as exc:  # a preview must never break a report
+            text = f"<cannot decode: {exc}>"
+        out[uid] = {
+            "uid": uid,
+            "codec": codec,
+            "size": len(where.value),
+            "data": base64.b64encode(where.value).decode("ascii"),
+            "preview": text if len(text) <= preview else text[: preview - 3] + "...",
+        }
+    return out
 
 
 def write_report(report: JobReport, results_dir: str) -> None:
@@ -118,8 +203,16 @@ def format_summary(r: dict[str, Any]) -> str:
         f"job {r.get('job_id') or '?'} ({r.get('job_name') or '?'}) on {len(nodes)} node(s) "
         f"{','.join(nodes)}: session {r.get('session_id')} {r.get('state')}"
     ]
+    if r.get("ended_by"):
+        lines.append(f"  ended by: {r['ended_by']}")
     if r.get("error"):
         lines.append(f"  error: {r['error']}")
+    resumed = r.get("resumed") or {}
+    if resumed:
+        lines.append(
+            f"  resumed job {resumed.get('job')}: {resumed.get('kept', '?')} finished app(s) kept, "
+            f"{resumed.get('rerun', 0)} run again"
+        )
     t = r.get("timings") or {}
     lines.append(
         f"  queued {_seconds(t.get('queued_seconds'))}, startup {_seconds(t.get('startup_seconds'))}, "
@@ -145,7 +238,20 @@ def format_summary(r: dict[str, Any]) -> str:
     values = r.get("values") or {}
     for uid, entry in list(values.items())[:10]:
         lines.append(f"  {uid} = {entry.get('preview') if isinstance(entry, dict) else entry}")
+    if isinstance(r.get("finished"), int) and r.get("state") != "FINISHED":
+        sample = r.get("finished_sample") or []
+        more = ", ..." if r["finished"] > len(sample) else ""
+        lines.append(
+            f"  finished apps (journal): {r['finished']}"
+            + (f" -- {', '.join(sample)}{more}" if sample else "")
+        )
+    if r.get("continuation"):
+        lines.append(f"  continued by job {r['continuation']}")
+    elif r.get("resume_with"):
+        lines.append(f"  resume with: {r['resume_with']}")
     logs = r.get("logs") or {}
     if logs:
         lines.append("  logs: " + ", ".join(sorted(logs.values())))
+    if r.get("output_file"):
+        lines.append(f"  job output: {r['output_file']}")
     return "\n".join(lines)

@@ -38,6 +38,11 @@ consumers still read it, makes it expire when the last of them settles.
 
 :meth:`Core.validate` checks the counters against the states (tests run it after every engine test), and a
 budget of transitions stops a runaway loop with an error instead of spinning for ever.
+
+Resume (see :mod:`.journal`): :meth:`Core.observe` wraps the effects of finishing apps, completing data and
+expiring it, so that a journal hears of them (sessions without one pay nothing); :meth:`Core.restore`, before
+``start``, names the apps that finished in an earlier run: when the cascade starts one, it finishes at once
+(cause ``journal``) instead of going to ``ready``, so the finished part settles through the same tables.
 """
 
 from __future__ import annotations
@@ -411,6 +416,88 @@ class Core:
                 data.unread += 1
                 if data.unread == 0:
                     self._to_data(data, EXPIRED, "lifespan")
+
+    # -- resume (see engine/journal.py) ---------------------------------------------------------------------
+
+    def observe(
+        self,
+        finished: Callable[[AppNode, tuple[str, ...]], None],
+        completed: Callable[[DataNode], None],
+        keep: Callable[[DataNode], bool],
+    ) -> None:
+        """Report every local app that finishes (with the output ports it skipped) to ``finished`` and every
+        data drop that completes to ``completed``; a drop that expires while ``keep(drop)`` is true stays
+        EXPIRED with its bytes (not handed to ``to_delete``): a resume needs them. The effects are wrapped
+        here, once, so the cascade of a session without a journal tests nothing more."""
+        apps, data = self._app_effects, self._data_effects
+        app_finished = apps[RUNNING, FINISHED]
+        assert app_finished is not None
+
+        def on_finished(app: AppNode) -> None:
+            skips = self._skipped_ports(app) if self._skips else ()
+            app_finished(app)
+            if type(app.peer) is not str:
+                finished(app, skips)
+
+        apps[RUNNING, FINISHED] = on_finished
+        data_completed = data[WRITING, COMPLETED]
+        assert data_completed is not None
+
+        def on_completed(node: DataNode) -> None:
+            data_completed(node)
+            if type(node.peer) is not str:
+                completed(node)
+
+        data[WRITING, COMPLETED] = data[INITIALIZED, COMPLETED] = on_completed
+        data_expired = data[COMPLETED, EXPIRED]
+        assert data_expired is not None
+
+        def on_expired(node: DataNode) -> None:
+            if type(node.peer) is str or not keep(node):
+                data_expired(node)
+
+        data[COMPLETED, EXPIRED] = on_expired
+
+    def _skipped_ports(self, app: AppNode) -> tuple[str, ...]:
+        """The output ports of a finishing app whose drops it skips (a branch's untaken side)."""
+        skipped = self._skips.get(app.spec.id)
+        if not skipped:
+            return ()
+        ports: list[str] = []
+        it = iter(app.outputs)
+        for port, value in app.spec.outputs.items():
+            for _ in [value] if isinstance(value, str) else value:
+                if id(next(it)) in skipped and port not in ports:
+                    ports.append(port)
+        return tuple(ports)
+
+    def restore(self, finished: Mapping[str, Iterable[str]]) -> None:
+        """Before ``start``: the apps of ``finished`` (id -> the output ports they skipped) finished in an
+        earlier run. When the cascade starts one of them here, it finishes at once, cause ``journal``, instead
+        of going to ``ready``: its outputs go through WRITING to COMPLETED (or SKIPPED) and its inputs are
+        released as if it had run. Proxies are not restored here: their owners replay them."""
+        restored = {uid: tuple(ports) for uid, ports in finished.items()}
+        if not restored:
+            return
+        started = self._app_effects[NOT_RUN, RUNNING]
+        assert started is not None
+
+        def start_or_restore(app: AppNode) -> None:
+            skips = restored.pop(app.spec.id, None) if type(app.peer) is not str else None
+            if skips is None:
+                started(app)
+                return
+            uid = app.spec.id
+            for data in app.outputs:
+                if data.state is INITIALIZED and type(data.peer) is not str:
+                    self._to_data(data, WRITING, uid)
+            if skips:
+                self._skips[uid] = self._outputs_on(app, set(skips))
+                if app.peer is not None:
+                    self._remote_skips[uid] = skips
+            self._to_app(app, FINISHED, "journal")
+
+        self._app_effects[NOT_RUN, RUNNING] = start_or_restore
 
     def release(self) -> None:
         """Drop the bound effects (a reference cycle through this core) and pending instructions."""

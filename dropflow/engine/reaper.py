@@ -14,9 +14,10 @@ every group still registered, and every process left in those groups' sessions (
 their own), and exits.
 
 The reaper runs in a session of its own, so that Ctrl-C at a terminal or a kill of the manager's process
-group does not take it down with the manager; it ignores SIGINT anyway. The pipe's write end is never
-inherited by children (``os.pipe`` makes it close-on-exec) and is closed in children forked with
-``os.fork``, so no other process keeps the reaper waiting after its node is gone.
+group does not take it down with the manager; it ignores SIGINT and SIGTERM anyway (Slurm signals every
+process of a job it ends). The pipe's write end is never inherited by children (``os.pipe`` makes it
+close-on-exec) and is closed in children forked with ``os.fork``, so no other process keeps the reaper
+waiting after its node is gone.
 
 One reaper serves the whole process: nodes :func:`acquire` it when they start and :func:`release` it when
 they close; the last release closes the pipe, which kills what is left (nothing, after a clean close) and
@@ -34,6 +35,9 @@ import sys
 def watch(fd: int = 0) -> int:
     """The reaper's main loop (in the reaper process): register groups until EOF, then kill them."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A batch scheduler ending the job SIGTERMs every process of it, this one too: it must outlive its
+    # node to kill what the node leaves (its end of file comes as soon as the node is gone).
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     groups: set[int] = set()
     partial = b""
     while chunk := os.read(fd, 65536):

@@ -68,7 +68,9 @@ from .transfers import Transfers
 from .workspace import Workspace
 
 if TYPE_CHECKING:
+    from .journal import Journal
     from .node import Node
+    from .walltime import Deadline
 
 __all__ = ["Failure", "Session", "Summary", "WrongState", "live_sessions"]
 
@@ -199,6 +201,11 @@ class Session:
         self.persisted: list[str] = []
         #: The end of each app's standard output and error, where its runner captured them (bounded).
         self.outputs = OutputTails()
+        #: What a resume needs is recorded here, if set before deploy (see engine/journal.py).
+        self.journal: Journal | None = None
+        #: Apps that cannot finish before this are not started (see engine/walltime.py); they wait here.
+        self.deadline: Deadline | None = None
+        self._deferred: list[AppNode] = []
         _live.add(self)
 
     # -- StoreContext ---------------------------------------------------------------------------------------
@@ -272,6 +279,8 @@ class Session:
             self.graph = build(self._specs, self.workspace, source, local=self.local)
         self._specs = []
         self.core = Core(self.graph, self.log)
+        if self.journal is not None:
+            self.journal.attach(self)  # observes the core; restores a resume plan
         self._set_state(_S.DEPLOYING)
         self.workspace.create()
         self._failed_roots = self._prepare_roots(self.graph.root_data)
@@ -442,6 +451,9 @@ class Session:
     def dispatch(self, app: AppNode) -> None:
         """Run a ready app on its executor (owner thread); its outcome comes back through :meth:`_done`."""
         spec = app.spec
+        if self.deadline is not None and not self.deadline.fits(spec):
+            self._deferred.append(app)  # it could not finish in time: the checkpoint cancels it
+            return
         if self.local is not None and not self.transfers.inputs_here(app):
             return  # dispatched again when the last remote input has arrived
         executor = spec.executor or self._default_executor(spec)
@@ -524,6 +536,8 @@ class Session:
         if self._finalized:
             return
         self.node.stats.record(outcome.seconds, outcome.ok)
+        if self.deadline is not None:
+            self.deadline.ran(app.spec, outcome.seconds)
         if outcome.stdout or outcome.stderr:
             self.outputs.keep(app.spec.id, outcome.stdout, outcome.stderr)
         if outcome.ok:
@@ -711,12 +725,16 @@ class Session:
             core.validate()
         self._finalized = True
         self._held.clear()
+        if self.journal is not None:
+            self.journal.checkpoint(self)  # what a resume needs leaves the workspace before it goes
         self.persisted = self._cleanup()
         self.times["end"] = time.time()
         self._set_state(core.outcome)
         self._finish()
 
     def _finish(self) -> None:
+        if self.journal is not None:
+            self.journal.end(self)
         self._ended.set()
         for cb in self._on_end:
             cb(self)
@@ -739,6 +757,7 @@ class Session:
                 app.inputs = app.outputs = ()
         self._on_end.clear()
         self._inflight.clear()
+        self._deferred.clear()
         self._early_events.clear()
         if self.core is not None:
             self.core.release()
@@ -759,7 +778,7 @@ class Session:
         if self._pumping:
             return
         waiting = self.transfers.waiting_apps()
-        queued = set(map(id, core.ready)) | set(map(id, self._held))
+        queued = set(map(id, core.ready)) | set(map(id, self._held)) | set(map(id, self._deferred))
         for app in core.graph.apps:
             if (
                 app.state is RUNNING

@@ -119,15 +119,20 @@ def _read_record(fd: int) -> dict[str, Any]:
     return {**header, "keep": keep}
 
 
-def _remove_leftovers(root: str, session_id: str, record: dict[str, Any]) -> None:
-    """Remove a dead session's directory (but its persisted paths) and its segments."""
-    prune(os.path.join(root, session_id), record.get("keep", ()))
+def _remove_leftovers(root: str, session_id: str, record: dict[str, Any]) -> bool:
+    """Remove a dead session's directory (but its persisted paths) and its segments. A session that keeps a
+    journal keeps its directory while the journal exists (a resume needs its files); False then."""
+    journal = record.get("journal")
+    resumable = isinstance(journal, str) and os.path.isdir(journal)
+    if not resumable:
+        prune(os.path.join(root, session_id), record.get("keep", ()))
     scope = record.get("scope")
     if isinstance(scope, str):
         with contextlib.suppress(ValueError):
             removed = shm.unlink_scope(scope)
             if removed:
                 log.info("swept %d shared-memory segment(s) of dead session %s", len(removed), session_id)
+    return not resumable
 
 
 class SessionLock:
@@ -140,6 +145,8 @@ class SessionLock:
         self.path = os.path.join(root, LOCK_DIR, session_id + _SUFFIX)
         self._fd = -1
         self._kept: set[str] = set()
+        #: More of the record's header (``journal``: see :func:`_remove_leftovers`).
+        self.extra: dict[str, Any] = {}
         # resolve() -- hence keep() -- also runs on bus threads: the fd must not be closed under a write.
         self._mutex = threading.Lock()
 
@@ -214,6 +221,7 @@ class SessionLock:
                     "scope": self.scope,
                     "host": socket.gethostname(),
                     "pid": os.getpid(),
+                    **self.extra,
                 },
                 fd,
             )
@@ -275,8 +283,8 @@ def _reap(root: str, lock_dir: str, name: str) -> bool:
         if record.get("session") and record.get("host") != socket.gethostname():
             return False  # another host's session on a shared filesystem: its /dev/shm is not ours
         # No header: the holder died between creating the file and writing it, before making anything.
-        if record.get("session"):
-            _remove_leftovers(root, session_id, record)
+        if record.get("session") and not _remove_leftovers(root, session_id, record):
+            return False  # kept for a resume: the lock file stays, so a later sweep looks again
         os.unlink(path)
         return bool(record.get("session"))
     finally:

@@ -56,6 +56,11 @@ class Timings:
         if inline and seconds > self.LONG and runs is not None:
             runs[0] = 0  # probe again in threads
 
+    def mean(self, spec: AppSpec) -> float | None:
+        """The moving average of the code's measured runs, or None if it was never measured."""
+        runs = self._runs.get(self.key(spec))
+        return None if runs is None else runs[1]
+
     def short(self, spec: AppSpec) -> bool:
         key = self.key(spec)
         runs = self._runs.get(key)

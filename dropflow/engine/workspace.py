@@ -155,6 +155,11 @@ class Workspace:
             "(dropflow run --allow-path DIR) to use it"
         )
 
+    def keep_for(self, journal: str) -> None:
+        """Before :meth:`create`: the session keeps a journal at ``journal``; should its process die, sweeps
+        keep this workspace (a resume needs its files) for as long as that journal exists."""
+        self._lock.extra["journal"] = journal
+
     def create(self) -> None:
         """Take the session's liveness lock and make its directory (at deploy)."""
         self._made_root = not os.path.isdir(self.root)

@@ -174,6 +174,13 @@ class RestClient:
     def set_peers(self, session_id: str, peers: dict[str, dict[str, str]]) -> None:
         self._call("POST", f"{V1}/sessions/{session_id}/peers", json=peers)
 
+    def resume(self, session_id: str, plan: Any) -> None:
+        """Before deploy: what a resumed session keeps (a :class:`~dropflow.engine.resume.ResumePlan`)."""
+        self._call("POST", f"{V1}/sessions/{session_id}/resume", json=plan.to_dict())
+
+    def discard_journal(self, session_id: str) -> None:
+        self._call("DELETE", f"{V1}/sessions/{session_id}/journal")
+
     def deploy(
         self, session_id: str, start: bool = True, completed: list[str] | None = None
     ) -> dict[str, Any]:

@@ -41,6 +41,7 @@ from ..drops.graph import decode_physical, encode_physical
 from ..drops.spec import DropSpec, port_drops
 from ..drops.states import SESSION_ENDED, SESSION_TRANSITIONS, SessionState, check_transition
 from ..engine.heap import give_back
+from ..engine.resume import ResumePlan
 from ..engine.workspace import check_session_id
 from .dlgcompat import NODE_PORT, address, check_completed, find_member, parse_address
 from .errors import (
@@ -85,6 +86,8 @@ class NodeClient(Protocol):
     def create_session(self, session_id: str) -> dict[str, Any]: ...
     def append(self, session_id: str, drops: list[DropSpec]) -> int: ...
     def set_peers(self, session_id: str, peers: dict[str, dict[str, str]]) -> None: ...
+    def resume(self, session_id: str, plan: ResumePlan) -> None: ...
+    def discard_journal(self, session_id: str) -> None: ...
     def deploy(
         self, session_id: str, start: bool = True, completed: list[str] | None = None
     ) -> dict[str, Any]: ...
@@ -123,6 +126,8 @@ class _IslandSession:
         self.external_peers: dict[str, dict[str, str]] = {}
         #: Producers of the drops linked across members, kept from deploy for ``why`` (see managers.why).
         self.producers: dict[str, list[tuple[str, str | None]]] = {}
+        #: What a resumed session keeps from its earlier runs, split among the members at deploy.
+        self.resume: ResumePlan | None = None
         self.watchers: list[Callable[[dict[str, Any]], None]] = []
         self.error: str | None = None
         self.ended = threading.Event()
@@ -448,6 +453,21 @@ class DataIslandManager:
                 raise WrongState(f"session {session_id!r} is {s.state}; peers are set before deploying")
             s.external_peers.update(peers)
 
+    def resume(self, session_id: str, plan: ResumePlan) -> None:
+        """Before deploy: what the session keeps from its earlier runs; each member gets its part."""
+        s = self._session(session_id)
+        with s.lock:
+            if s.state not in (_S.PRISTINE, _S.BUILDING):
+                raise WrongState(f"session {session_id!r} is {s.state}; a resume is given before deploy")
+            s.resume = plan
+
+    def discard_journal(self, session_id: str) -> None:
+        """Forget the journals of the session's parts (members that cannot be reached keep theirs)."""
+        s = self._session(session_id)
+        if not s.ended.is_set():
+            raise WrongState(f"session {session_id!r} is {s.state}; its journal is still being written")
+        self._fan([n for n in s.nodes if n not in s.lost], lambda c: c.discard_journal(s.id))
+
     def _fan(self, nodes: Sequence[str], call: Callable[[NodeClient], Any]) -> dict[str, Any]:
         """Call every node in parallel; node -> result, or the exception it raised.
 
@@ -558,6 +578,9 @@ class DataIslandManager:
         def prepare(client: NodeClient) -> None:
             client.create_session(s.id)
             client.append(s.id, parts[client.name])
+            if s.resume is not None:
+                mine = [uid for uid, member in s.placement.items() if member == client.name]
+                client.resume(s.id, s.resume.part(mine))
             if peers:
                 client.set_peers(s.id, peers)
             client.deploy(s.id, start=False)
@@ -711,6 +734,10 @@ class DataIslandManager:
             f"{self.role} {self.name}",
             lost=",".join(sorted(s.lost)) or None,
         )
+        if end is _S.FINISHED and not s.external_peers:
+            # The whole session finished (not only this island's part of a master's): no resume needs its
+            # journals any more.
+            self._pool.submit(self._fan, list(s.nodes), lambda c: c.discard_journal(s.id))
         if s.watchers:
             watchers, s.watchers = s.watchers, []
             self._pool.submit(self._notify, s.id, watchers)

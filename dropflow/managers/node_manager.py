@@ -37,9 +37,12 @@ from ..drops.states import SESSION_ENDED, SessionState
 from ..engine import Node, Session
 from ..engine.bus import Bus
 from ..engine.heap import give_back
+from ..engine.journal import Journal, discard, journal_dir
+from ..engine.resume import ResumePlan
+from ..engine.walltime import Deadline
 from ..engine.workspace import check_session_id
 from .dlgcompat import check_completed
-from .errors import BadGraph, BadRequest, NoDrop, NoSession, SessionExists, WrongState
+from .errors import BadGraph, BadRequest, Conflict, NoDrop, NoSession, SessionExists, WrongState
 from .heartbeat import LEASE, Leases
 from .logs import first_failure, session_event
 
@@ -76,6 +79,8 @@ class NodeManager:
     """The session API of one node."""
 
     role = "nm"
+    #: Seconds after its deadline when a session still running stops by itself.
+    STOP_AFTER_DEADLINE = 5.0
 
     def __init__(
         self,
@@ -87,8 +92,17 @@ class NodeManager:
         processes: int | None = None,
         bus: Bus | None = None,
         executor: str | None = None,
+        journal: str | None = None,
+        deadline: float | None = None,
+        shutdown_timeout: float = 30.0,
     ) -> None:
         self.name = name or socket.gethostname()
+        #: Where sessions keep their journals (``<journal>/<session id>/<node>.db``); None: no journal.
+        self.journal = os.path.abspath(journal) if journal else None
+        #: Seconds since the epoch after which no app that cannot finish starts, and sessions still running
+        #: a little later are stopped (see engine/walltime.py): the end of the batch job, less a margin.
+        self.deadline = deadline
+        self.shutdown_timeout = shutdown_timeout
         self.node = Node(
             self.name,
             workspace_root=workspace_root,
@@ -111,7 +125,7 @@ class NodeManager:
 
     def close(self) -> None:
         self._leases.close()
-        self.node.close()
+        self.node.close(self.shutdown_timeout)
 
     @property
     def bus(self) -> Bus | None:
@@ -129,6 +143,7 @@ class NodeManager:
             "bus_key": getattr(bus, "public_key", None),
             "sessions": len(self.node.sessions),
             "uptime_seconds": round(time.time() - self.started, 3),
+            "journal": self.journal,
             **_batch_job(),
         }
 
@@ -155,6 +170,14 @@ class NodeManager:
             raise SessionExists(
                 f"session {session_id!r} already exists on node {self.name!r}", session_id
             ) from None
+        if self.journal is not None:
+            session.journal = Journal(journal_dir(self.journal, session_id), self.name, tags=_batch_job())
+        if self.deadline is not None:
+            session.deadline = Deadline(self.deadline, self.node.timings)
+            # Normally the job stops the session at its deadline; should nobody do so, it stops by itself.
+            delay = max(0.0, self.deadline - time.time()) + self.STOP_AFTER_DEADLINE
+            reason = "the batch job's time was up: stopped (its journal lets it resume)"
+            self.node.post(lambda: self.node.add_timer(delay, self._stop, session, reason, session=session))
         session.node.post(session.on_end, self._ended)
         session_event(
             "created", session_id, f"session {session_id} created on node {self.name}", node=self.name
@@ -204,6 +227,33 @@ class NodeManager:
         except RuntimeError as exc:
             raise WrongState(str(exc), session_id) from None
         return len(drops)
+
+    def resume(self, session_id: str, plan: ResumePlan) -> None:
+        """Before deploy: what the session keeps from its earlier runs (see engine/resume.py)."""
+        session = self._session(session_id)
+        if session.journal is None:
+            raise Conflict(
+                f"node {self.name!r} keeps no journal (started with --no-journal): it cannot resume"
+            )
+        self.node.call(self._resume, session, plan)
+
+    def _resume(self, session: Session, plan: ResumePlan) -> None:
+        if session.state not in (SessionState.PRISTINE, SessionState.BUILDING):
+            raise WrongState(
+                f"session {session.id!r} is {session.state}; a resume is given before deploy", session.id
+            )
+        assert session.journal is not None
+        session.journal.plan = plan
+
+    def discard_journal(self, session_id: str) -> None:
+        """Forget a session's journal, and what it kept for a resume (the whole session FINISHED)."""
+        session = self.node.sessions.get(session_id)
+        if session is not None and not session.ended:
+            raise WrongState(
+                f"session {session_id!r} is {session.state}; its journal is still being written", session_id
+            )
+        if self.journal is not None:
+            discard(journal_dir(self.journal, session_id))
 
     def set_peers(self, session_id: str, peers: dict[str, dict[str, str]]) -> None:
         """Make a session distributed: drops placed on ``peers`` are proxies here. Each peer is
@@ -395,6 +445,10 @@ class NodeManager:
 
     def _ended(self, session: Session) -> None:
         self._leases.drop(session.id)
+        if session.journal is not None and session.local is None and session.state is SessionState.FINISHED:
+            # All of it ran here and finished: no resume will need the journal (an island that ran a
+            # distributed session forgets its parts' journals once the whole of it FINISHED).
+            discard(session.journal.directory)
         with self._lock:
             watchers = self._watchers.pop(session.id, [])
         summary = summary_dict(session)

@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 
 from .. import __version__
-from . import results, web, wire
+from . import results, resuming, web, wire
 
 __all__ = ["OPERATIONS", "Op", "openapi"]
 
@@ -171,6 +171,24 @@ OPERATIONS: tuple[Op, ...] = (
             Param("content", {"type": "boolean"}),
         ),
         errors=(400, 401, 404, 409, 413, 502),
+        where="both",
+    ),
+    Op(
+        resuming.PATH,
+        "post",
+        "Before deploy: what a resumed session keeps from its earlier runs",
+        wire.Resumed,
+        body=wire.ResumePlan,
+        errors=(400, 401, 404, 409, 413),
+        where="both",
+    ),
+    Op(
+        resuming.JOURNAL_PATH,
+        "delete",
+        "Forget the session's journal and what it kept for a resume",
+        None,
+        204,
+        errors=(401, 404, 409, 502),
         where="both",
     ),
     # -- dropflow's representation ------------------------------------------------------------------------

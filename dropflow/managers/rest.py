@@ -12,7 +12,8 @@ The same session API is served twice. Under ``/api/v1`` is dropflow's own repres
 summaries, drop logs, members with their identity. Under ``/api`` is DALiuGE's (:mod:`.dlgcompat`), because
 DALiuGE's clients hard-code that prefix and send nothing that would let a server tell them apart: states
 as integers, 200 for every success, members as ``host:port``. The resources DALiuGE does not have (health,
-wait, summary, start, peers, heartbeat, drop logs and data, events) answer the same under both prefixes.
+wait, summary, start, peers, heartbeat, drop logs and data, events, resume, journal) answer the same
+under both prefixes.
 
 The app is asynchronous so that what waits costs no thread: a client that sends half a request, or a long
 poll (``/wait``, answered by the session's end through ``watch``), holds a coroutine, not one of the
@@ -63,6 +64,8 @@ from .localuser import local_user_request
 from .openapi import openapi
 from .results import PATH as DROP_DATA_PATH
 from .results import DropData
+from .resuming import JOURNAL_PATH, Journal, Resume
+from .resuming import PATH as RESUME_PATH
 
 __all__ = ["MAX_BODY", "V1", "RestApp", "make_app"]
 
@@ -525,6 +528,8 @@ def _native(manager: Any, token: str | None, url: str, pool: concurrent.futures.
         "/sessions/{sid}/events": _Events(m),
         "/sessions/{sid}/peers": _Peers(m),
         DROP_DATA_PATH.removeprefix("/api"): DropData(m),
+        RESUME_PATH: Resume(m),
+        JOURNAL_PATH: Journal(m),
     }
     if m.role != "nm":
         routes["/nodes"] = _Nodes(m)
@@ -547,6 +552,8 @@ SHARED = (
     "/sessions/{sid}/events",
     "/sessions/{sid}/peers",
     DROP_DATA_PATH.removeprefix("/api"),
+    RESUME_PATH,
+    JOURNAL_PATH,
 )
 
 

@@ -26,6 +26,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -96,11 +97,22 @@ class _Http(H11Protocol):
 
 class _Server(Server):
     """uvicorn's server, minus re-raising the stop signal after a graceful stop: that would kill the worker
-    before gunicorn's ``worker_exit`` closes the manager (cancel sessions, clean workspaces)."""
+    before gunicorn's ``worker_exit`` closes the manager (cancel sessions, clean workspaces). The stop signal
+    also starts closing the manager at once (``on_stop``), beside uvicorn's own shutdown: a batch job's
+    teardown must end within Slurm's KillWait."""
+
+    def __init__(self, config: Config, on_stop: Callable[[], None] | None = None) -> None:
+        super().__init__(config)
+        self._on_stop = on_stop
+
+    def _stop(self, sig: int, frame: Any) -> None:
+        self.handle_exit(sig, frame)
+        if self._on_stop is not None:
+            self._on_stop()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
-        original = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        original = {sig: signal.signal(sig, self._stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             yield
         finally:
@@ -130,6 +142,9 @@ class ManagerWorker(Worker):  # type: ignore[misc]
             log_config=None,
             access_log=False,
             timeout_keep_alive=self.cfg.keepalive,
+            # On SIGTERM, requests in flight get a second: long polls would otherwise hold the shutdown, and
+            # a batch job's teardown must end within Slurm's KillWait (sessions still have to be cleaned).
+            timeout_graceful_shutdown=1,
             timeout_notify=min(self.timeout / 4, 2.0),  # also how soon a dead master is noticed
             callback_notify=self._notify,
             **ssl,
@@ -150,10 +165,15 @@ class ManagerWorker(Worker):  # type: ignore[misc]
 
     async def _serve(self) -> None:
         self.config.app = self.wsgi  # gunicorn's name for the loaded app; here an ASGI one
-        server = self._server = _Server(config=self.config)
+        server = self._server = _Server(config=self.config, on_stop=self._closing)
         await server.serve(sockets=self.sockets)
         if not server.started:
             sys.exit(Arbiter.WORKER_BOOT_ERROR)
+
+    def _closing(self) -> None:
+        close = getattr(self.app, "close_manager", None)
+        if close is not None:
+            threading.Thread(target=close, name="dropflow-shutdown", daemon=True).start()
 
     def run(self) -> None:
         asyncio.run(self._serve())
@@ -183,6 +203,7 @@ class ManagerApplication(BaseApplication):  # type: ignore[misc]
         self.max_body = max_body
         self.log_format = log_format
         self.started: Started | None = None
+        self._closing = threading.Lock()
         self.app: Any = None
         self.options: dict[str, Any] = {
             "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
@@ -224,10 +245,15 @@ class ManagerApplication(BaseApplication):  # type: ignore[misc]
         )
         return self.app
 
+    def close_manager(self) -> None:
+        """Close the manager once (from the stop signal's thread, or ``worker_exit``, which waits for it)."""
+        with self._closing:
+            if self.started is not None:
+                self.started.close()
+                self.started = None
+
     def _worker_exit(self, server: Any, worker: Any) -> None:
-        if self.started is not None:
-            self.started.close()
-            self.started = None
+        self.close_manager()
         if self.app is not None:
             self.app.close()
             self.app = None

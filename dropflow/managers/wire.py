@@ -58,12 +58,15 @@ __all__ = [
     "Peer",
     "PeersAnswer",
     "Problem",
+    "ResumePlan",
+    "Resumed",
     "SessionDirs",
     "SessionInfo",
     "SessionState",
     "Status",
     "Summary",
     "Wait",
+    "Where",
     "decode_body",
     "encode",
 ]
@@ -132,6 +135,8 @@ class _Identity(_Batch, kw_only=True):
     bus_key: str | None = None
     sessions: int | None = None
     uptime_seconds: float | None = None
+    #: Where a node manager keeps its sessions' journals (for a resume), if it keeps any.
+    journal: str | None = None
 
 
 class Health(_Identity, kw_only=True):
@@ -293,6 +298,29 @@ class DropData(_Body, kw_only=True):
     path: str | None = None
     size: int | None = None
     data: Annotated[str | None, msgspec.Meta(description="base64")] = None
+
+
+class Where(_Sparse, kw_only=True):
+    """Where a resumed drop's bytes are: a path, or the bytes themselves (exactly one of the two)."""
+
+    path: str | None = None
+    value: Annotated[str | None, msgspec.Meta(description="base64")] = None
+
+
+class ResumePlan(_Body, kw_only=True):
+    """What a resumed session keeps from its earlier runs (see dropflow.engine.resume)."""
+
+    finished: Annotated[
+        dict[str, list[str]], msgspec.Meta(description="app id -> the output ports it skipped")
+    ] = {}
+    data: Annotated[dict[str, Where], msgspec.Meta(description="drop id -> where its bytes are")] = {}
+    rerun: list[str] = []
+
+
+class Resumed(_Body, kw_only=True):
+    sessionId: str
+    finished: int
+    data: int
 
 
 # -- DALiuGE's representation -------------------------------------------------------------------------------

@@ -12,12 +12,12 @@ import sys
 import pytest
 from fakeslurm import FakeSlurm
 
-from dropflow.deploy import cluster, launchers, template
+from dropflow.deploy import cluster, launchers, template, walltime
 from dropflow.deploy.cluster import ClusterPlan, plan_cluster
 from dropflow.deploy.slurm import STATE_TABLE, JobState
 
 
-@pytest.mark.parametrize("module", [cluster, launchers])
+@pytest.mark.parametrize("module", [cluster, launchers, walltime])
 def test_doctests(module):
     failures, tried = doctest.testmod(module)
     assert tried > 0 and failures == 0
