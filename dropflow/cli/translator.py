@@ -1,8 +1,8 @@
 """``dropflow translator``: DALiuGE's translator REST API (EAGLE's Translator URL) as a daemon.
 
-It binds like the managers -- loopback unless told otherwise, and beyond loopback only with the managers'
-token (``--token-file`` or ``$DROPFLOW_TOKEN``) or ``--no-auth`` -- and serves under gunicorn. The service
-itself is :mod:`dropflow.managers.translator_service`.
+It binds like the managers: loopback unless told otherwise, always with the managers' token (``--token-file``,
+``$DROPFLOW_TOKEN`` or the default file; ``--insecure-no-token`` on loopback only), under gunicorn. The
+service itself is :mod:`dropflow.managers.translator_service`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 from .common import command
-from .daemons import _common, _name, _token
+from .daemons import _allocator, _common, _name, _token
 
 __all__ = ["cmd_translator"]
 
@@ -29,6 +29,7 @@ def cmd_translator(args: argparse.Namespace) -> int:
     from ..managers.serve import ManagerApplication, Started
     from ..managers.translator_service import TranslatorService, make_translator_app
 
+    _allocator(args)
     token = _token(args)
     service = TranslatorService(token, keep=max(1, args.keep), name=_name(args))
 
