@@ -16,6 +16,7 @@ small interface: something that calls ``added(name, url)`` and ``removed(name)``
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import socket
@@ -60,7 +61,21 @@ class Announcer:
         log.info("announced %s at %s", name, url)
 
     def close(self) -> None:
-        self.zc.unregister_service(self.info)
+        """Withdraw the announcement (goodbye records, sent three times), then stop.
+
+        zeroconf's blocking ``unregister_service`` gives its three goodbyes 375 ms in all and raises if the
+        event loop is late, perhaps before they are sent: on a loaded machine the island then kept a
+        stopped node for the records' lifetime (two minutes). Here the goodbyes get up to 5 s."""
+
+        async def withdraw() -> None:
+            await (await self.zc.async_unregister_service(self.info))
+
+        loop = self.zc.loop
+        if loop is not None and loop.is_running():
+            try:
+                asyncio.run_coroutine_threadsafe(withdraw(), loop).result(5)
+            except Exception as exc:  # the node stops anyway; islands lose it by its heartbeats
+                log.warning("withdrawing the announcement of %s: %s", self.info.name, exc)
         self.zc.close()
 
 

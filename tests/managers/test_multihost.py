@@ -230,7 +230,12 @@ def test_island_discovers_nodes_on_three_hosts_and_runs_across_them(hosts, tmp_p
         procs[2].send_signal(signal.SIGTERM)
         assert procs[2].wait(30) == 0
         # Removed from the list, not merely unreachable.
-        poll_for(lambda: listed() == {"h1": True, "h2": True}, timeout=30, interval=0.5)
+        poll_for(
+            lambda: listed() == {"h1": True, "h2": True},
+            timeout=30,
+            interval=0.5,
+            what=lambda: f"the island still lists {listed()}",
+        )
     finally:
         for proc in procs:
             if proc.poll() is None:

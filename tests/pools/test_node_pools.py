@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,7 +16,7 @@ from dropflow.drops import MemorySpec, PythonSpec
 from dropflow.engine import Node, reaper
 from dropflow.engine.threadpool import Abandoned
 
-from conftest import children, poll_for, run, shm_segments
+from conftest import children, ours, poll_for, run, shm_segments
 
 
 @pytest.fixture
@@ -37,7 +36,8 @@ def nodes(workspace_root: str) -> Iterator[Any]:
         for n in made:
             n.close()
         poolfuncs.RELEASE.clear()
-        poll_for(lambda: not [t for t in threading.enumerate() if t.name.startswith("dropflow")], timeout=10)
+        # The engine's threads (a manager-level thread another test left is that test's leak, not this one's).
+        poll_for(lambda: not ours(), timeout=10, what=lambda: f"engine threads left: {ours()}")
         poll_for(lambda: children() <= kids, timeout=10)
         assert not shm_segments(workspace_root)
         assert reaper.current() is None
