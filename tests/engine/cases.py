@@ -287,13 +287,17 @@ def big_cases(draw: Any) -> Case:
     apps = draw(st.integers(100, 1500))
     nodes = draw(st.sampled_from((1, 2, 3)))
     window = draw(st.sampled_from((3, 20, 1000)))
+    # Long chains of inline apps must not recurse; graphs where every app is a thread stress the owner loop.
+    profile = draw(st.sampled_from(("mixed", "inline", "thread")))
     rnd = random.Random(seed)
     b = _Builder(rnd.choice, rnd.randint, nodes, process=False)
+    if profile != "mixed":
+        b.executors = (profile,)
     for _ in range(rnd.randint(1, 5)):
         b.new_data(root=True)
     for _ in range(apps):
         b.app(max_inputs=3, window=window)
-    return b.case(origin=f"seed={seed} apps={apps} window={window}")
+    return b.case(origin=f"seed={seed} apps={apps} window={window} executors={profile}")
 
 
 def cases() -> st.SearchStrategy[Case]:

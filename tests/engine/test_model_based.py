@@ -61,6 +61,14 @@ KNOWN_BUGS = {
     "cancel-hides-failure": "a cancelled session with a drop in ERROR ends CANCELLED, not FAILED",
     "remote-branch": "a branch's FINISHED event reaching a node that lacks its outputs raises StopIteration",
     "remote-expiry": "expiring a drop with neighbours on other nodes: DELETED -> DELETED",
+    "timer-pins-session": "a pending timer (a lifespan, or abandoning cancelled apps after 10 s) holds"
+    " a deleted session until it fires, and the owner loop's locals hold the last timer fired after that",
+    "process-unwritten-memory": "a branch in a worker process fails when it leaves a memory output unwritten:"
+    " the empty MemoryStore cannot be pickled back",
+    "expiry-after-early-error": "an expire_after_use drop never expires when a consumer settled in ERROR"
+    " (too many failed inputs) before the drop completed",
+    "expiry-on-cancel": "consumers settled by a cancel do not expire a COMPLETED expire_after_use drop"
+    " (reading 3 of model.py: they should)",
 }
 AVOID = frozenset(filter(None, os.environ.get("DROPFLOW_MODEL_AVOID", "").split(",")))
 assert KNOWN_BUGS.keys() >= AVOID, (
@@ -74,10 +82,21 @@ def avoided(case: Case, prediction: Prediction) -> str | None:
     crossing = [
         a for a in case.apps if any(where[d] != a.node for d in (*a.inputs, *(d for _, d in a.outputs)))
     ]
+    expiring = {d.id for d in case.data if d.expire}
     hits = {
         "cancel-hides-failure": prediction.before_cancel is not None and prediction.outcome == "FAILED",
         "remote-branch": any(a.kind == "branch" for a in crossing),
         "remote-expiry": case.nodes > 1 and any(d.expire or d.lifespan for d in case.data),
+        "process-unwritten-memory": any(
+            a.kind == "branch" and a.executor == "process" and a.outputs for a in case.apps
+        ),
+        "expiry-after-early-error": any(
+            prediction.states[a.id] == {"ERROR"}
+            and not prediction.attempts[a.id]
+            and any(d in expiring for d in a.inputs)
+            for a in case.apps
+        ),
+        "expiry-on-cancel": prediction.before_cancel is not None and any(d.expire for d in case.data),
     }
     return next((name for name, hit in hits.items() if hit and name in AVOID), None)
 
@@ -191,10 +210,8 @@ class Cluster:
         for nm in self.nms:
             nm.close()
 
-    def check(self, case: Case) -> None:
-        """Run one example and compare it with the model."""
-        prediction = predict(case.specs("", ""), case.scripts())
-        assume(avoided(case, prediction) is None)
+    def check(self, case: Case, prediction: Prediction) -> None:
+        """Run one example and compare it with the model's prediction."""
         run = Run(self, case, f"model-{os.getpid()}-{next(self._ids)}")
         try:
             run.deploy()
@@ -206,7 +223,9 @@ class Cluster:
         finally:
             self._dispose(run)
         self._check_nothing_left(run)
-        self._check_freed(run.refs)
+        timers = prediction.before_cancel is not None or any(d.lifespan for d in case.data)
+        if not (timers and "timer-pins-session" in AVOID):  # TODO(issue 9): timer-pins-session
+            self._check_freed(run.refs)
 
     def _cancel_when_quiescent(self, run: Run, prediction: Prediction) -> None:
         expected = prediction.before_cancel
@@ -310,8 +329,9 @@ class Cluster:
         try:
             wrong = diff(expected, run.states())
             stories = run.story(list(wrong)[:8])
+            failures = {f.uid: f.message[-300:] for s in run.sessions().values() for f in s.failures()}
         except Exception as exc:  # the report must not hide the failure it reports
-            wrong, stories = {}, f"cannot read states: {exc}"
+            wrong, stories, failures = {}, f"cannot read states: {exc}", {}
         phase = "final" if expected is prediction.states else "before the cancel"
         return "\n".join(
             [
@@ -321,6 +341,7 @@ class Cluster:
                 f" failures {sorted(prediction.failures)}",
                 f"  {phase}, model vs engine: "
                 + ", ".join(f"{uid}: {want} != {got}" for uid, (want, got) in wrong.items()),
+                f"  engine failures: {failures}",
                 "  stories:",
                 stories,
             ]
@@ -371,7 +392,13 @@ def test_cascade_matches_model(cluster: Cluster, request: Any) -> None:
     )
     @given(case=cases())
     def check(case: Case) -> None:
-        cluster.check(case)
+        prediction = predict(case.specs("", ""), case.scripts())
+        assume(avoided(case, prediction) is None)
+        try:
+            cluster.check(case, prediction)
+        except BaseException as exc:
+            exc.add_note(f"case: {case!r}")
+            raise
 
     try:
         check()
