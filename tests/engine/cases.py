@@ -39,6 +39,8 @@ SHORT_LIFE, LONG_LIFE = 0.001, 3600.0
 #: Error tolerances that are exact binary fractions: "more than this fraction of n" then has one meaning.
 TOLERANCES = (0.0, 0.0, 0.0, 0.25, 0.5, 1.0)
 MAX_THREAD_BLOCKS, MAX_PROCESS_BLOCKS = 3, 1
+#: What a graph may contain besides apps that finish: failures, blocked apps, branches, expiry, lifespans.
+FEATURES = frozenset({"raise", "block", "branch", "expire", "lifespan"})
 
 
 @dataclass(frozen=True)
@@ -167,7 +169,9 @@ class Case:
 class _Builder:
     """Grows a graph in topological order from a source of choices (hypothesis draws or a seeded Random)."""
 
-    def __init__(self, choose: Any, integer: Any, nodes: int, process: bool) -> None:
+    def __init__(
+        self, choose: Any, integer: Any, nodes: int, process: bool, features: frozenset[str] = FEATURES
+    ) -> None:
         self.choose = choose  # choose(options) -> one of them
         self.integer = integer  # integer(lo, hi) -> lo <= n <= hi
         self.nodes = nodes
@@ -177,6 +181,7 @@ class _Builder:
         self.read: set[str] = set()
         self.shared: list[str] = []  # drops that may take another producer: memory/null, produced, unread
         self.blocks = {"thread": 0, "process": 0}
+        self.features = features
 
     def node(self) -> int:
         return self.integer(0, self.nodes - 1)
@@ -194,17 +199,21 @@ class _Builder:
                 kind,
                 self.node(),
                 root=root,
-                expire=self.choose((False, False, False, True)),
-                lifespan=self.choose((None,) * 8 + (SHORT_LIFE, LONG_LIFE)),
+                expire="expire" in self.features and self.choose((False, False, False, True)),
+                lifespan=self.choose((None,) * 8 + (SHORT_LIFE, LONG_LIFE))
+                if "lifespan" in self.features
+                else None,
             )
         )
         return uid
 
     def attempt(self, kind: str, executor: str | None) -> str:
-        results = (TRUE, FALSE, TRUE, FALSE, RAISE) if kind == "branch" else (FINISH, FINISH, FINISH, RAISE)
+        results = (TRUE, FALSE, TRUE, FALSE) if kind == "branch" else (FINISH, FINISH, FINISH)
+        if "raise" in self.features:
+            results += (RAISE,)
         where = "process" if executor == "process" else "thread" if executor != "inline" else None
         limit = {"thread": MAX_THREAD_BLOCKS, "process": MAX_PROCESS_BLOCKS}
-        if where is not None and self.blocks[where] < limit[where]:
+        if "block" in self.features and where is not None and self.blocks[where] < limit[where]:
             results += (BLOCK,)
         what: str = self.choose(results)
         if what == BLOCK:
@@ -214,7 +223,9 @@ class _Builder:
 
     def app(self, max_inputs: int, window: int) -> None:
         uid = f"a{len(self.apps)}"
-        kind = self.choose(("python", "python", "python", "branch", "noop"))
+        kind = self.choose(
+            ("python", "python", "python", "noop") + (("branch",) if "branch" in self.features else ())
+        )
         recent = [d.id for d in self.data[-window:]]
         inputs = tuple(self.choose(recent) for _ in range(self.integer(0, max_inputs) if recent else 0))
         self.read.update(inputs)
@@ -289,15 +300,20 @@ def big_cases(draw: Any) -> Case:
     window = draw(st.sampled_from((3, 20, 1000)))
     # Long chains of inline apps must not recurse; graphs where every app is a thread stress the owner loop.
     profile = draw(st.sampled_from(("mixed", "inline", "thread")))
+    # Each feature is in about half the big graphs: one with all of them rarely runs cleanly to its end.
+    features = frozenset(f for f in sorted(FEATURES) if draw(st.booleans()))
     rnd = random.Random(seed)
-    b = _Builder(rnd.choice, rnd.randint, nodes, process=False)
+    b = _Builder(rnd.choice, rnd.randint, nodes, process=False, features=features)
     if profile != "mixed":
         b.executors = (profile,)
     for _ in range(rnd.randint(1, 5)):
         b.new_data(root=True)
     for _ in range(apps):
         b.app(max_inputs=3, window=window)
-    return b.case(origin=f"seed={seed} apps={apps} window={window} executors={profile}")
+    origin = (
+        f"seed={seed} apps={apps} window={window} executors={profile} features={','.join(sorted(features))}"
+    )
+    return b.case(origin=origin)
 
 
 def cases() -> st.SearchStrategy[Case]:
