@@ -60,7 +60,8 @@ KNOWN_BUGS = {
     "frozen-session": "a deleted Session is never freed: it is in a cycle that bulk_allocation froze",
     "cancel-hides-failure": "a cancelled session with a drop in ERROR ends CANCELLED, not FAILED",
     "remote-branch": "a branch's FINISHED event reaching a node that lacks its outputs raises StopIteration",
-    "remote-expiry": "expiring a drop with neighbours on other nodes: DELETED -> DELETED",
+    "remote-expiry": "an expiring drop with a neighbour on another node is expired or deleted twice (DELETED ->"
+    " DELETED, DELETED -> EXPIRED): the node fails internally, and its peers may wait for it forever",
     "timer-pins-session": "a pending timer (a lifespan, or abandoning cancelled apps after 10 s) holds"
     " a deleted session until it fires, and the owner loop's locals hold the last timer fired after that",
     "unwritten-memory-pickle": "an unwritten MemoryStore loses its data slot through pickle (__getstate__"
@@ -88,6 +89,7 @@ def avoided(case: Case, prediction: Prediction) -> str | None:
         a for a in case.apps if any(where[d] != a.node for d in (*a.inputs, *(d for _, d in a.outputs)))
     ]
     expiring = {d.id for d in case.data if d.expire}
+    plans = {d.id: d for d in case.data}
     kinds = {d.id: d.kind for d in case.data}
     producers: dict[str, list[AppPlan]] = {}
     for a in case.apps:
@@ -96,7 +98,11 @@ def avoided(case: Case, prediction: Prediction) -> str | None:
     hits = {
         "cancel-hides-failure": prediction.before_cancel is not None and prediction.outcome == "FAILED",
         "remote-branch": any(a.kind == "branch" for a in crossing),
-        "remote-expiry": case.nodes > 1 and any(d.expire or d.lifespan for d in case.data),
+        "remote-expiry": any(
+            where[d] != a.node and (plans[d].expire or plans[d].lifespan)
+            for a in case.apps
+            for d in (*a.inputs, *(d for _, d in a.outputs))
+        ),
         "unwritten-memory-pickle": case.uses_processes()
         and any(
             a.kind in ("branch", "noop") and kinds[d] == "memory" for d, ps in producers.items() for a in ps
