@@ -60,8 +60,8 @@ KNOWN_BUGS = {
     "frozen-session": "a deleted Session is never freed: it is in a cycle that bulk_allocation froze",
     "cancel-hides-failure": "a cancelled session with a drop in ERROR ends CANCELLED, not FAILED",
     "remote-branch": "a branch's FINISHED event reaching a node that lacks its outputs raises StopIteration",
-    "remote-expiry": "an expiring drop with a neighbour on another node is expired or deleted twice (DELETED ->"
-    " DELETED, DELETED -> EXPIRED): the node fails internally, and its peers may wait for it forever",
+    "remote-expiry": "an expiring drop with a neighbour on another node is expired or deleted twice"
+    " (DELETED -> DELETED, DELETED -> EXPIRED): the node fails internally; its peers may wait forever",
     "timer-pins-session": "a pending timer (a lifespan, or abandoning cancelled apps after 10 s) holds"
     " a deleted session until it fires, and the owner loop's locals hold the last timer fired after that",
     "unwritten-memory-pickle": "an unwritten MemoryStore loses its data slot through pickle (__getstate__"
