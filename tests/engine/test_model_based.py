@@ -69,6 +69,8 @@ KNOWN_BUGS = {
     " sending back an unwritten memory output raises AttributeError",
     "remote-fetch-race": "an app reading a drop owned by another node, written by an app on a third node, may"
     " fetch it before its owner has it COMPLETED (LookupError: ... is WRITING)",
+    "late-push-after-cancel": "a cancelled app's late result is still pushed to the node owning its output,"
+    " after that node cleaned up: a file output leaves the session's workspace behind there",
     "inline-recursion": "inline Python apps recurse (dispatch -> _done -> pump -> dispatch): a chain of a few"
     " hundred fails the session with RecursionError",
     "expiry-after-early-error": "an expire_after_use drop never expires when a consumer settled in ERROR"
@@ -111,6 +113,9 @@ def avoided(case: Case, prediction: Prediction) -> str | None:
             where[d] != a.node and any(p.node != where[d] for p in producers.get(d, ()))
             for a in case.apps
             for d in a.inputs
+        ),
+        "late-push-after-cancel": any(
+            a.id in prediction.blocked and any(where[d] != a.node for _, d in a.outputs) for a in case.apps
         ),
         "inline-recursion": len(case) > 60
         and any(a.executor == "inline" and a.kind != "noop" for a in case.apps),
