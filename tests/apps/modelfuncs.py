@@ -38,13 +38,13 @@ def open_gate(name: str) -> None:
         gate.set()
 
 
-def attempts(counters: str, app: str) -> int:
-    """How many attempts ``app`` has started."""
-    prefix = app + "."
-    try:
-        return sum(name.startswith(prefix) for name in os.listdir(counters))
-    except FileNotFoundError:
-        return 0
+def attempts(counters: str) -> dict[str, int]:
+    """How many attempts each app has started (apps that never started are left out)."""
+    counts: dict[str, int] = {}
+    for name in os.listdir(counters):
+        app = name.rpartition(".")[0]
+        counts[app] = counts.get(app, 0) + 1
+    return counts
 
 
 def _attempt(counters: str, app: str) -> int:

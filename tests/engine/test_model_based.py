@@ -172,7 +172,9 @@ class Run:
         return out
 
     def attempts(self) -> dict[str, int]:
-        return {a.id: modelfuncs.attempts(self.counters, a.id) for a in self.case.apps if a.kind != "noop"}
+        """How many attempts each app with a function has started."""
+        started = modelfuncs.attempts(self.counters)
+        return {a.id: started.get(a.id, 0) for a in self.case.apps if a.kind != "noop"}
 
     def cancel(self) -> None:
         if self.island:
@@ -259,7 +261,7 @@ class Cluster:
     def _cancel_when_quiescent(self, run: Run, prediction: Prediction) -> None:
         expected = prediction.before_cancel
         assert expected is not None
-        want = {uid: n for uid, n in prediction.attempts.items() if uid in run.attempts()}
+        want = {a.id: prediction.attempts[a.id] for a in run.case.apps if a.kind != "noop"}
 
         def quiescent() -> bool:
             states = run.states()
@@ -288,7 +290,7 @@ class Cluster:
         assert not diff(prediction.states, states), self._report(run, prediction, "final states differ")
         assert ended == prediction.outcome, self._report(run, prediction, f"session {ended}")
         attempts = run.attempts()
-        want = {uid: n for uid, n in prediction.attempts.items() if uid in attempts}
+        want = {a.id: prediction.attempts[a.id] for a in run.case.apps if a.kind != "noop"}
         assert attempts == want, self._report(run, prediction, f"attempts {attempts} != {want}")
         failures = {f.uid for s in run.sessions().values() for f in s.failures()}
         assert failures == prediction.failures, self._report(run, prediction, f"failures {sorted(failures)}")
@@ -359,8 +361,12 @@ class Cluster:
             wrong = diff(expected, run.states())
             stories = run.story(list(wrong)[:8])
             failures = {f.uid: f.message[-300:] for s in run.sessions().values() for f in s.failures()}
+            counted = run.attempts()
+            attempts = {
+                u: (prediction.attempts[u], n) for u, n in counted.items() if prediction.attempts[u] != n
+            }
         except Exception as exc:  # the report must not hide the failure it reports
-            wrong, stories, failures = {}, f"cannot read states: {exc}", {}
+            wrong, stories, failures, attempts = {}, f"cannot read states: {exc}", {}, {}
         phase = "final" if expected is prediction.states else "before the cancel"
         return "\n".join(
             [
@@ -370,6 +376,7 @@ class Cluster:
                 f" failures {sorted(prediction.failures)}",
                 f"  {phase}, model vs engine: "
                 + ", ".join(f"{uid}: {want} != {got}" for uid, (want, got) in wrong.items()),
+                f"  attempts, model vs engine: {attempts}",
                 f"  engine failures: {failures}",
                 "  stories:",
                 stories,
