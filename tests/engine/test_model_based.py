@@ -387,10 +387,14 @@ class Cluster:
 def wait_for(predicate: Callable[[], Any], timeout: float, report: Callable[[], str]) -> None:
     deadline = time.monotonic() + timeout
     pause = threading.Event()
-    while not predicate():
+    while True:
+        started = time.monotonic()
+        if predicate():
+            return
         if time.monotonic() > deadline:
             raise AssertionError(report())
-        pause.wait(0.002)
+        # Rest at least as long as a poll took, so that polling a big graph does not starve the engine.
+        pause.wait(max(0.002, time.monotonic() - started))
 
 
 @pytest.fixture(scope="module")
