@@ -172,8 +172,9 @@ class Cluster:
         finally:
             self._dispose(run)
         self._check_nothing_left(run)
+        # TODO(issue 9): frozen-session, timer-pins-session. Every session leaks while the first is not fixed.
         timers = prediction.before_cancel is not None or any(d.lifespan for d in case.data)
-        if not (timers and relaxed("timer-pins-session")):  # TODO(issue 9): timer-pins-session
+        if not relaxed("frozen-session") and not (timers and relaxed("timer-pins-session")):
             self._check_freed(run.refs)
 
     def _cancel_when_quiescent(self, run: Run, prediction: Prediction) -> None:
@@ -257,8 +258,6 @@ class Cluster:
     def _check_freed(self, refs: list[weakref.ref[Any]]) -> None:
         deadline = time.monotonic() + 5
         while any(r() is not None for r in refs):
-            if relaxed("frozen-session"):
-                gc.unfreeze()  # TODO(issue 9): frozen-session
             gc.collect()
             if time.monotonic() > deadline:
                 alive = [r() for r in refs if r() is not None]
