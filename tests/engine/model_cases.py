@@ -175,7 +175,9 @@ class _Builder:
         self.choose = choose  # choose(options) -> one of them
         self.integer = integer  # integer(lo, hi) -> lo <= n <= hi
         self.nodes = nodes
-        self.executors = ("inline", "thread", "process", None) if process else ("inline", "thread", None)
+        self.executors: tuple[str | None, ...] = ("inline", "thread", None) + (
+            ("process",) if process else ()
+        )
         self.data: list[DataPlan] = []
         self.apps: list[AppPlan] = []
         self.read: set[str] = set()
@@ -184,7 +186,7 @@ class _Builder:
         self.features = features
 
     def node(self) -> int:
-        return self.integer(0, self.nodes - 1)
+        return int(self.integer(0, self.nodes - 1))
 
     def new_data(self, root: bool) -> str:
         uid = f"d{len(self.data)}"
@@ -208,7 +210,9 @@ class _Builder:
         return uid
 
     def attempt(self, kind: str, executor: str | None) -> str:
-        results = (TRUE, FALSE, TRUE, FALSE) if kind == "branch" else (FINISH, FINISH, FINISH)
+        results: tuple[str, ...] = (
+            (TRUE, FALSE, TRUE, FALSE) if kind == "branch" else (FINISH, FINISH, FINISH)
+        )
         if "raise" in self.features:
             results += (RAISE,)
         where = "process" if executor == "process" else "thread" if executor != "inline" else None
@@ -231,6 +235,7 @@ class _Builder:
         self.read.update(inputs)
         self.shared = [d for d in self.shared if d not in self.read]
         executor = self.choose(self.executors)
+        script: tuple[str, ...]
         if kind == "noop":
             retries, script = 0, (FINISH,)
         else:
