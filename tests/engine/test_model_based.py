@@ -16,8 +16,10 @@ Scenario, for each example hypothesis draws (tests/engine/model_cases.py):
    garbage is collected.
 
 Settings (environment variables): ``DROPFLOW_MODEL_EXAMPLES`` (default 2000 in CI, 200 elsewhere),
-``DROPFLOW_MODEL_TIMEOUT`` (seconds an example may take to reach a state, default 15). The hypothesis seed is
-printed; ``--hypothesis-seed=N`` replays a run, and a failure prints a ``@reproduce_failure`` blob.
+``DROPFLOW_MODEL_TIMEOUT`` (seconds an example may take to reach a state, default 15), and
+``DROPFLOW_MODEL_AVOID`` (known engine bugs to steer around, see model_bugs.py; none by default: the test is
+strict). The hypothesis seed is printed; ``--hypothesis-seed=N`` replays a run, and a failure prints a
+``@reproduce_failure`` blob and the drawn graph. ``pytest -s`` shows where the time went.
 """
 
 from __future__ import annotations
