@@ -359,3 +359,21 @@ def test_a_runaway_cascade_is_stopped(tmp_path):
             app.attempt = -1  # the bug: the retry count never runs out
             core.app_failed(app, "again")
             core.ready.clear()
+
+
+def test_a_remote_branch_skips_the_untaken_outputs_held_here(tmp_path):
+    """
+    node a:  br -true--> t        br runs on node a and takes 'true'. Node c's part of the graph has br
+    node c:     \\-false-> f       and f, not t: c's proxy of br links f alone, and c still skips f.
+    """
+    drops: list[DropSpec] = [
+        App(id="br", outputs={"true": "t", "false": "f"}, node="a"),
+        MemorySpec(id="f", node="c"),
+    ]
+    core = Core(build(drops, Workspace(str(tmp_path), "t"), local="c"), EventLog())
+    core.start()
+    br = core.graph.by_id["br"]
+    core.remote_state(br, "RUNNING")
+    core.remote_state(br, "FINISHED", ("false",))
+    assert state(core, "f") == "SKIPPED"
+    core.validate()

@@ -365,15 +365,14 @@ class Core:
         self._release_inputs(app)
 
     def _outputs_on(self, app: AppNode, ports: set[str]) -> set[int]:
-        """Identities of the output nodes linked to ``ports`` (outputs follow the spec's port order)."""
-        found = set()
-        it = iter(app.outputs)
-        for port, value in app.spec.outputs.items():
-            for _ in [value] if isinstance(value, str) else value:
-                data = next(it)
-                if port in ports:
-                    found.add(id(data))
-        return found
+        """Identities of the output nodes linked to ``ports``. Matched by drop id, not by position: a proxy of
+        another node's app links only the outputs present on this node."""
+        ids: set[str] = set()
+        for port in ports:
+            value = app.spec.outputs.get(port)
+            if value is not None:
+                ids.update((value,) if isinstance(value, str) else value)
+        return {id(data) for data in app.outputs if data.spec.id in ids}
 
     def _app_failed(self, app: AppNode) -> None:
         self.unsettled -= 1

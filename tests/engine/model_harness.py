@@ -34,7 +34,7 @@ from model import Prediction
 from model_bugs import relaxed
 from model_cases import NODES, Case
 
-from dropflow.drops.shm import SHM_DIR, segment_name
+from dropflow.drops.shm import SHM_DIR, SHM_PREFIX, session_scope
 from dropflow.drops.states import APP_SETTLED, DATA_SETTLED
 from dropflow.engine.bus import InProcBus
 from dropflow.engine.session import Session
@@ -240,14 +240,9 @@ class Cluster:
 
     def _check_nothing_left(self, run: Run) -> None:
         """No segment, no workspace, and the session objects are freed once deleted."""
-        shm = [d for d in run.case.data if d.kind == "shm"]
-        owners = [run.sid, *(f"{run.sid}@{n}" for n in NODES)]
-        left = [
-            f"{d.id} ({owner})"
-            for d in shm
-            for owner in owners
-            if os.path.exists(os.path.join(SHM_DIR, segment_name(owner, d.id)))
-        ]
+        # Every segment of a session, local copies of other nodes' drops included, carries its scope.
+        prefixes = tuple(SHM_PREFIX + session_scope(nm.node.workspace_root, run.sid) for nm in self.nms)
+        left = [name for name in os.listdir(SHM_DIR) if name.startswith(prefixes)]
         assert not left, f"shared memory left by {run.sid}: {left}"
         workspaces = [
             p for nm in self.nms if os.path.exists(p := os.path.join(nm.node.workspace_root, run.sid))
