@@ -213,6 +213,24 @@ def test_cancel_settles_everything_and_kills_running(tmp_path):
     assert state(core, "a1") == "CANCELLED"
 
 
+def test_a_cancel_does_not_hide_an_earlier_failure(tmp_path):
+    """d0 -> bad (fails) -> d1;  d0 -> slow (still running) -> d2: cancelled after bad failed, the session is
+    FAILED, not CANCELLED (a failure is never hidden)."""
+    drops: list[DropSpec] = [
+        MemorySpec(id="d0"),
+        App(id="bad", inputs={"i": "d0"}, outputs={"o": "d1"}),
+        MemorySpec(id="d1"),
+        App(id="slow", inputs={"i": "d0"}, outputs={"o": "d2"}),
+        MemorySpec(id="d2"),
+    ]
+    core = core_of(drops, tmp_path)
+    core.start()
+    apps = {app.spec.id: app for app in core.ready}
+    core.app_failed(apps["bad"], "boom")
+    core.cancel()
+    assert state(core, "slow") == "CANCELLED" and state(core, "d1") == "ERROR"
+    assert core.outcome is SessionState.FAILED
+
 def test_expire_after_use_deletes_as_soon_as_consumers_finish(tmp_path):
     """d0 (expire after use) -> a1, a2: d0 expires when the second consumer finishes, not before."""
     drops: list[DropSpec] = [

@@ -180,10 +180,11 @@ class Core:
             effect, node = work.popleft()
             effect(node)
         if self.unsettled == 0 and self.outcome is None:
-            if self.cancelled:
-                self.outcome = SessionState.CANCELLED
+            # A failure is never hidden, not even by a cancel that came after it.
+            if self.errors:
+                self.outcome = SessionState.FAILED
             else:
-                self.outcome = SessionState.FAILED if self.errors else SessionState.FINISHED
+                self.outcome = SessionState.CANCELLED if self.cancelled else SessionState.FINISHED
 
     # -- stimuli --------------------------------------------------------------------------------------------
 
