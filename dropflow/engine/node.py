@@ -276,11 +276,13 @@ class Node:
                 break
             if item is not None:
                 run(*item)
+                item = None  # while the loop waits, its locals must not keep a deleted session alive
             if timers:
                 now = time.monotonic()
                 while timers and timers[0][0] <= now:
                     _, _, session, fn, args = heapq.heappop(timers)
                     run(session, fn, args)
+                session = fn = args = None  # type: ignore[assignment]
 
     def _run(self, session: Session | None, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
         """Run one event; whatever it raises fails its session (if any) and never the loop."""
