@@ -218,8 +218,12 @@ class Node:
 
     def receive_data(self, session_id: str, uid: str, source: Store) -> None:
         store = self.incoming_store(session_id, uid)
-        copy_store(source, store)
-        self.adopt(session_id, uid, store)
+        try:
+            copy_store(source, store)
+            self.adopt(session_id, uid, store)
+        except BaseException:  # the session went meanwhile: nothing else would delete these bytes
+            store.delete()
+            raise
 
     # -- events ---------------------------------------------------------------------------------------------
 
