@@ -8,7 +8,8 @@ thread, in a worker process) and the test can read how many attempts each app ma
 A blocked app waits on its session's *gate*, which the test opens once the session is cancelled; a blocked
 app in a worker process, where gates do not reach, waits until the engine kills it. Either way it gives up
 after ``BLOCK_LIMIT`` seconds with an error, so that an engine that fails to stop it cannot hang a test run
-forever.
+forever. An app takes its gate before it counts its attempt: the test cancels once every attempt is counted,
+and may open the gate at once, before a blocked thread has reached its wait.
 """
 
 from __future__ import annotations
@@ -33,6 +34,13 @@ def add_gate(name: str) -> None:
 
 def open_gate(name: str) -> None:
     """Let the session's blocked thread apps return (their results come too late to matter)."""
+    gate = _gates.get(name)
+    if gate is not None:
+        gate.set()
+
+
+def forget_gate(name: str) -> None:
+    """The session is gone: drop its gate (opened, so that nothing can still wait on it)."""
     gate = _gates.pop(name, None)
     if gate is not None:
         gate.set()
@@ -61,11 +69,13 @@ def _attempt(counters: str, app: str) -> int:
 
 
 def _play(app: str, script: list[str], counters: str, gate: str) -> str:
+    # No gate: in a worker process, where only a kill ends the wait.
+    opened = _gates.get(gate) or threading.Event()
     n = _attempt(counters, app)
     what = script[min(n, len(script) - 1)]
     if what == "raise":
         raise ScriptedFailure(f"{app}: attempt {n} fails, as scripted")
-    if what == "block" and not _gates.get(gate, threading.Event()).wait(BLOCK_LIMIT):
+    if what == "block" and not opened.wait(BLOCK_LIMIT):
         raise ScriptedFailure(f"{app}: blocked for {BLOCK_LIMIT} s and nobody stopped it")
     return what
 

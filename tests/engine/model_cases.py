@@ -13,9 +13,9 @@ existing ones that nothing reads yet (several producers of one drop), so they ar
 Constructs that the data layer, not the cascade, restricts are left out: a drop with several producers is
 a memory or null drop (a shared-memory segment is created exclusively; two producers of a file overwrite
 each other), and a drop that may be completed with nothing written is not a file (a missing file cannot be
-read). An app that blocks never runs inline (it would block the node's owner), at most three block on
-threads and one in a worker process per case, fewer than the nodes' pools hold, so that every other app
-still gets to run.
+read). An app that blocks never runs inline (it would block the node's owner) nor on the default executor
+(which runs code measured trivially short inline); at most three block on threads and one in a worker
+process per case, fewer than the nodes' pools hold, so that every other app still gets to run.
 """
 
 from __future__ import annotations
@@ -215,7 +215,8 @@ class _Builder:
         )
         if "raise" in self.features:
             results += (RAISE,)
-        where = "process" if executor == "process" else "thread" if executor != "inline" else None
+        # Not on the default executor either: code measured trivially short runs inline there.
+        where = executor if executor in ("thread", "process") else None
         limit = {"thread": MAX_THREAD_BLOCKS, "process": MAX_PROCESS_BLOCKS}
         if "block" in self.features and where is not None and self.blocks[where] < limit[where]:
             results += (BLOCK,)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import gc
 import itertools
 import os
+import re
 import shutil
 import threading
 import time
@@ -46,6 +47,10 @@ __all__ = ["TIMEOUT", "Cluster", "Run"]
 #: Seconds an example may take to reach a state (the quiescent one, the end) before it fails.
 TIMEOUT = float(os.environ.get("DROPFLOW_MODEL_TIMEOUT") or 15)
 SETTLED = frozenset(str(s) for s in (*DATA_SETTLED, *APP_SETTLED))
+#: The one session error a correct run may show: after a cancel, the engine gives up on apps (and transfers)
+#: that have not stopped within ``Session.ABANDON_AFTER`` seconds -- documented behaviour. A blocked thread app
+#: returns only when the test opens its gate, which on a loaded machine may come later than that.
+ABANDONED = re.compile(r"abandoned \d+ cancelled app\(s\) and \d+ transfer\(s\) that did not stop")
 
 
 class Run:
@@ -213,17 +218,18 @@ class Cluster:
         assert attempts == want, self._report(run, prediction, f"attempts {attempts} != {want}")
         failures = {f.uid for s in run.sessions().values() for f in s.failures()}
         assert failures == prediction.failures, self._report(run, prediction, f"failures {sorted(failures)}")
-        errors = {name: s.error for name, s in run.sessions().items() if s.error}
+        errors = {
+            name: s.error
+            for name, s in run.sessions().items()
+            if s.error and not (prediction.blocked and ABANDONED.fullmatch(s.error))
+        }
         assert not errors, self._report(run, prediction, f"session errors {errors}")
         self._validate(run)
 
     def _validate(self, run: Run) -> None:
-        """The core's invariant check, if it has one (Core.validate is being added on main)."""
+        """The engine's invariant checks (``Session.validate``, with ``Core.validate``), on each part's owner."""
         for session in run.sessions().values():
-            validate: Callable[[], Any] | None = getattr(session.core, "validate", None)
-            if validate is not None:
-                problems = session.node.call(validate)
-                assert not problems, f"Core.validate: {problems}"
+            session.node.call(session.validate)
 
     def _dispose(self, run: Run) -> None:
         """Whatever happened: end the session (cancelling if need be), delete it and the example's files."""
@@ -235,7 +241,7 @@ class Cluster:
                 run.wait(TIMEOUT)
                 run.delete()
         finally:
-            modelfuncs.open_gate(run.sid)
+            modelfuncs.forget_gate(run.sid)
             shutil.rmtree(run.counters, ignore_errors=True)
 
     def _check_nothing_left(self, run: Run) -> None:
