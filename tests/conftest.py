@@ -94,7 +94,10 @@ def check_freed(refs: Sequence[weakref.ref[Any]], what: str) -> None:
 class LeakCheck:
     """What a cluster test may leave behind: threads, sockets, fds, child processes, shared memory."""
 
-    def __init__(self) -> None:
+    def __init__(self, roots: Sequence[str] = ()) -> None:
+        #: Workspace roots whose segments are checked (their scopes: immune to other processes' sessions on
+        #: the machine); none given, every dropflow segment.
+        self.roots = tuple(roots)
         # falcon's ASGI test client keeps one event loop per process (an epoll and a socket pair), made on
         # first use: a library singleton too.
         import falcon.asgi
@@ -112,7 +115,12 @@ class LeakCheck:
         self.sockets = len(self.proc.net_connections(kind="inet"))
         self.fds = self.proc.num_fds()
         self.kids = children()
-        self.shm = shm_segments()
+        self.shm = self._segments()
+
+    def _segments(self) -> set[str]:
+        if not self.roots:
+            return shm_segments()
+        return set().union(*(shm_segments(root) for root in self.roots))
 
     def check(self) -> None:
         def new_threads() -> list[str]:
@@ -138,7 +146,7 @@ class LeakCheck:
         poll_for(
             lambda: children() <= self.kids, timeout=10, what=lambda: f"children: {children() - self.kids}"
         )
-        assert shm_segments() <= self.shm, f"shared memory leaked: {shm_segments() - self.shm}"
+        assert self._segments() <= self.shm, f"shared memory leaked: {self._segments() - self.shm}"
 
 
 @pytest.fixture

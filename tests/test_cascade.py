@@ -231,6 +231,7 @@ def test_a_cancel_does_not_hide_an_earlier_failure(tmp_path):
     assert state(core, "slow") == "CANCELLED" and state(core, "d1") == "ERROR"
     assert core.outcome is SessionState.FAILED
 
+
 def test_expire_after_use_deletes_as_soon_as_consumers_finish(tmp_path):
     """d0 (expire after use) -> a1, a2: d0 expires when the second consumer finishes, not before."""
     drops: list[DropSpec] = [

@@ -76,7 +76,7 @@ def test_a_timer_that_fired_does_not_keep_its_deleted_session(node):
         ]
     )
     session.deploy()
-    poll_for(lambda: session.drop_state("m") == "DELETED", timeout=10)
+    poll_for(lambda: node.sessions["timer"].drop_state("m") == "DELETED", timeout=10)
     gate("timer-fired").set()
     assert session.wait(10) == "FINISHED"
     ref = weakref.ref(session)

@@ -11,10 +11,11 @@ starts every part.
 model's states before the cancel and every app has made its attempts (a drop settled in a state the model
 rules out fails at once, without waiting), then cancels, waits for the blocked apps to be CANCELLED, and only
 then opens the gate that lets blocked threads return, so that no blocked app can finish first. It compares
-final states, outcome, attempts, root-cause failures and session errors; runs ``Core.validate`` where the core
-has one; deletes the session; checks that no shared-memory segment and no workspace of it is left and that its
-Session and Core objects are freed. Failures say what the model expected, what the engine did and the
-stories of the drops that differ.
+final states, outcome, attempts, root-cause failures and session errors (the only error allowed is the
+documented abandonment of cancelled apps that did not stop in time); runs ``Session.validate`` on every
+part; deletes the session; checks that no shared-memory segment (by the session's scope) and no workspace of
+it is left and that its Session and Core objects are freed. Failures say what the model expected, what the
+engine did and the stories of the drops that differ.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from typing import Any
 
 import modelfuncs
 from model import Prediction
-from model_bugs import relaxed
 from model_cases import NODES, Case
 
 from dropflow.drops.shm import SHM_DIR, SHM_PREFIX, session_scope
@@ -47,9 +47,9 @@ __all__ = ["TIMEOUT", "Cluster", "Run"]
 #: Seconds an example may take to reach a state (the quiescent one, the end) before it fails.
 TIMEOUT = float(os.environ.get("DROPFLOW_MODEL_TIMEOUT") or 15)
 SETTLED = frozenset(str(s) for s in (*DATA_SETTLED, *APP_SETTLED))
-#: The one session error a correct run may show: after a cancel, the engine gives up on apps (and transfers)
-#: that have not stopped within ``Session.ABANDON_AFTER`` seconds -- documented behaviour. A blocked thread app
-#: returns only when the test opens its gate, which on a loaded machine may come later than that.
+#: The one session error a correct run may show: after a cancel, the engine gives up on apps (and
+#: transfers) that have not stopped within ``Session.ABANDON_AFTER`` seconds -- documented behaviour. A
+#: blocked thread app returns only when the test opens its gate, which on a loaded machine may be later.
 ABANDONED = re.compile(r"abandoned \d+ cancelled app\(s\) and \d+ transfer\(s\) that did not stop")
 
 
@@ -177,10 +177,7 @@ class Cluster:
         finally:
             self._dispose(run)
         self._check_nothing_left(run)
-        # TODO(issue 9): frozen-session, timer-pins-session. Every session leaks while the first is not fixed.
-        timers = prediction.before_cancel is not None or any(d.lifespan for d in case.data)
-        if not relaxed("frozen-session") and not (timers and relaxed("timer-pins-session")):
-            self._check_freed(run.refs)
+        self._check_freed(run.refs)
 
     def _cancel_when_quiescent(self, run: Run, prediction: Prediction) -> None:
         expected = prediction.before_cancel
@@ -227,7 +224,7 @@ class Cluster:
         self._validate(run)
 
     def _validate(self, run: Run) -> None:
-        """The engine's invariant checks (``Session.validate``, with ``Core.validate``), on each part's owner."""
+        """The invariant checks of every part (``Session.validate``, which runs ``Core.validate``)."""
         for session in run.sessions().values():
             session.node.call(session.validate)
 
