@@ -92,12 +92,11 @@ def check_freed(refs: Sequence[weakref.ref[Any]], what: str) -> None:
 
 
 class LeakCheck:
-    """What a cluster test may leave behind: threads, sockets, fds, child processes, shared memory."""
+    """What a cluster test may leave behind: threads, sockets, fds, child processes, shared memory -- the
+    segments of sessions under ``roots`` (the test's workspace roots), else any of dropflow's (then a test
+    run beside this one on the machine may look like a leak)."""
 
     def __init__(self, roots: Sequence[str] = ()) -> None:
-        #: Workspace roots whose segments are checked (their scopes: immune to other processes' sessions on
-        #: the machine); none given, every dropflow segment.
-        self.roots = tuple(roots)
         # falcon's ASGI test client keeps one event loop per process (an epoll and a socket pair), made on
         # first use: a library singleton too.
         import falcon.asgi
@@ -115,9 +114,10 @@ class LeakCheck:
         self.sockets = len(self.proc.net_connections(kind="inet"))
         self.fds = self.proc.num_fds()
         self.kids = children()
-        self.shm = self._segments()
+        self.roots = list(roots)
+        self.shm = self.segments()
 
-    def _segments(self) -> set[str]:
+    def segments(self) -> set[str]:
         if not self.roots:
             return shm_segments()
         return set().union(*(shm_segments(root) for root in self.roots))
@@ -146,7 +146,7 @@ class LeakCheck:
         poll_for(
             lambda: children() <= self.kids, timeout=10, what=lambda: f"children: {children() - self.kids}"
         )
-        assert self._segments() <= self.shm, f"shared memory leaked: {self._segments() - self.shm}"
+        assert self.segments() <= self.shm, f"shared memory leaked: {self.segments() - self.shm}"
 
 
 @pytest.fixture

@@ -27,7 +27,6 @@ from dropflow.managers.node_manager import NodeManager
 from dropflow.managers.zmqbus import ZmqBus
 
 from conftest import LeakCheck, poll_for
-from testfuncs import gate
 
 
 @pytest.fixture(params=["inproc", "zmq"])
@@ -179,6 +178,8 @@ def test_cancel_reaches_every_node(island):
 def test_a_cancelled_apps_late_output_is_not_pushed_to_its_owner(island):
     """An app on b writes a shared-memory drop owned by a. It is cancelled, then returns before it is given
     up on: its bytes are not pushed to a, whose part has ended (a push there left a segment behind)."""
+    from testfuncs import gate
+
     dim, nms = island
     name = f"late-push-{id(dim)}"
     dim.create_session("late")
