@@ -213,6 +213,25 @@ def test_cancel_settles_everything_and_kills_running(tmp_path):
     assert state(core, "a1") == "CANCELLED"
 
 
+def test_a_cancel_does_not_hide_an_earlier_failure(tmp_path):
+    """d0 -> bad (fails) -> d1;  d0 -> slow (still running) -> d2: cancelled after bad failed, the session is
+    FAILED, not CANCELLED (a failure is never hidden)."""
+    drops: list[DropSpec] = [
+        MemorySpec(id="d0"),
+        App(id="bad", inputs={"i": "d0"}, outputs={"o": "d1"}),
+        MemorySpec(id="d1"),
+        App(id="slow", inputs={"i": "d0"}, outputs={"o": "d2"}),
+        MemorySpec(id="d2"),
+    ]
+    core = core_of(drops, tmp_path)
+    core.start()
+    apps = {app.spec.id: app for app in core.ready}
+    core.app_failed(apps["bad"], "boom")
+    core.cancel()
+    assert state(core, "slow") == "CANCELLED" and state(core, "d1") == "ERROR"
+    assert core.outcome is SessionState.FAILED
+
+
 def test_expire_after_use_deletes_as_soon_as_consumers_finish(tmp_path):
     """d0 (expire after use) -> a1, a2: d0 expires when the second consumer finishes, not before."""
     drops: list[DropSpec] = [
@@ -359,3 +378,21 @@ def test_a_runaway_cascade_is_stopped(tmp_path):
             app.attempt = -1  # the bug: the retry count never runs out
             core.app_failed(app, "again")
             core.ready.clear()
+
+
+def test_a_remote_branch_skips_the_untaken_outputs_held_here(tmp_path):
+    """
+    node a:  br -true--> t        br runs on node a and takes 'true'. Node c's part of the graph has br
+    node c:     \\-false-> f       and f, not t: c's proxy of br links f alone, and c still skips f.
+    """
+    drops: list[DropSpec] = [
+        App(id="br", outputs={"true": "t", "false": "f"}, node="a"),
+        MemorySpec(id="f", node="c"),
+    ]
+    core = Core(build(drops, Workspace(str(tmp_path), "t"), local="c"), EventLog())
+    core.start()
+    br = core.graph.by_id["br"]
+    core.remote_state(br, "RUNNING")
+    core.remote_state(br, "FINISHED", ("false",))
+    assert state(core, "f") == "SKIPPED"
+    core.validate()

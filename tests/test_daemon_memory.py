@@ -17,6 +17,9 @@ from dropflow.drops import MemorySpec, NoopSpec, PythonSpec
 from dropflow.drops.spec import DropSpec
 from dropflow.managers.node_manager import NodeManager
 
+from conftest import poll_for
+from testfuncs import gate
+
 
 def graph(n: int) -> list[DropSpec]:
     """A chain of no-ops with a fan of Python apps beside it: memory drops, lifespans, persisted values."""
@@ -60,3 +63,24 @@ def test_deleted_sessions_are_freed_and_objects_do_not_accumulate(tmp_path):
         assert max(counts[1:]) - counts[1] < 500, counts
     finally:
         nm.close()
+
+
+def test_a_timer_that_fired_does_not_keep_its_deleted_session(node):
+    """The owner loop's locals held the last timer it ran (here a lifespan's) until another fired: a deleted
+    session stayed in memory for as long as the node ran no other timer."""
+    session = node.create_session("timer")
+    session.add(
+        [
+            MemorySpec(id="m", data=1, codec="json", lifespan=0.001),
+            PythonSpec(id="w", func="testfuncs:wait_gate", kwargs={"name": "timer-fired"}),
+        ]
+    )
+    session.deploy()
+    poll_for(lambda: node.sessions["timer"].drop_state("m") == "DELETED", timeout=10)
+    gate("timer-fired").set()
+    assert session.wait(10) == "FINISHED"
+    ref = weakref.ref(session)
+    del session
+    node.delete_session("timer")
+    gc.collect()
+    assert ref() is None, f"still in memory after delete: {gc.get_referrers(ref())}"

@@ -147,3 +147,10 @@ def test_memory_store_keeps_immutable_bytes_without_copying():
     w.write(data)
     w.close()
     assert store.buffer() is data
+
+
+def test_an_unwritten_memory_store_survives_pickling():
+    """What a worker process gets for a memory drop nothing wrote (a no-op's output), and sends back."""
+    copy = pickle.loads(pickle.dumps(MemoryStore()))
+    assert copy.data is None and bytes(copy.buffer()) == b""
+    assert bytes(pickle.loads(pickle.dumps(MemoryStore(b"abc"))).buffer()) == b"abc"

@@ -169,12 +169,13 @@ class MemoryStore(Store):
     def __init__(self, data: BytesLike | None = None) -> None:
         self.data = data
 
-    def __getstate__(self) -> BytesLike | None:
-        # A view of an array cannot be pickled; its bytes can.
-        return bytes(self.data) if isinstance(self.data, memoryview) else self.data
+    def __getstate__(self) -> tuple[BytesLike | None]:
+        # A view of an array cannot be pickled; its bytes can. The state is a tuple: pickle skips
+        # __setstate__ for a state of None, which would leave an unwritten store without its slot.
+        return (bytes(self.data) if isinstance(self.data, memoryview) else self.data,)
 
-    def __setstate__(self, state: BytesLike | None) -> None:
-        self.data = state
+    def __setstate__(self, state: tuple[BytesLike | None]) -> None:
+        (self.data,) = state
 
     def writer(self) -> Writer:
         return _MemoryWriter(self)

@@ -185,10 +185,11 @@ class Core:
             effect, node = work.popleft()
             effect(node)
         if self.unsettled == 0 and self.outcome is None:
-            if self.cancelled:
-                self.outcome = SessionState.CANCELLED
+            # A failure is never hidden, not even by a cancel that came after it.
+            if self.errors:
+                self.outcome = SessionState.FAILED
             else:
-                self.outcome = SessionState.FAILED if self.errors else SessionState.FINISHED
+                self.outcome = SessionState.CANCELLED if self.cancelled else SessionState.FINISHED
 
     # -- stimuli --------------------------------------------------------------------------------------------
 
@@ -370,15 +371,14 @@ class Core:
         self._release_inputs(app)
 
     def _outputs_on(self, app: AppNode, ports: set[str]) -> set[int]:
-        """Identities of the output nodes linked to ``ports`` (outputs follow the spec's port order)."""
-        found = set()
-        it = iter(app.outputs)
-        for port, value in app.spec.outputs.items():
-            for _ in [value] if isinstance(value, str) else value:
-                data = next(it)
-                if port in ports:
-                    found.add(id(data))
-        return found
+        """Identities of the output nodes linked to ``ports``. Matched by drop id, not by position: a proxy of
+        another node's app links only the outputs present on this node."""
+        ids: set[str] = set()
+        for port in ports:
+            value = app.spec.outputs.get(port)
+            if value is not None:
+                ids.update((value,) if isinstance(value, str) else value)
+        return {id(data) for data in app.outputs if data.spec.id in ids}
 
     def _app_failed(self, app: AppNode) -> None:
         self.unsettled -= 1

@@ -218,8 +218,12 @@ class Node:
 
     def receive_data(self, session_id: str, uid: str, source: Store) -> None:
         store = self.incoming_store(session_id, uid)
-        copy_store(source, store)
-        self.adopt(session_id, uid, store)
+        try:
+            copy_store(source, store)
+            self.adopt(session_id, uid, store)
+        except BaseException:  # the session went meanwhile: nothing else would delete these bytes
+            store.delete()
+            raise
 
     # -- events ---------------------------------------------------------------------------------------------
 
@@ -276,11 +280,13 @@ class Node:
                 break
             if item is not None:
                 run(*item)
+                item = None  # while the loop waits, its locals must not keep a deleted session alive
             if timers:
                 now = time.monotonic()
                 while timers and timers[0][0] <= now:
                     _, _, session, fn, args = heapq.heappop(timers)
                     run(session, fn, args)
+                session = fn = args = None  # type: ignore[assignment]
 
     def _run(self, session: Session | None, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
         """Run one event; whatever it raises fails its session (if any) and never the loop."""

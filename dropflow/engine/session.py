@@ -546,7 +546,8 @@ class Session:
                 node = by_id[uid]
                 if isinstance(node, DataNode) and node.store is not store:
                     node.store = store  # a worker process sent the bytes of a memory drop back
-            if self.local is not None and self.transfers.push_outputs(app, outcome):
+            # (A cancelled app's late result is not pushed: its outputs' owners have settled them.)
+            if self.local is not None and app.state is RUNNING and self.transfers.push_outputs(app, outcome):
                 return  # finished when the bytes are at their owners
             core.app_finished(app, outcome.skip_ports)
         else:
@@ -627,6 +628,8 @@ class Session:
             raise LookupError(f"session {self.id!r} on node {self.node.name!r} holds no data drop {uid!r}")
         if sender is not None and sender not in self._producers(graph).get(uid, ()):  # type: ignore[arg-type]
             raise LookupError(f"node {sender!r} runs no producer of drop {uid!r} in session {self.id!r}")
+        if self._finalized:  # its cleanup is over: nothing would delete these bytes
+            raise LookupError(f"session {self.id!r} on node {self.node.name!r} has ended")
         return kinds.data_kind(node.spec).store(node.spec, self)
 
     def _producers(self, graph: Graph) -> dict[str, frozenset[str]]:
@@ -645,7 +648,7 @@ class Session:
         """Owner thread: install bytes another node pushed for a local data drop."""
         graph = self.graph
         node = graph.by_id.get(uid) if graph is not None else None
-        if isinstance(node, DataNode):
+        if isinstance(node, DataNode) and not self._finalized:
             if node.store is not None and node.store is not store:
                 node.store.delete()
             node.store = store

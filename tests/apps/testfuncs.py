@@ -156,3 +156,9 @@ def nap(x=None, seconds: float = 0.005):
 
     time.sleep(seconds)
     return threading.current_thread().name
+
+
+def gated_bytes(name: str) -> bytes:
+    """Waits for the gate ``name`` (a test opens it), then returns a few bytes."""
+    wait_gate(name)
+    return b"late"

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from dropflow.drops import MemorySpec, NoopSpec, PythonSpec, SharedMemorySpec, SleepSpec
+from dropflow.drops.shm import SHM_DIR, SHM_PREFIX, session_scope
 from dropflow.engine.bus import InProcBus
 from dropflow.managers.errors import BadGraph, NotFound, WrongState
 from dropflow.managers.island import DataIslandManager, bus_peer
@@ -174,6 +175,34 @@ def test_cancel_reaches_every_node(island):
     dim.cancel("c")
     assert dim.wait("c", 10) == "CANCELLED"
     assert nms["b"].status("c") == "CANCELLED"
+
+
+def test_a_cancelled_apps_late_output_is_not_pushed_to_its_owner(island):
+    """An app on b writes a shared-memory drop owned by a. It is cancelled, then returns before it is given
+    up on: its bytes are not pushed to a, whose part has ended (a push there left a segment behind)."""
+    from testfuncs import gate
+
+    dim, nms = island
+    name = f"late-push-{id(dim)}"
+    dim.create_session("late")
+    dim.append(
+        "late",
+        [
+            PythonSpec(
+                id="w", func="testfuncs:gated_bytes", kwargs={"name": name}, outputs={"o": "d"}, node="b"
+            ),
+            SharedMemorySpec(id="d", codec="bytes", node="a"),
+        ],
+    )
+    dim.deploy("late")
+    poll_for(lambda: dim.graph_status("late")["w"]["execStatus"] == "RUNNING", timeout=10)
+    dim.cancel("late")
+    poll_for(lambda: nms["a"].status("late") == "CANCELLED", timeout=10)
+    gate(name).set()
+    assert dim.wait("late", 10) == "CANCELLED"
+    scope = SHM_PREFIX + session_scope(nms["a"].node.workspace_root, "late")
+    assert not [n for n in os.listdir(SHM_DIR) if n.startswith(scope)]
+    assert nms["b"].node.sessions["late"].error is None  # it returned before being given up on
 
 
 def test_bad_graph_is_refused_before_anything_runs(island):
