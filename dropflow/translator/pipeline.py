@@ -12,7 +12,10 @@ recorded as DALiuGE does, ``node = "#<partition>"``, for a later :func:`place` (
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import gc
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import msgspec
@@ -53,9 +56,41 @@ class Translation:
     partitioning: Partitioning | None = None
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Keep the cyclic garbage collector out of building a graph's millions of containers.
+
+    Every container made would count towards a collection, and each collection of the oldest generation
+    walks every object built so far: a large graph would be walked over and over, for nothing, since none of
+    it is garbage yet. (The engine pauses it the same way while it builds a session's graph:
+    :mod:`dropflow.engine.gcpause`, not imported here, to keep the translator free of the engine.)
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def read(data: bytes, params: Mapping[str, str] | None = None) -> Read:
     """Read any supported graph document; raise GraphError (never anything else) for bad input."""
-    params = params or {}
+    with _collector_paused():
+        return _read(data, params or {})
+
+
+#: A JSON document that is a list: a DALiuGE physical graph (JSON's whitespace only before it).
+_LIST = re.compile(rb"[ \t\n\r]*\[")
+
+
+def _read(data: bytes, params: Mapping[str, str]) -> Read:
+    if not params and _LIST.match(data):
+        # Read a drop at a time, so that a million drops' dicts never exist at once; a graph this cannot
+        # read (links from data drops, ordering edges, any problem) is decoded whole, below.
+        specs = daliuge_pg.read_daliuge_pg(data)
+        if specs is not None:
+            return Read("daliuge-physical", specs=specs)
     try:
         doc = msgspec.json.decode(data)
     except msgspec.DecodeError as exc:
