@@ -134,7 +134,7 @@ def weighted(r: Read) -> Weighted:
         t = r.template
         is_app = t.app_mask()
         w = t.node_weights()
-        return Weighted(t.total, t.src, t.dst, is_app, w, w)
+        return Weighted(t.total, t.src, t.dst, is_app, w, w, [(b.base, b.dims) for b in t.blocks])
     specs = r.specs or []
     index = {s.id: i for i, s in enumerate(specs)}
     src: list[int] = []
@@ -176,6 +176,21 @@ def translate(
     deadline: float | None = None,
 ) -> Translation:
     """Partition and map what was read, and make its specs."""
+    with _collector_paused():
+        return _translate(r, algorithm, parts, nodes, islands, seed, imbalance, max_dop, deadline)
+
+
+def _translate(
+    r: Read,
+    algorithm: str,
+    parts: int | None,
+    nodes: Sequence[str] | None,
+    islands: int,
+    seed: int,
+    imbalance: float,
+    max_dop: int,
+    deadline: float | None,
+) -> Translation:
     if algorithm == "metis" and parts is None:
         parts = len(nodes) - islands if nodes and len(nodes) > islands else (len(nodes) if nodes else None)
     result: Partitioning | None = None
