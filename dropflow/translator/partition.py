@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,6 +49,9 @@ class Weighted:
     time: np.ndarray
     #: Data: volume; app: ignored.
     volume: np.ndarray
+    #: For a graph unrolled from a logical graph: each logical node's copies, as (first drop number, sizes of
+    #: its dimensions), covering every drop in order. METIS then partitions groups of copies (see _groups).
+    blocks: Sequence[tuple[int, tuple[int, ...]]] = ()
 
 
 @dataclass(slots=True)
@@ -84,20 +88,92 @@ def _scaled(values: np.ndarray, floor: int) -> np.ndarray:
     return np.maximum(np.rint(values * (_SCALE / top)), floor).astype(np.int64)
 
 
-def _metis(g: Weighted, nparts: int, seed: int, imbalance: float) -> np.ndarray:
-    import pymetis
+#: A logical node's copies go to METIS in at most this many groups per partition asked for.
+GROUPS_PER_PART = 128
 
-    n = g.n
-    a = np.concatenate([g.src, g.dst]).astype(np.int64)
-    b = np.concatenate([g.dst, g.src]).astype(np.int64)
-    w = np.concatenate([_edge_volume(g)] * 2)
+
+def _groups(g: Weighted, nparts: int) -> tuple[np.ndarray, int] | None:
+    """The group of each drop, and the number of groups; None to give METIS the drops themselves.
+
+    A scatter of a million copies has an app linked to a million data drops. METIS coarsens a graph by
+    matching each vertex with one neighbour, so such a hub shrinks by one vertex per level and the
+    partitioning degenerates (minutes, and "Cannot bisect a graph with 0 vertices"). Instead each logical
+    node's copies go to METIS in at most ``k = nparts * GROUPS_PER_PART`` groups: a group is then at most
+    1/128 of a partition's share of that node, fine enough for METIS to balance the load.
+
+    Copies are numbered row-major over the node's dimensions (its constructs), so a group is a run of
+    consecutive copies, cut where a construct's copy ends: the outer dimensions whose product is at most k
+    are kept whole (every copy of them has groups of its own), and the copies of each are cut into equal
+    runs. Copy c of the same constructs therefore falls in the same group for every node under them, and a
+    link inside a copy stays inside a group or between two groups of that copy. Graphs where no node has
+    more than k copies (and physical graphs, which have no logical nodes) are partitioned drop by drop.
+    """
+    budget = nparts * GROUPS_PER_PART
+    counts = [math.prod(dims) for _, dims in g.blocks]
+    if sum(counts) != g.n or all(count <= budget for count in counts):
+        return None
+    groups = np.empty(g.n, dtype=np.int64)
+    first = 0
+    for (base, dims), count in zip(g.blocks, counts, strict=True):
+        # Outer copies kept whole: the longest prefix of the dimensions with at most `budget` copies.
+        whole, kept = 1, 0
+        while kept < len(dims) and whole * dims[kept] <= budget:
+            whole *= dims[kept]
+            kept += 1
+        inner = count // whole  # copies within each outer copy
+        runs = min(inner, max(1, budget // whole))  # groups per outer copy
+        c = np.arange(count, dtype=np.int64)
+        groups[base : base + count] = first + (c // inner) * runs + (c % inner) * runs // inner
+        first += whole * runs
+    return groups, first
+
+
+def _metis(g: Weighted, nparts: int, seed: int, imbalance: float) -> np.ndarray:
+    vweights = np.where(g.is_app, _scaled(np.where(g.is_app, g.time, 0.0), 1), 0)
+    volume = _edge_volume(g)
+    grouping = _groups(g, nparts)
+    if grouping is None:
+        return _part_graph(_csr(g.n, g.src, g.dst, volume), vweights, nparts, seed, imbalance)
+    groups, count = grouping
+    src, dst = groups[g.src], groups[g.dst]
+    between = src != dst  # a link inside a group is never cut
+    csr = _csr(count, src[between], dst[between], volume[between])
+    weights = np.bincount(groups, weights=vweights, minlength=count).astype(np.int64)
+    coarse = _part_graph(csr, weights, nparts, seed, imbalance)
+    parts: np.ndarray = _rebalance(coarse, weights, csr, nparts, imbalance)[groups]
+    return parts
+
+
+#: A graph for METIS: CSR adjacency (starts, neighbours) and the volume on each adjacency.
+_Csr = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def _csr(n: int, src: np.ndarray, dst: np.ndarray, volume: np.ndarray) -> _Csr:
+    """The undirected graph of ``n`` vertices and edges ``src -> dst`` carrying ``volume``, as CSR."""
+    src, dst = src.astype(np.int64), dst.astype(np.int64)
+    if len(src) > 1:
+        # Runs of the same edge first (consecutive copies in one group, linked to the same group): summed
+        # here in one pass, they leave the sort below little to do.
+        key = src * n + dst
+        runs = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]]))
+        src, dst, volume = src[runs], dst[runs], np.add.reduceat(volume, runs)
+    a = np.concatenate([src, dst])
+    b = np.concatenate([dst, src])
+    w = np.concatenate([volume, volume])
     keys, inverse = np.unique(a * n + b, return_inverse=True)
     # Parallel edges (an app using a drop on two ports) become one edge carrying their summed volume.
     summed = np.bincount(inverse, weights=w)
     heads, tails = keys // n, keys % n
     starts = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(heads, minlength=n), out=starts[1:])
-    vweights = np.where(g.is_app, _scaled(np.where(g.is_app, g.time, 0.0), 1), 0)
+    return starts, tails, summed
+
+
+def _part_graph(csr: _Csr, vweights: np.ndarray, nparts: int, seed: int, imbalance: float) -> np.ndarray:
+    """METIS' k-way partition of a graph, minimising the volume cut."""
+    import pymetis
+
+    starts, tails, summed = csr
     options = pymetis.Options(seed=seed, ufactor=max(1, round(imbalance * 1000)))
     result = pymetis.part_graph(
         nparts,
@@ -108,6 +184,54 @@ def _metis(g: Weighted, nparts: int, seed: int, imbalance: float) -> np.ndarray:
     )
     parts: np.ndarray = np.asarray(result.vertex_part, dtype=np.int64)
     return parts
+
+
+def _rebalance(
+    parts: np.ndarray, vweights: np.ndarray, csr: _Csr, nparts: int, imbalance: float
+) -> np.ndarray:
+    """Move vertices out of partitions heavier than ``imbalance`` allows, each to where it cuts least.
+
+    METIS refines a partition by moving vertices on its boundary. Groups of copies are heavy and tightly
+    linked, so METIS can end with whole copies of an outer construct per partition and no boundary to move
+    (a 100 x 1000 nested scatter into 16 partitions: cut 0, the heaviest 12% over the mean, for 5% asked).
+    Then, heaviest partition first, the vertices whose edges stay least inside it move, each to the
+    partition it has the most volume with that has room (else the lightest), until it is within the bound.
+    """
+    loads = np.bincount(parts, weights=vweights, minlength=nparts).astype(np.float64)
+    limit = (1 + imbalance) * float(loads.sum()) / nparts
+    if loads.max() <= limit:
+        return parts
+    starts, tails, volume = csr
+    part_of = parts.tolist()
+    weight = vweights.tolist()
+    load = loads.tolist()
+    first, neighbours, carried = starts.tolist(), tails.tolist(), volume.tolist()
+    for p in sorted(range(nparts), key=lambda q: -load[q]):
+        if load[p] <= limit:
+            break
+        moves = []
+        for v in np.flatnonzero(parts == p).tolist():
+            if weight[v] <= 0:
+                continue
+            with_part: dict[int, float] = {}
+            for e in range(first[v], first[v + 1]):
+                q = part_of[neighbours[e]]
+                with_part[q] = with_part.get(q, 0.0) + carried[e]
+            inside = with_part.pop(p, 0.0)
+            q, outside = max(with_part.items(), key=lambda item: (item[1], -item[0]), default=(-1, 0.0))
+            moves.append((inside - outside, v, q))
+        moves.sort()
+        for _cost, v, q in moves:
+            if load[p] <= limit:
+                break
+            if q < 0 or load[q] + weight[v] > limit:
+                q = min(range(nparts), key=lambda r: (load[r], r))
+                if load[q] + weight[v] > limit:
+                    continue
+            part_of[v] = q
+            load[p] -= weight[v]
+            load[q] += weight[v]
+    return np.asarray(part_of, dtype=np.int64)
 
 
 def _follow_producers(g: Weighted, parts: np.ndarray) -> None:

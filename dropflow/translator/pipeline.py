@@ -12,6 +12,7 @@ recorded as DALiuGE does, ``node = "#<partition>"``, for a later :func:`place` (
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -68,7 +69,17 @@ def read(data: bytes, params: Mapping[str, str] | None = None) -> Read:
         raise GraphError.one("graph", None, NESTED_TOO_DEEPLY) from None
 
 
+#: A JSON document that is a list: a DALiuGE physical graph (JSON's whitespace only before it).
+_LIST = re.compile(rb"[ \t\n\r]*\[")
+
+
 def _read(data: bytes, params: Mapping[str, str]) -> Read:
+    if not params and _LIST.match(data):
+        # Read a drop at a time, so that a million drops' dicts never exist at once; a graph this cannot
+        # read (links from data drops, ordering edges, any problem) is decoded whole, below.
+        specs = daliuge_pg.read_daliuge_pg(data)
+        if specs is not None:
+            return Read("daliuge-physical", specs=specs)
     try:
         doc = msgspec.json.decode(data)
     except msgspec.DecodeError as exc:
@@ -110,7 +121,7 @@ def weighted(r: Read) -> Weighted:
         t = r.template
         is_app = t.app_mask()
         w = t.node_weights()
-        return Weighted(t.total, t.src, t.dst, is_app, w, w)
+        return Weighted(t.total, t.src, t.dst, is_app, w, w, [(b.base, b.dims) for b in t.blocks])
     specs = r.specs or []
     index = {s.id: i for i, s in enumerate(specs)}
     src: list[int] = []
@@ -152,6 +163,21 @@ def translate(
     deadline: float | None = None,
 ) -> Translation:
     """Partition and map what was read, and make its specs."""
+    with collection_paused():
+        return _translate(r, algorithm, parts, nodes, islands, seed, imbalance, max_dop, deadline)
+
+
+def _translate(
+    r: Read,
+    algorithm: str,
+    parts: int | None,
+    nodes: Sequence[str] | None,
+    islands: int,
+    seed: int,
+    imbalance: float,
+    max_dop: int,
+    deadline: float | None,
+) -> Translation:
     if algorithm == "metis" and parts is None:
         parts = len(nodes) - islands if nodes and len(nodes) > islands else (len(nodes) if nodes else None)
     result: Partitioning | None = None
