@@ -70,6 +70,16 @@ def require(component: str, available: bool, how: str) -> None:
     pytest.skip(f"{component} is not available here: {how}")
 
 
+def announce(request: pytest.FixtureRequest, text: str) -> None:
+    """Print past pytest's capture, so that a seed shows in every CI log (and in a failure's output)."""
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(text)
+    print(text)
+
+
 def shm_segments(root: str | None = None) -> set[str]:
     """dropflow's segments in /dev/shm; with ``root``, only those of sessions under that workspace root
     (immune to other processes' sessions on the machine)."""

@@ -37,7 +37,7 @@ from model import predict
 from model_cases import NODES, Case, cases
 from model_harness import Cluster
 
-from conftest import LeakCheck
+from conftest import LeakCheck, announce
 
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 EXAMPLES = int(os.environ.get("DROPFLOW_MODEL_EXAMPLES") or (2000 if CI else 200))
@@ -66,7 +66,9 @@ def hypothesis_seed(request: Any) -> int:
 def test_cascade_matches_model(cluster: Cluster, request: Any) -> None:
     """Every drop ends where the model says, whatever the graph, executors, placement and app outcomes."""
     run_seed = hypothesis_seed(request)
-    print(f"model-based cascade test: {EXAMPLES} examples, rerun with --hypothesis-seed={run_seed}")
+    announce(
+        request, f"model-based cascade test: {EXAMPLES} examples, rerun with --hypothesis-seed={run_seed}"
+    )
 
     @seed(run_seed)
     @settings(

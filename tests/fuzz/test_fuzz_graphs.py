@@ -27,19 +27,11 @@ import pytest
 from graphfuzz import Case, case, check
 from hypothesis import HealthCheck, Phase, given, seed, settings
 
+from conftest import announce
+
 EXAMPLES = int(os.environ.get("DROPFLOW_FUZZ_EXAMPLES") or 3000)
 SEED = int(os.environ.get("DROPFLOW_FUZZ_SEED") or random.SystemRandom().randrange(2**32))
 MEMORY_GROWTH_MIB = 400
-
-
-def announce(request: pytest.FixtureRequest, text: str) -> None:
-    """Print past pytest's capture, so that the seed shows in every CI log."""
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if reporter is not None and capture is not None:
-        with capture.global_and_fixture_disabled():
-            reporter.write_line(text)
-    print(text)  # and in the captured output of a failure
 
 
 @pytest.mark.timeout(max(300, EXAMPLES // 5))
