@@ -343,9 +343,11 @@ class FileStore(Store):
 
     def exists(self) -> bool:
         try:
-            return stat.S_ISREG(beneath.stat_path(self.anchor, self.path).st_mode)
+            mode = beneath.stat_path(self.anchor, self.path).st_mode
         except (OSError, ValueError):
             return False
+        # A device or a named pipe (/dev/urandom, a FIFO) is read through its path as a file is.
+        return stat.S_ISREG(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode)
 
     def size(self) -> int:
         return beneath.stat_path(self.anchor, self.path).st_size

@@ -280,11 +280,13 @@ class _Links:
                 self._dangling(app, data)
             elif other_is_app:
                 # DALiuGE links apps directly for pure ordering; dropflow puts a null data drop between them.
+                # The port named is the listing app's (a branch's outputs are often apps).
                 producer, consumer = (data, app) if is_input else (app, data)
                 event = f"{producer}-{consumer}"
                 self.events[event] = None
-                edges.setdefault((producer, event, False), None)
-                edges.setdefault((consumer, event, True), None)
+                for key in ((producer, event, False), (consumer, event, True)):
+                    if edges.get(key) is None:
+                        edges[key] = port if key[0] == app else None
             else:
                 key = (app, data, is_input)
                 if edges.get(key) is None:

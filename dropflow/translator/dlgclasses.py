@@ -23,6 +23,7 @@ bounds.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import shlex
@@ -210,7 +211,37 @@ def _map_data(category: str, dropclass: str, values: Mapping[str, Any], where: s
         path = values.get("filepath") or values.get("dirname")
         if isinstance(path, str) and path.strip():
             fields["path"] = dlg_root_path(path.strip())
+    if kind == "memory":
+        data = _pydata(values.get("pydata"), values.get("pydata/type"))
+        if data is not None:
+            fields["data"] = data
     return Mapped(kind, fields)
+
+
+def _pydata(value: Any, kind: Any) -> Any:
+    """The initial value of a DALiuGE memory drop (its ``pydata``, read as its ``type`` says), or None.
+
+    A value DALiuGE would unpickle from base64 (``Object``, ``raw``) or evaluate as code (``eval``) is not
+    read: dropflow runs no code a data drop carries.
+    """
+    if value is None or value in ("", "None"):
+        return None
+    kind = str(kind or "").strip().lower()
+    try:
+        if kind in ("int", "integer"):
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind in ("bool", "boolean"):
+            return bool(value)  # as DALiuGE does: any non-empty string is true
+        if kind == "json" and isinstance(value, str):
+            return json.loads(value)
+    except (TypeError, ValueError):
+        # DALiuGE keeps a value it cannot convert as its text's bytes.
+        return str(value).encode()
+    if kind in ("raw", "eval") or kind.split(".")[0] == "object":
+        return None
+    return value
 
 
 _DLG_ROOT = re.compile(r"^(\$DLG_ROOT|\$\{DLG_ROOT\})(/+|$)")
@@ -292,15 +323,56 @@ def shell_command(
     return " ".join(w for w in words if w)
 
 
+#: DALiuGE's encodings of a port's data (an application argument's ``encoding``) as dropflow codecs.
+_ENCODINGS = {
+    "pickle": "pickle",
+    "dill": "pickle",
+    "npy": "npy",
+    "utf-8": "utf-8",
+    "raw": "bytes",
+    "binary": "bytes",
+    "path": "path",
+    "dataurl": "path",
+}
+
+
+def port_codecs(
+    values: Mapping[str, Any], ports: Sequence[str], also: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The codec of each port whose DALiuGE encoding (parameter ``<port>/encoding``) says how its data is
+    read or written; ``also`` adds encodings of DALiuGE's that only some kinds read alike."""
+    also = also or {}
+    codecs = {}
+    for port in ports:
+        encoding = values.get(f"{port}/encoding")
+        if isinstance(encoding, str):
+            key = encoding.strip().lower()
+            codec = _ENCODINGS.get(key) or also.get(key)
+            if codec is not None:
+                codecs[port] = codec
+    return codecs
+
+
 def _shell(
-    values: Mapping[str, Any], args: Sequence[tuple[str, Any, bool]], ports: Sequence[str], where: str
+    values: Mapping[str, Any],
+    args: Sequence[tuple[str, Any, bool]],
+    inputs: Sequence[str],
+    outputs: Sequence[str],
+    where: str,
 ) -> Mapped:
     command = values.get("command")
     if not isinstance(command, str) or not command.strip():
         # DALiuGE translates such an app and fails it when it is deployed; so does dropflow, when it runs.
         message = shlex.quote(f"{where}: this BashShellApp has no command")
         return Mapped("shell", {"command": f"echo {message} >&2; exit 1"})
-    return Mapped("shell", {"command": shell_command(command, args, ports, values)})
+    fields: dict[str, Any] = {"command": shell_command(command, args, [*inputs, *outputs], values)}
+    # An input port of a value encoding (pickle, utf-8, ...) is replaced by its drop's value, not its path.
+    used = {m.group(1) or m.group(2) for m in _SHELL_FIELD.finditer(command)}
+    codecs = port_codecs(values, [p for p in inputs if p in used], {"eval": "utf-8"})
+    codecs = {port: codec for port, codec in codecs.items() if codec != "path"}
+    if codecs:
+        fields["codecs"] = codecs
+    return Mapped("shell", fields)
 
 
 def _command(values: Mapping[str, Any], where: str, kind: str) -> str:
@@ -381,9 +453,29 @@ def map_app(
     value, positional), ``outputs`` the output port names in declaration order, ``inputs`` the input ports.
     """
     try:
-        return _map_app(category, dropclass, values, args, outputs, where, inputs)
+        mapped = _map_app(category, dropclass, values, args, outputs, where, inputs)
     except GraphError as exc:
         return foreign("app", category, dropclass, where, exc)
+    return _one_way(mapped, inputs, outputs)
+
+
+def _one_way(mapped: Mapped, inputs: Sequence[str], outputs: Sequence[str]) -> Mapped:
+    """An app whose port is both an input and an output (DALiuGE's ``InputOutput`` usage) gets an output port
+    of its own name, ``<port>_out``: dropflow ports have one direction. A pick_one's rest ports follow."""
+    both = set(inputs).intersection(outputs)
+    if not both:
+        return mapped
+    taken = {*inputs, *outputs, *mapped.rename.values()}
+    for port in outputs:
+        if port in both and port not in mapped.rename:
+            new = f"{port}_out"
+            while new in taken:
+                new += "_out"
+            taken.add(new)
+            mapped.rename[port] = new
+    if mapped.kind == "pick_one":
+        mapped.fields["rest_ports"] = [mapped.rename.get(p, p) for p in mapped.fields["rest_ports"]]
+    return mapped
 
 
 def _map_app(
@@ -472,7 +564,7 @@ def _map_app(
     if cls == "PyFuncApp" or category in ("PyFuncApp", "PythonMemberFunction", "PythonFunction"):
         return Mapped("python", _function(values, kwargs, where, "PyFuncApp"))
     if cls == "BashShellApp" or category == "BashShellApp":
-        return _shell(values, args, [*ports, *outputs], where)
+        return _shell(values, args, ports, outputs, where)
     if not dropclass:
         raise GraphError.one(
             where,

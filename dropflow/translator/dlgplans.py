@@ -102,8 +102,11 @@ class Params:
 def params(d: Mapping[str, Any], where: str) -> Params:
     """A drop's parameters: flat keys, then ``fields`` (where not already set), then ``applicationArgs``.
 
-    Application arguments that are not ports and have a value are also the drop's arguments. Raises
-    GraphError if ``fields`` or ``applicationArgs`` has the wrong shape.
+    Application arguments that are not ports and have a value are also the drop's arguments. The DALiuGE
+    ``encoding`` and ``type`` of an application argument are parameters too, named ``<arg>/encoding`` and
+    ``<arg>/type`` (no DALiuGE name holds a slash), so that a mapping reads them as it reads any other,
+    and plans are filed under them. Raises GraphError if ``fields`` or ``applicationArgs`` has the wrong
+    shape.
     """
     fields = d.get("fields")
     app_args = d.get("applicationArgs")
@@ -121,11 +124,18 @@ def params(d: Mapping[str, Any], where: str) -> Params:
     if not isinstance(app_args, dict):
         raise GraphError.one(where, "applicationArgs", "must be an object of name: argument")
     for name, arg in app_args.items():
-        value = arg.get("value") if isinstance(arg, dict) else arg
+        if not isinstance(arg, dict):
+            values[name] = arg
+            if arg not in (None, ""):
+                args.append((name, arg, False))
+            continue
+        value = arg.get("value")
         values[name] = value
-        usage = arg.get("usage", "NoPort") if isinstance(arg, dict) else "NoPort"
-        if usage == "NoPort" and value not in (None, ""):
-            args.append((name, value, bool(arg.get("positional")) if isinstance(arg, dict) else False))
+        for meta in ("encoding", "type"):
+            if meta in arg:
+                values[f"{name}/{meta}"] = arg[meta]
+        if arg.get("usage", "NoPort") == "NoPort" and value not in (None, ""):
+            args.append((name, value, bool(arg.get("positional"))))
     return Params(values, args, False)
 
 
