@@ -23,6 +23,7 @@ bounds.
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import re
@@ -366,9 +367,11 @@ def _shell(
         message = shlex.quote(f"{where}: this BashShellApp has no command")
         return Mapped("shell", {"command": f"echo {message} >&2; exit 1"})
     fields: dict[str, Any] = {"command": shell_command(command, args, [*inputs, *outputs], values)}
-    # An input port of a value encoding (pickle, utf-8, ...) is replaced by its drop's value, not its path.
-    used = {m.group(1) or m.group(2) for m in _SHELL_FIELD.finditer(command)}
-    codecs = port_codecs(values, [p for p in inputs if p in used], {"eval": "utf-8"})
+    # A {port} of an input port of a value encoding (pickle, utf-8, ...) is its drop's value, not its path
+    # (%i[port] is always the path).
+    found = [(m.group(1), m.group(2)) for m in _SHELL_FIELD.finditer(command)]
+    braced = {name for _, name in found if name} - {port for port, _ in found if port}
+    codecs = port_codecs(values, [p for p in inputs if p in braced], {"eval": "utf-8"})
     codecs = {port: codec for port, codec in codecs.items() if codec != "path"}
     if codecs:
         fields["codecs"] = codecs
@@ -423,6 +426,82 @@ def _function(values: Mapping[str, Any], kwargs: dict[str, Any], where: str, kin
 
 _DLG_FUNCTIONS = "dlg.apps.simple_functions."
 
+#: Keys of a DALiuGE drop that say where it is and what it is, never values for a function's parameters.
+_DROP_KEYS = frozenset(
+    {
+        "oid",
+        "uid",
+        "iid",
+        "lg_key",
+        "rank",
+        "loop_ctx",
+        "node",
+        "island",
+        "humanReadableKey",
+        "category",
+        "categoryType",
+        "storage",
+        "type",
+        "app",
+        "weight",
+        "dt",
+    }
+)
+
+
+def _literal(text: str) -> Any:
+    """A Json or Complex argument's Python literal, as DALiuGE evaluates it (kept as text if it is none)."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return text
+
+
+def _pyfunc(
+    values: Mapping[str, Any],
+    args: Sequence[tuple[str, Any, bool]],
+    inputs: Sequence[str],
+    outputs: Sequence[str],
+    where: str,
+) -> Mapped:
+    """A PyFuncApp naming its function, called as DALiuGE calls it (:mod:`dropflow.drops.apps.dlgpyfunc`).
+
+    Every parameter of the component is a value the function may take by name, so the mapping reads them all
+    (each drop is then mapped on its own).
+    """
+    name = values.get("func_name")
+    if not _present(name):
+        raise GraphError.one(where, "func_name", "a PyFuncApp needs func_name (module.function) or func_code")
+    func = str(name).strip()
+    if func.startswith(_DLG_FUNCTIONS):
+        # DALiuGE's built-in functions have equivalents of our own.
+        func = "dropflow.drops.apps.dlgfunctions." + func[len(_DLG_FUNCTIONS) :]
+    params: dict[str, Any] = {}
+    for key in values:
+        if "/" in key or key in _META or key in _DROP_KEYS:
+            continue
+        value = values[key]
+        if isinstance(value, str) and str(values.get(f"{key}/type")) in ("Json", "Complex"):
+            value = _literal(value)
+        if value:  # DALiuGE takes a graph's value only when it is not empty (``value or default``)
+            params[key] = value
+    encodings: dict[str, str] = {}
+    for port in (*inputs, *outputs):
+        key = f"{port}/encoding"
+        if key in values:
+            encoding = values[key]
+            encodings[port] = encoding.strip().lower() if isinstance(encoding, str) else ""
+    fields: dict[str, Any] = {"func": func, "params": params}
+    if encodings:
+        fields["encodings"] = encodings
+    extra = {n: v for n, v, _ in args if n not in _META}
+    if extra:
+        fields["extra"] = extra
+        positional = [n for n, _, positional in args if positional and n in extra]
+        if positional:
+            fields["positional"] = positional
+    return Mapped("dlg_python", fields)
+
 
 def _branch_ports(outputs: Sequence[str], where: str) -> dict[str, str]:
     if set(outputs) <= {"true", "false"}:
@@ -475,6 +554,11 @@ def _one_way(mapped: Mapped, inputs: Sequence[str], outputs: Sequence[str]) -> M
             mapped.rename[port] = new
     if mapped.kind == "pick_one":
         mapped.fields["rest_ports"] = [mapped.rename.get(p, p) for p in mapped.fields["rest_ports"]]
+    encodings = mapped.fields.get("encodings")
+    if encodings:
+        for port, new in mapped.rename.items():
+            if port in encodings:
+                encodings[new] = encodings[port]
     return mapped
 
 
@@ -562,7 +646,9 @@ def _map_app(
     if category == "Branch" or cls in ("Branch", "BranchAppDrop"):
         return Mapped("branch", _function(values, kwargs, where, "branch"), _branch_ports(outputs, where))
     if cls == "PyFuncApp" or category in ("PyFuncApp", "PythonMemberFunction", "PythonFunction"):
-        return Mapped("python", _function(values, kwargs, where, "PyFuncApp"))
+        if _present(values.get("func_code")):
+            return Mapped("python", _function(values, kwargs, where, "PyFuncApp"))
+        return _pyfunc(values, args, ports, outputs, where)
     if cls == "BashShellApp" or category == "BashShellApp":
         return _shell(values, args, ports, outputs, where)
     if not dropclass:

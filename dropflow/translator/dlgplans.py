@@ -103,10 +103,10 @@ def params(d: Mapping[str, Any], where: str) -> Params:
     """A drop's parameters: flat keys, then ``fields`` (where not already set), then ``applicationArgs``.
 
     Application arguments that are not ports and have a value are also the drop's arguments. The DALiuGE
-    ``encoding`` and ``type`` of an application argument are parameters too, named ``<arg>/encoding`` and
-    ``<arg>/type`` (no DALiuGE name holds a slash), so that a mapping reads them as it reads any other,
-    and plans are filed under them. Raises GraphError if ``fields`` or ``applicationArgs`` has the wrong
-    shape.
+    ``encoding`` and ``type`` of an application argument (else of a field, else of a ``componentParams``
+    entry) are parameters too, named ``<arg>/encoding`` and ``<arg>/type`` (no DALiuGE name holds a
+    slash), so that a mapping reads them as it reads any other, and plans are filed under them. Raises
+    GraphError if ``fields`` or ``applicationArgs`` has the wrong shape.
     """
     fields = d.get("fields")
     app_args = d.get("applicationArgs")
@@ -120,6 +120,12 @@ def params(d: Mapping[str, Any], where: str) -> Params:
     for f in fields:
         if isinstance(f, dict) and isinstance(f.get("name"), str):
             values.setdefault(f["name"], f.get("value"))
+            _meta(values, f["name"], f)
+    component = d.get("componentParams")
+    if isinstance(component, dict):
+        for name, f in component.items():
+            if isinstance(f, dict):
+                _meta(values, name, f)
     app_args = app_args or {}
     if not isinstance(app_args, dict):
         raise GraphError.one(where, "applicationArgs", "must be an object of name: argument")
@@ -131,12 +137,21 @@ def params(d: Mapping[str, Any], where: str) -> Params:
             continue
         value = arg.get("value")
         values[name] = value
-        for meta in ("encoding", "type"):
-            if meta in arg:
-                values[f"{name}/{meta}"] = arg[meta]
+        _meta(values, name, arg, True)
         if arg.get("usage", "NoPort") == "NoPort" and value not in (None, ""):
             args.append((name, value, bool(arg.get("positional"))))
     return Params(values, args, False)
+
+
+def _meta(values: dict[str, Any], name: str, arg: Mapping[str, Any], wins: bool = False) -> None:
+    """An argument's ``encoding`` and ``type`` as parameters ``<name>/encoding`` and ``<name>/type``; those of
+    an application argument (``wins``) win over a field's or a component parameter's."""
+    for meta in ("encoding", "type"):
+        if meta in arg:
+            if wins:
+                values[f"{name}/{meta}"] = arg[meta]
+            else:
+                values.setdefault(f"{name}/{meta}", arg[meta])
 
 
 class _Reads(Mapping[str, Any]):

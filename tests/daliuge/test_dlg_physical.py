@@ -8,9 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from typing import Any
 
+import pytest
+
+from dropflow.drops.apps.base import AppError
 from dropflow.drops.apps.daliuge import PickOneSpec
+from dropflow.drops.apps.dlgpyfunc import resolve
+from dropflow.drops.errors import GraphError
 from dropflow.drops.spec import AppSpec, DropSpec, MemorySpec
 from dropflow.engine import Node
 from dropflow.loading import decode_graph_bytes
@@ -52,8 +58,8 @@ def test_a_port_used_both_ways_gets_an_output_name_of_its_own() -> None:
                 [{"seq": "rest_array"}],
                 [{"rest": "rest_array"}, {"first": "value"}],
             ),
-            data("rest"),
-            data("first"),
+            data("rest", name="rest_array"),
+            data("first", name="value"),
         ]
     )
     pick = specs["pick"]
@@ -63,6 +69,34 @@ def test_a_port_used_both_ways_gets_an_output_name_of_its_own() -> None:
     assert pick.rest_ports == ["rest_array_out"]
     seq = specs["seq"]
     assert isinstance(seq, MemorySpec) and seq.data == [1, 2, 3]
+
+
+def test_pick_one_writes_the_rest_to_the_drops_named_rest_array(node: Node) -> None:
+    """
+    DALiuGE's PickOne tells its outputs apart by the name of their drops, not of their ports:
+
+        seq [10, 20, 30] --> pick --rest_arraycopy--> rest (named rest_array): [20, 30]
+                                  --data------------> first (named File): 10
+    """
+    specs = read(
+        [
+            data("seq", pydata="[10, 20, 30]", applicationArgs={"pydata": arg("[10, 20, 30]", kind="Json")}),
+            app(
+                "pick",
+                "dlg.apps.simple.PickOne",
+                [{"seq": "rest_array"}],
+                [{"first": "data"}, {"rest": "rest_arraycopy"}],
+            ),
+            data("rest", name="rest_array", persist=True),
+            data("first", name="File", persist=True),
+        ]
+    )
+    pick = specs["pick"]
+    assert isinstance(pick, PickOneSpec) and pick.rest_ports == ["rest_arraycopy"]
+    session = run(node, list(specs.values()))
+    assert session.state == "FINISHED", session.failures()
+    assert list(session.value("rest")) == [20, 30]
+    assert session.value("first") == 10
 
 
 def test_apps_linked_directly_keep_the_port_the_graph_names() -> None:
@@ -149,3 +183,104 @@ def test_a_device_is_a_file_that_exists(node: Node, tmp_path: Any) -> None:
     session = run(node, list(read(drops).values()))
     assert session.state == "FINISHED", session.failures()
     assert os.path.getsize(out) == 0
+
+
+PYFUNC = "dlg.apps.pyfunc.PyFuncApp"
+
+
+def test_a_pyfunc_app_fills_missing_arguments_with_none(node: Node) -> None:
+    """
+    string2json named with no argument at all: DALiuGE passes None for ``string`` (and takes the graph's
+    ``pickle_flag`` only when it is not empty), so the function runs and gives "".
+
+        parse (string2json) --output--> value
+    """
+    drops = [
+        app(
+            "parse",
+            PYFUNC,
+            [],
+            [{"value": "output"}],
+            func_name="dlg.apps.simple_functions.string2json",
+            pickle_flag="",
+        ),
+        data("value", persist=True),
+    ]
+    session = run(node, list(read(drops).values()))
+    assert session.state == "FINISHED", session.failures()
+    assert session.value("value") == ""
+
+
+def test_a_pyfunc_result_goes_whole_to_every_output_as_its_port_encodes_it(node: Node, tmp_path: Any) -> None:
+    """
+    createMultiOut(v1, v2) returns a tuple; DALiuGE writes all of it to each output, encoded as the port
+    says: ``npy`` (an array), ``utf-8`` (its repr), ``pickle``. Its inputs are read as their ports say too,
+    and an input port that names no parameter of the function (``ignored``) is left out.
+
+        a (v1=2, v2=8) --out1 (npy)----> m1 --v1--> b --out1 (utf-8)--> text (file)
+                       --out2 (pickle)-> m2 --v2-->   --out2 (pickle)-> pickled (file)
+        junk ---------------------------------ignored->
+    """
+    multi = "dlg.apps.simple_functions.createMultiOut"
+    text, pickled = tmp_path / "text", tmp_path / "pickled"
+    node.allowed_paths = (str(tmp_path),)
+    drops = [
+        app(
+            "a",
+            PYFUNC,
+            [],
+            [{"m1": "out1"}, {"m2": "out2"}],
+            func_name=multi,
+            applicationArgs={
+                "v1": arg(2, kind="Integer"),
+                "v2": arg(8, kind="Integer"),
+                "out1": arg("", "OutputPort", "npy"),
+                "out2": arg("", "OutputPort", "pickle"),
+            },
+        ),
+        data("m1"),
+        data("m2"),
+        data("junk", pydata=7, applicationArgs={"pydata": arg(7, kind="Integer")}),
+        app(
+            "b",
+            PYFUNC,
+            [{"m1": "v1"}, {"m2": "v2"}, {"junk": "ignored"}],
+            [{"text": "out1"}, {"pickled": "out2"}],
+            func_name=multi,
+            applicationArgs={
+                "v1": arg("", "InputPort", "npy"),
+                "v2": arg("", "InputPort", "pickle"),
+                "out1": arg("", "OutputPort", "utf-8"),
+                "out2": arg("", "OutputPort", "pickle"),
+            },
+        ),
+        data("text", "File", filepath=str(text)),
+        data("pickled", "File", filepath=str(pickled)),
+    ]
+    session = run(node, list(read(drops).values()))
+    assert session.state == "FINISHED", session.failures()
+    assert text.read_text() == "(array([2, 8]), (2, 8))"
+    v1, v2 = pickle.loads(pickled.read_bytes())
+    assert list(v1) == [2, 8] and v2 == (2, 8)
+
+
+def test_pyfunc_names_resolve_as_in_daliuge() -> None:
+    assert resolve("object.__init__") is object
+    assert resolve("compile") is compile
+    assert resolve("os.path.abspath") is os.path.abspath
+    assert resolve("dropflow.drops.apps.dlgfunctions.getMax")(3, 9) == 9
+    with pytest.raises(AppError, match="not a builtin"):
+        resolve("nosuchbuiltin")
+    with pytest.raises(AppError, match="has no attribute"):
+        resolve("os.path.nosuchfunction")
+
+
+def test_a_pyfunc_app_naming_no_function_is_refused(node: Node) -> None:
+    drops = [app("f", PYFUNC, [], [{"out": "o"}], func_name="os.path.nosuchfunction"), data("out")]
+    session = node.create_session("s")
+    try:
+        session.add(list(read(drops).values()))
+        with pytest.raises(GraphError, match="has no attribute 'nosuchfunction'"):
+            session.deploy()
+    finally:
+        node.delete_session(session.id)
