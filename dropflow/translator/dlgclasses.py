@@ -28,7 +28,7 @@ import json
 import math
 import re
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,6 +117,9 @@ class Mapped:
     rename: dict[str, str] = field(default_factory=dict)
     #: A foreign drop's reason when it is a wrong value: the graph is invalid, and readers refuse it.
     invalid: InvalidValue | None = None
+    #: Fields made from *all* of a component's parameters (name -> the function of them that makes it): a
+    #: reader that maps one drop of a kind for many fills these in for each drop.
+    per_drop: dict[str, Callable[[Mapping[str, Any]], Any]] = field(default_factory=dict)
 
 
 def _class_name(dropclass: str) -> str:
@@ -466,8 +469,8 @@ def _pyfunc(
 ) -> Mapped:
     """A PyFuncApp naming its function, called as DALiuGE calls it (:mod:`dropflow.drops.apps.dlgpyfunc`).
 
-    Every parameter of the component is a value the function may take by name, so the mapping reads them all
-    (each drop is then mapped on its own).
+    Every parameter of the component is a value the function may take by name: ``params`` is made from
+    them all, for each drop (``per_drop``).
     """
     name = values.get("func_name")
     if not _present(name):
@@ -476,22 +479,13 @@ def _pyfunc(
     if func.startswith(_DLG_FUNCTIONS):
         # DALiuGE's built-in functions have equivalents of our own.
         func = "dropflow.drops.apps.dlgfunctions." + func[len(_DLG_FUNCTIONS) :]
-    params: dict[str, Any] = {}
-    for key in values:
-        if "/" in key or key in _META or key in _DROP_KEYS:
-            continue
-        value = values[key]
-        if isinstance(value, str) and str(values.get(f"{key}/type")) in ("Json", "Complex"):
-            value = _literal(value)
-        if value:  # DALiuGE takes a graph's value only when it is not empty (``value or default``)
-            params[key] = value
     encodings: dict[str, str] = {}
     for port in (*inputs, *outputs):
         key = f"{port}/encoding"
         if key in values:
             encoding = values[key]
             encodings[port] = encoding.strip().lower() if isinstance(encoding, str) else ""
-    fields: dict[str, Any] = {"func": func, "params": params}
+    fields: dict[str, Any] = {"func": func, "params": pyfunc_params(values)}
     if encodings:
         fields["encodings"] = encodings
     extra = {n: v for n, v, _ in args if n not in _META}
@@ -500,7 +494,23 @@ def _pyfunc(
         positional = [n for n, _, positional in args if positional and n in extra]
         if positional:
             fields["positional"] = positional
-    return Mapped("dlg_python", fields)
+    return Mapped("dlg_python", fields, per_drop={"params": pyfunc_params})
+
+
+def pyfunc_params(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The values a PyFuncApp's function may take by name: every parameter of the component that is not
+    DALiuGE's own nor empty (DALiuGE takes a graph's value only when it is not: ``value or default``), a
+    ``Json`` or ``Complex`` one evaluated as a Python literal."""
+    params: dict[str, Any] = {}
+    every = dict(values.items())  # one walk over them all (a reader notes it: see dlgplans)
+    for key, value in every.items():
+        if "/" in key or key in _META or key in _DROP_KEYS:
+            continue
+        if isinstance(value, str) and str(every.get(f"{key}/type")) in ("Json", "Complex"):
+            value = _literal(value)
+        if value:
+            params[key] = value
+    return params
 
 
 def _branch_ports(outputs: Sequence[str], where: str) -> dict[str, str]:

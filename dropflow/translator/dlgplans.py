@@ -26,7 +26,7 @@ such drop is mapped on its own, with its own place in the result and in any erro
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import ItemsView, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -161,6 +161,8 @@ class _Reads(Mapping[str, Any]):
         self._values = values
         self.names: dict[str, None] = {}
         self.everything = False
+        #: Walked through ``items()``: for fields the mapping makes per drop (``Mapped.per_drop``).
+        self.walked = False
 
     def __getitem__(self, name: str) -> Any:
         self.names[name] = None
@@ -174,6 +176,10 @@ class _Reads(Mapping[str, Any]):
         self.everything = True
         return len(self._values)
 
+    def items(self) -> ItemsView[str, Any]:
+        self.walked = True
+        return self._values.items()
+
 
 @dataclass(slots=True)
 class _Plan:
@@ -181,10 +187,12 @@ class _Plan:
 
     template: DropSpec | None
     rename: dict[str, str]
+    #: Fields made for each drop from all its parameters (see ``Mapped.per_drop``).
+    per_drop: dict[str, Any]
 
 
 #: A kind of drop whose mapping names the drop, or fails: each such drop is mapped on its own.
-_OWN = _Plan(None, {})
+_OWN = _Plan(None, {}, {})
 
 
 class _Table:
@@ -243,6 +251,9 @@ class SpecMaker:
             where = f"drop {oid!r} ({category or dropclass})"
             plan = self._plan(d, params(d, where), is_app, category, dropclass, ins, outs, where)[0]
             template = plan.template
+        elif plan.per_drop:
+            values = params(d, _WHERE).mapping()  # (read once already, by _key: no error now)
+            template = replace(template, **{name: make(values) for name, make in plan.per_drop.items()})
         strings = self._strings
         name, node, island = get("name"), get("node"), get("island")
         # A place the drop does not give (or gives as other than a name) is the template's.
@@ -363,6 +374,9 @@ class SpecMaker:
             if where != _WHERE:
                 raise
             return _OWN, tuple(reads.names), reads.everything
+        # A walk over every parameter is read again for each drop when it only makes per-drop fields.
+        everything = reads.everything or (reads.walked and not mapped.per_drop)
         if where == _WHERE and _WHERE in repr((mapped.fields, mapped.rename)):
-            return _OWN, tuple(reads.names), reads.everything
-        return _Plan(cls(id="", **mapped.fields), mapped.rename), tuple(reads.names), reads.everything
+            return _OWN, tuple(reads.names), everything
+        plan = _Plan(cls(id="", **mapped.fields), mapped.rename, mapped.per_drop if where == _WHERE else {})
+        return plan, tuple(reads.names), everything

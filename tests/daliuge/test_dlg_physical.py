@@ -15,7 +15,7 @@ import pytest
 
 from dropflow.drops.apps.base import AppError
 from dropflow.drops.apps.daliuge import PickOneSpec
-from dropflow.drops.apps.dlgpyfunc import resolve
+from dropflow.drops.apps.dlgpyfunc import DlgPythonSpec, resolve
 from dropflow.drops.errors import GraphError
 from dropflow.drops.spec import AppSpec, DropSpec, MemorySpec
 from dropflow.engine import Node
@@ -284,3 +284,29 @@ def test_a_pyfunc_app_naming_no_function_is_refused(node: Node) -> None:
             session.deploy()
     finally:
         node.delete_session(session.id)
+
+
+def test_pyfunc_drops_of_one_kind_keep_their_own_values() -> None:
+    """Drops of one component are mapped once and share the result, but each keeps the values its function
+    may take by name: its own, whether flat keys or application arguments, and whatever names it has."""
+    getmax = "dlg.apps.simple_functions.getMax"
+    flat = [app(f"f{i}", PYFUNC, [], [], func_name=getmax, v1=i, iid=str(i)) for i in range(3)]
+    flat.append(app("f3", PYFUNC, [], [], func_name=getmax, v1=3, v2=9, iid="3"))
+    args = [
+        app(f"a{i}", PYFUNC, [], [], func_name=getmax, applicationArgs={"v1": arg(i + 1, kind="Integer")})
+        for i in range(3)
+    ]
+    specs = read(flat + args)
+    got = {}
+    for oid, spec in specs.items():
+        assert isinstance(spec, DlgPythonSpec)
+        got[oid] = spec.params
+    assert got == {
+        "f0": {},
+        "f1": {"v1": 1},
+        "f2": {"v1": 2},
+        "f3": {"v1": 3, "v2": 9},
+        "a0": {"v1": 1},
+        "a1": {"v1": 2},
+        "a2": {"v1": 3},
+    }
