@@ -11,7 +11,8 @@ translator hands it on: ``["name.graph", [drops...]]``. Links may be given from 
 variants -- each entry an oid or ``{oid: port}`` (an app listed among an app's links is an ordering edge,
 which gets a null data drop); both sides are merged in one dict keyed by the edge, so
 an edge listed twice counts once and no list is ever searched. An app's unnamed ports are ``in`` / ``out``.
-Placement (``node``, ``island``) is kept.
+Placement (``node``, ``island``) is kept. A PickOne's rest ports are found last, when every drop is known: as
+in DALiuGE, they are the ports of its output drops *named* ``rest_array``.
 
 Speed: a million drops are read in a few plain loops over the decoded list, with no copy of a drop's dict.
 The first pass checks the oids and notes which drops are apps. Specs are made by a

@@ -17,7 +17,9 @@ the names that were read; a later drop of the same class key whose parameters ag
 make the mapping run the same steps to the same result, so it takes the plan. A mapping that reads
 different names for different values (an MPI app tries ``num_of_procs``, then ``maxprocs``) simply files
 its plans under more than one list of names. One that walks all the parameters, or sees a value with no
-exact key (a list, an object), is not filed at all: the drop is mapped on its own.
+exact key (a list, an object), is not filed at all: the drop is mapped on its own -- unless the walk (through
+``items()``) only makes fields that the mapping declares per drop (``Mapped.per_drop``: the values a
+PyFuncApp's function may take by name), which are then made again for each drop that shares the plan.
 
 The mapping is made with a stand-in for the drop's place (``drop 'x' (Class)``); if that stand-in shows
 up in the result (a foreign component records its origin) or the mapping fails, the plan says so and each
