@@ -240,7 +240,7 @@ def _pydata(value: Any, kind: Any) -> Any:
             return bool(value)  # as DALiuGE does: any non-empty string is true
         if kind == "json" and isinstance(value, str):
             return json.loads(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         # DALiuGE keeps a value it cannot convert as its text's bytes.
         return str(value).encode()
     if kind in ("raw", "eval") or kind.split(".")[0] == "object":
