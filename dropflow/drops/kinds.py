@@ -20,7 +20,7 @@ from time import perf_counter
 from typing import Protocol
 
 from . import codecs, shm
-from .apps import builtin, pyfunc, shell
+from .apps import builtin, dlgpyfunc, pyfunc, shell
 from .apps.base import CancelToken, Outcome, Task, format_exception
 from .errors import Problem
 from .gcclock import gc_seconds
@@ -204,6 +204,10 @@ def _check_python(spec: AppSpec, kinds: Mapping[str, DataTraits]) -> list[Proble
     return pyfunc.check_callable(spec, spec.func, dict(spec.kwargs))
 
 
+def _check_dlg_python(spec: AppSpec, kinds: Mapping[str, DataTraits]) -> list[Problem]:
+    return dlgpyfunc.check(spec)
+
+
 def _check_shell(spec: AppSpec, kinds: Mapping[str, DataTraits]) -> list[Problem]:
     assert isinstance(spec, shell.ShellSpec)
     return shell.check_command(spec, dict(kinds))
@@ -287,6 +291,7 @@ register_app(daliuge.SleepCopySpec, daliuge.run_sleep_copy)
 register_app(daliuge.ArrayGatherSpec, daliuge.run_array_gather)
 register_app(daliuge.AverageArraysSpec, daliuge.run_average_arrays)
 register_app(daliuge.UrlRetrieveSpec, daliuge.run_url_retrieve)
+register_app(dlgpyfunc.DlgPythonSpec, dlgpyfunc.run, _check_dlg_python)
 
 # Components of imported graphs that dropflow cannot run: translated, refused when a session builds them.
 from . import foreign  # noqa: E402

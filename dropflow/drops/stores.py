@@ -344,9 +344,13 @@ class FileStore(Store):
 
     def exists(self) -> bool:
         try:
-            return stat.S_ISREG(beneath.stat_path(self.anchor, self.path).st_mode)
+            mode = beneath.stat_path(self.anchor, self.path).st_mode
         except (OSError, ValueError):
             return False
+        # A device (/dev/urandom, in an allowed directory) is there for programs to read through its path
+        # (dropflow's own readers open regular files only). Only a privileged process makes one, unlike a
+        # FIFO, which an app could plant to block readers: a FIFO is not a file that exists.
+        return stat.S_ISREG(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
 
     def size(self) -> int:
         return beneath.stat_path(self.anchor, self.path).st_size

@@ -11,7 +11,8 @@ translator hands it on: ``["name.graph", [drops...]]``. Links may be given from 
 variants -- each entry an oid or ``{oid: port}`` (an app listed among an app's links is an ordering edge,
 which gets a null data drop); both sides are merged in one dict keyed by the edge, so
 an edge listed twice counts once and no list is ever searched. An app's unnamed ports are ``in`` / ``out``.
-Placement (``node``, ``island``) is kept.
+Placement (``node``, ``island``) is kept. A PickOne's rest ports are found last, when every drop is known: as
+in DALiuGE, they are the ports of its output drops *named* ``rest_array``.
 
 Speed: a million drops are read in a few plain loops over the decoded list, with no copy of a drop's dict.
 The first pass checks the oids and notes which drops are apps. Specs are made by a
@@ -29,8 +30,9 @@ from typing import Any
 
 import msgspec
 
+from ..drops.apps.daliuge import PickOneSpec
 from ..drops.errors import GraphError, Problem
-from ..drops.spec import DropSpec, NullSpec
+from ..drops.spec import DropSpec, NullSpec, port_drops
 from .dlgplans import Ports, SpecMaker
 
 __all__ = ["parse_daliuge_pg", "read_daliuge_pg", "unwrap"]
@@ -73,11 +75,30 @@ def parse_daliuge_pg(doc: list[Any]) -> list[DropSpec]:
     doc = unwrap(doc)
     specs = _from_own_links(doc)
     if specs is not None:
-        return specs
+        return _rest_by_name(specs)
     drops = [d for d in doc if isinstance(d, dict) and "oid" in d]
     if not drops:
         raise GraphError.one("graph", None, 'the physical graph is empty: no element has an "oid"')
-    return _from_edges(drops, _roles(drops))
+    return _rest_by_name(_from_edges(drops, _roles(drops)))
+
+
+def _rest_by_name(specs: list[DropSpec]) -> list[DropSpec]:
+    """DALiuGE's PickOne writes the rest of its sequence to each output *drop named* ``rest_array`` (and the
+    picked value to every other one), whatever its port is called: its rest ports are those of such drops."""
+    picks = [i for i, s in enumerate(specs) if type(s) is PickOneSpec]
+    if not picks:
+        return specs
+    named = {s.id for s in specs if s.name == _REST and s.CATEGORY == "data"}
+    for i in picks:
+        pick = specs[i]
+        assert isinstance(pick, PickOneSpec)
+        rest = [p for p, ids in pick.outputs.items() if not named.isdisjoint(port_drops(ids))]
+        if rest != pick.rest_ports:
+            specs[i] = msgspec.structs.replace(pick, rest_ports=rest)
+    return specs
+
+
+_REST = "rest_array"
 
 
 _ELEMENTS = msgspec.json.Decoder(list[msgspec.Raw])
@@ -94,7 +115,8 @@ def read_daliuge_pg(data: bytes) -> list[DropSpec] | None:
         raws = _ELEMENTS.decode(data)
         if len(raws) == 2 and bytes(raws[0])[:1] == b'"' and bytes(raws[1])[:1] == b"[":
             raws = _ELEMENTS.decode(raws[1])  # named: ["name.graph", [drops...]]
-        return _from_own_links(map(_ELEMENT.decode, raws))
+        specs = _from_own_links(map(_ELEMENT.decode, raws))
+        return None if specs is None else _rest_by_name(specs)
     except (msgspec.DecodeError, RecursionError):
         return None
 
@@ -280,11 +302,13 @@ class _Links:
                 self._dangling(app, data)
             elif other_is_app:
                 # DALiuGE links apps directly for pure ordering; dropflow puts a null data drop between them.
+                # The port named is the listing app's (a branch's outputs are often apps).
                 producer, consumer = (data, app) if is_input else (app, data)
                 event = f"{producer}-{consumer}"
                 self.events[event] = None
-                edges.setdefault((producer, event, False), None)
-                edges.setdefault((consumer, event, True), None)
+                for key in ((producer, event, False), (consumer, event, True)):
+                    if edges.get(key) is None:
+                        edges[key] = port if key[0] == app else None
             else:
                 key = (app, data, is_input)
                 if edges.get(key) is None:

@@ -23,10 +23,12 @@ bounds.
 
 from __future__ import annotations
 
+import ast
+import json
 import math
 import re
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,6 +117,9 @@ class Mapped:
     rename: dict[str, str] = field(default_factory=dict)
     #: A foreign drop's reason when it is a wrong value: the graph is invalid, and readers refuse it.
     invalid: InvalidValue | None = None
+    #: Fields made from *all* of a component's parameters (name -> the function of them that makes it): a
+    #: reader that maps one drop of a kind for many fills these in for each drop.
+    per_drop: dict[str, Callable[[Mapping[str, Any]], Any]] = field(default_factory=dict)
 
 
 def _class_name(dropclass: str) -> str:
@@ -210,7 +215,37 @@ def _map_data(category: str, dropclass: str, values: Mapping[str, Any], where: s
         path = values.get("filepath") or values.get("dirname")
         if isinstance(path, str) and path.strip():
             fields["path"] = dlg_root_path(path.strip())
+    if kind == "memory":
+        data = _pydata(values.get("pydata"), values.get("pydata/type"))
+        if data is not None:
+            fields["data"] = data
     return Mapped(kind, fields)
+
+
+def _pydata(value: Any, kind: Any) -> Any:
+    """The initial value of a DALiuGE memory drop (its ``pydata``, read as its ``type`` says), or None.
+
+    A value DALiuGE would unpickle from base64 (``Object``, ``raw``) or evaluate as code (``eval``) is not
+    read: dropflow runs no code a data drop carries.
+    """
+    if value is None or value in ("", "None"):
+        return None
+    kind = str(kind or "").strip().lower()
+    try:
+        if kind in ("int", "integer"):
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind in ("bool", "boolean"):
+            return bool(value)  # as DALiuGE does: any non-empty string is true
+        if kind == "json" and isinstance(value, str):
+            return json.loads(value)
+    except (TypeError, ValueError, RecursionError):
+        # DALiuGE keeps a value it cannot convert as its text's bytes.
+        return str(value).encode()
+    if kind in ("raw", "eval") or kind.split(".")[0] == "object":
+        return None
+    return value
 
 
 _DLG_ROOT = re.compile(r"^(\$DLG_ROOT|\$\{DLG_ROOT\})(/+|$)")
@@ -292,15 +327,58 @@ def shell_command(
     return " ".join(w for w in words if w)
 
 
+#: DALiuGE's encodings of a port's data (an application argument's ``encoding``) as dropflow codecs.
+_ENCODINGS = {
+    "pickle": "pickle",
+    "dill": "pickle",
+    "npy": "npy",
+    "utf-8": "utf-8",
+    "raw": "bytes",
+    "binary": "bytes",
+    "path": "path",
+    "dataurl": "path",
+}
+
+
+def port_codecs(
+    values: Mapping[str, Any], ports: Sequence[str], also: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The codec of each port whose DALiuGE encoding (parameter ``<port>/encoding``) says how its data is
+    read or written; ``also`` adds encodings of DALiuGE's that only some kinds read alike."""
+    also = also or {}
+    codecs = {}
+    for port in ports:
+        encoding = values.get(f"{port}/encoding")
+        if isinstance(encoding, str):
+            key = encoding.strip().lower()
+            codec = _ENCODINGS.get(key) or also.get(key)
+            if codec is not None:
+                codecs[port] = codec
+    return codecs
+
+
 def _shell(
-    values: Mapping[str, Any], args: Sequence[tuple[str, Any, bool]], ports: Sequence[str], where: str
+    values: Mapping[str, Any],
+    args: Sequence[tuple[str, Any, bool]],
+    inputs: Sequence[str],
+    outputs: Sequence[str],
+    where: str,
 ) -> Mapped:
     command = values.get("command")
     if not isinstance(command, str) or not command.strip():
         # DALiuGE translates such an app and fails it when it is deployed; so does dropflow, when it runs.
         message = shlex.quote(f"{where}: this BashShellApp has no command")
         return Mapped("shell", {"command": f"echo {message} >&2; exit 1"})
-    return Mapped("shell", {"command": shell_command(command, args, ports, values)})
+    fields: dict[str, Any] = {"command": shell_command(command, args, [*inputs, *outputs], values)}
+    # A {port} of an input port of a value encoding (pickle, utf-8, ...) is its drop's value, not its path
+    # (%i[port] is always the path).
+    found = [(m.group(1), m.group(2)) for m in _SHELL_FIELD.finditer(command)]
+    braced = {name for _, name in found if name} - {port for port, _ in found if port}
+    codecs = port_codecs(values, [p for p in inputs if p in braced], {"eval": "utf-8"})
+    codecs = {port: codec for port, codec in codecs.items() if codec != "path"}
+    if codecs:
+        fields["codecs"] = codecs
+    return Mapped("shell", fields)
 
 
 def _command(values: Mapping[str, Any], where: str, kind: str) -> str:
@@ -351,6 +429,89 @@ def _function(values: Mapping[str, Any], kwargs: dict[str, Any], where: str, kin
 
 _DLG_FUNCTIONS = "dlg.apps.simple_functions."
 
+#: Keys of a DALiuGE drop that say where it is and what it is, never values for a function's parameters.
+_DROP_KEYS = frozenset(
+    {
+        "oid",
+        "uid",
+        "iid",
+        "lg_key",
+        "rank",
+        "loop_ctx",
+        "node",
+        "island",
+        "humanReadableKey",
+        "category",
+        "categoryType",
+        "storage",
+        "type",
+        "app",
+        "weight",
+        "dt",
+    }
+)
+
+
+def _literal(text: str) -> Any:
+    """A Json or Complex argument's Python literal, as DALiuGE evaluates it (kept as text if it is none)."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return text
+
+
+def _pyfunc(
+    values: Mapping[str, Any],
+    args: Sequence[tuple[str, Any, bool]],
+    inputs: Sequence[str],
+    outputs: Sequence[str],
+    where: str,
+) -> Mapped:
+    """A PyFuncApp naming its function, called as DALiuGE calls it (:mod:`dropflow.drops.apps.dlgpyfunc`).
+
+    Every parameter of the component is a value the function may take by name: ``params`` is made from
+    them all, for each drop (``per_drop``).
+    """
+    name = values.get("func_name")
+    if not _present(name):
+        raise GraphError.one(where, "func_name", "a PyFuncApp needs func_name (module.function) or func_code")
+    func = str(name).strip()
+    if func.startswith(_DLG_FUNCTIONS):
+        # DALiuGE's built-in functions have equivalents of our own.
+        func = "dropflow.drops.apps.dlgfunctions." + func[len(_DLG_FUNCTIONS) :]
+    encodings: dict[str, str] = {}
+    for port in (*inputs, *outputs):
+        key = f"{port}/encoding"
+        if key in values:
+            encoding = values[key]
+            encodings[port] = encoding.strip().lower() if isinstance(encoding, str) else ""
+    fields: dict[str, Any] = {"func": func, "params": pyfunc_params(values)}
+    if encodings:
+        fields["encodings"] = encodings
+    extra = {n: v for n, v, _ in args if n not in _META}
+    if extra:
+        fields["extra"] = extra
+        positional = [n for n, _, positional in args if positional and n in extra]
+        if positional:
+            fields["positional"] = positional
+    return Mapped("dlg_python", fields, per_drop={"params": pyfunc_params})
+
+
+def pyfunc_params(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The values a PyFuncApp's function may take by name: every parameter of the component that is not
+    DALiuGE's own nor empty (DALiuGE takes a graph's value only when it is not: ``value or default``), a
+    ``Json`` or ``Complex`` one evaluated as a Python literal."""
+    params: dict[str, Any] = {}
+    every = dict(values.items())  # one walk over them all (a reader notes it: see dlgplans)
+    for key, value in every.items():
+        if "/" in key or key in _META or key in _DROP_KEYS:
+            continue
+        if isinstance(value, str) and str(every.get(f"{key}/type")) in ("Json", "Complex"):
+            value = _literal(value)
+        if value:
+            params[key] = value
+    return params
+
 
 def _branch_ports(outputs: Sequence[str], where: str) -> dict[str, str]:
     if set(outputs) <= {"true", "false"}:
@@ -381,9 +542,34 @@ def map_app(
     value, positional), ``outputs`` the output port names in declaration order, ``inputs`` the input ports.
     """
     try:
-        return _map_app(category, dropclass, values, args, outputs, where, inputs)
+        mapped = _map_app(category, dropclass, values, args, outputs, where, inputs)
     except GraphError as exc:
         return foreign("app", category, dropclass, where, exc)
+    return _one_way(mapped, inputs, outputs)
+
+
+def _one_way(mapped: Mapped, inputs: Sequence[str], outputs: Sequence[str]) -> Mapped:
+    """An app whose port is both an input and an output (DALiuGE's ``InputOutput`` usage) gets an output port
+    of its own name, ``<port>_out``: dropflow ports have one direction. A pick_one's rest ports follow."""
+    both = set(inputs).intersection(outputs)
+    if not both:
+        return mapped
+    taken = {*inputs, *outputs, *mapped.rename.values()}
+    for port in outputs:
+        if port in both and port not in mapped.rename:
+            new = f"{port}_out"
+            while new in taken:
+                new += "_out"
+            taken.add(new)
+            mapped.rename[port] = new
+    if mapped.kind == "pick_one":
+        mapped.fields["rest_ports"] = [mapped.rename.get(p, p) for p in mapped.fields["rest_ports"]]
+    encodings = mapped.fields.get("encodings")
+    if encodings:
+        for port, new in mapped.rename.items():
+            if port in encodings:
+                encodings[new] = encodings[port]
+    return mapped
 
 
 def _map_app(
@@ -470,9 +656,11 @@ def _map_app(
     if category == "Branch" or cls in ("Branch", "BranchAppDrop"):
         return Mapped("branch", _function(values, kwargs, where, "branch"), _branch_ports(outputs, where))
     if cls == "PyFuncApp" or category in ("PyFuncApp", "PythonMemberFunction", "PythonFunction"):
-        return Mapped("python", _function(values, kwargs, where, "PyFuncApp"))
+        if _present(values.get("func_code")):
+            return Mapped("python", _function(values, kwargs, where, "PyFuncApp"))
+        return _pyfunc(values, args, ports, outputs, where)
     if cls == "BashShellApp" or category == "BashShellApp":
-        return _shell(values, args, [*ports, *outputs], where)
+        return _shell(values, args, ports, outputs, where)
     if not dropclass:
         raise GraphError.one(
             where,

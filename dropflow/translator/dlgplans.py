@@ -17,7 +17,9 @@ the names that were read; a later drop of the same class key whose parameters ag
 make the mapping run the same steps to the same result, so it takes the plan. A mapping that reads
 different names for different values (an MPI app tries ``num_of_procs``, then ``maxprocs``) simply files
 its plans under more than one list of names. One that walks all the parameters, or sees a value with no
-exact key (a list, an object), is not filed at all: the drop is mapped on its own.
+exact key (a list, an object), is not filed at all: the drop is mapped on its own -- unless the walk (through
+``items()``) only makes fields that the mapping declares per drop (``Mapped.per_drop``: the values a
+PyFuncApp's function may take by name), which are then made again for each drop that shares the plan.
 
 The mapping is made with a stand-in for the drop's place (``drop 'x' (Class)``); if that stand-in shows
 up in the result (a foreign component records its origin) or the mapping fails, the plan says so and each
@@ -26,7 +28,7 @@ such drop is mapped on its own, with its own place in the result and in any erro
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import ItemsView, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,7 +104,10 @@ class Params:
 def params(d: Mapping[str, Any], where: str) -> Params:
     """A drop's parameters: flat keys, then ``fields`` (where not already set), then ``applicationArgs``.
 
-    Application arguments that are not ports and have a value are also the drop's arguments. Raises
+    Application arguments that are not ports and have a value are also the drop's arguments. The DALiuGE
+    ``encoding`` and ``type`` of an application argument (else of a field, else of a ``componentParams``
+    entry) are parameters too, named ``<arg>/encoding`` and ``<arg>/type`` (no DALiuGE name holds a
+    slash), so that a mapping reads them as it reads any other, and plans are filed under them. Raises
     GraphError if ``fields`` or ``applicationArgs`` has the wrong shape.
     """
     fields = d.get("fields")
@@ -117,16 +122,38 @@ def params(d: Mapping[str, Any], where: str) -> Params:
     for f in fields:
         if isinstance(f, dict) and isinstance(f.get("name"), str):
             values.setdefault(f["name"], f.get("value"))
+            _meta(values, f["name"], f)
+    component = d.get("componentParams")
+    if isinstance(component, dict):
+        for name, f in component.items():
+            if isinstance(f, dict):
+                _meta(values, name, f)
     app_args = app_args or {}
     if not isinstance(app_args, dict):
         raise GraphError.one(where, "applicationArgs", "must be an object of name: argument")
     for name, arg in app_args.items():
-        value = arg.get("value") if isinstance(arg, dict) else arg
+        if not isinstance(arg, dict):
+            values[name] = arg
+            if arg not in (None, ""):
+                args.append((name, arg, False))
+            continue
+        value = arg.get("value")
         values[name] = value
-        usage = arg.get("usage", "NoPort") if isinstance(arg, dict) else "NoPort"
-        if usage == "NoPort" and value not in (None, ""):
-            args.append((name, value, bool(arg.get("positional")) if isinstance(arg, dict) else False))
+        _meta(values, name, arg, True)
+        if arg.get("usage", "NoPort") == "NoPort" and value not in (None, ""):
+            args.append((name, value, bool(arg.get("positional"))))
     return Params(values, args, False)
+
+
+def _meta(values: dict[str, Any], name: str, arg: Mapping[str, Any], wins: bool = False) -> None:
+    """An argument's ``encoding`` and ``type`` as parameters ``<name>/encoding`` and ``<name>/type``; those of
+    an application argument (``wins``) win over a field's or a component parameter's."""
+    for meta in ("encoding", "type"):
+        if meta in arg:
+            if wins:
+                values[f"{name}/{meta}"] = arg[meta]
+            else:
+                values.setdefault(f"{name}/{meta}", arg[meta])
 
 
 class _Reads(Mapping[str, Any]):
@@ -136,6 +163,8 @@ class _Reads(Mapping[str, Any]):
         self._values = values
         self.names: dict[str, None] = {}
         self.everything = False
+        #: Walked through ``items()``: for fields the mapping makes per drop (``Mapped.per_drop``).
+        self.walked = False
 
     def __getitem__(self, name: str) -> Any:
         self.names[name] = None
@@ -149,6 +178,10 @@ class _Reads(Mapping[str, Any]):
         self.everything = True
         return len(self._values)
 
+    def items(self) -> ItemsView[str, Any]:
+        self.walked = True
+        return self._values.items()
+
 
 @dataclass(slots=True)
 class _Plan:
@@ -156,10 +189,12 @@ class _Plan:
 
     template: DropSpec | None
     rename: dict[str, str]
+    #: Fields made for each drop from all its parameters (see ``Mapped.per_drop``).
+    per_drop: dict[str, Any]
 
 
 #: A kind of drop whose mapping names the drop, or fails: each such drop is mapped on its own.
-_OWN = _Plan(None, {})
+_OWN = _Plan(None, {}, {})
 
 
 class _Table:
@@ -218,6 +253,9 @@ class SpecMaker:
             where = f"drop {oid!r} ({category or dropclass})"
             plan = self._plan(d, params(d, where), is_app, category, dropclass, ins, outs, where)[0]
             template = plan.template
+        elif plan.per_drop:
+            values = params(d, _WHERE).mapping()  # (read once already, by _key: no error now)
+            template = replace(template, **{name: make(values) for name, make in plan.per_drop.items()})
         strings = self._strings
         name, node, island = get("name"), get("node"), get("island")
         # A place the drop does not give (or gives as other than a name) is the template's.
@@ -338,6 +376,9 @@ class SpecMaker:
             if where != _WHERE:
                 raise
             return _OWN, tuple(reads.names), reads.everything
+        # A walk over every parameter is read again for each drop when it only makes per-drop fields.
+        everything = reads.everything or (reads.walked and not mapped.per_drop)
         if where == _WHERE and _WHERE in repr((mapped.fields, mapped.rename)):
-            return _OWN, tuple(reads.names), reads.everything
-        return _Plan(cls(id="", **mapped.fields), mapped.rename), tuple(reads.names), reads.everything
+            return _OWN, tuple(reads.names), everything
+        plan = _Plan(cls(id="", **mapped.fields), mapped.rename, mapped.per_drop if where == _WHERE else {})
+        return plan, tuple(reads.names), everything

@@ -170,7 +170,17 @@ class _Reader:
         return value
 
     def values(self, comp: _Comp) -> dict[str, Any]:
-        return {f["name"]: self.value(f) for f in comp.fields if isinstance(f.get("name"), str)}
+        """A component's fields by name; a field's DALiuGE ``encoding`` and ``type`` are ``<name>/encoding``
+        and ``<name>/type`` (as :func:`.dlgplans.params` gives them)."""
+        values: dict[str, Any] = {}
+        for f in comp.fields:
+            name = f.get("name")
+            if isinstance(name, str):
+                values[name] = self.value(f)
+                for meta in ("encoding", "type"):
+                    if meta in f:
+                        values[f"{name}/{meta}"] = f[meta]
+        return values
 
 
 def _ports(comp: _Comp) -> None:

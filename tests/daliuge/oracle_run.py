@@ -11,6 +11,7 @@ drop's ``status`` and ``execStatus``, and the content (hex) of every file a file
 DALiuGE could not run it.
 """
 
+import copy
 import json
 import logging
 import os
@@ -65,6 +66,9 @@ def files_of(session):
 
 def run(nm, sid, pg):
     drops = [d for d in pg if isinstance(d, dict) and "oid" in d]
+    # DALiuGE's drops change the specs they are built from (a PyFuncApp pops its applicationArgs): what
+    # dropflow is given is the graph as it was before.
+    given = copy.deepcopy(drops)
     nm.createSession(sid)
     nm.addGraphSpec(sid, drops)
     nm.deploySession(sid, completedDrops=sorted(droputils.get_roots(drops)))
@@ -78,8 +82,8 @@ def run(nm, sid, pg):
     return {
         "ok": True,
         "session": status,
-        "pg": drops,
-        "roots": sorted(droputils.get_roots(drops)),
+        "pg": given,
+        "roots": sorted(droputils.get_roots(given)),
         "drops": {uid: dict(s) for uid, s in graph_status.items()},
         "files": files_of(nm.sessions[sid]),
     }

@@ -17,7 +17,9 @@ renderer (:func:`substitute`) serves the shell, MPI and container apps, and one 
 port written ``%o[...]``.
 
 Memory drops have no path; they connect through the special ports ``stdin`` (the drop's bytes are fed to
-the command's standard input) and ``stdout`` (the command's standard output is written to the drop). The
+the command's standard input) and ``stdout`` (the command's standard output is written to the drop), or
+give their *value*: an input port given a codec other than ``path`` in the app's ``codecs`` is replaced by
+its drop's value, decoded by that codec and shell-quoted (DALiuGE's input ports of a value encoding). The
 values of the built-in fields are also in the environment as ``DROPFLOW_SESSION_ID``, ``DROPFLOW_DROP_ID``
 and ``DROPFLOW_WORKDIR``.
 
@@ -39,10 +41,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
+from ..codecs import CodecError, decode
 from ..errors import Problem
 from ..spec import AppSpec, DataTraits, Seconds
 from ..stores import CHUNK
-from .base import OUTPUT_TAIL, CancelToken, InputRef, Outcome, OutputRef, Task, tail_of
+from .base import OUTPUT_TAIL, AppError, CancelToken, InputRef, Outcome, OutputRef, Task, tail_of
 
 __all__ = [
     "BUILTIN_FIELDS",
@@ -55,6 +58,7 @@ __all__ = [
     "run",
     "substitute",
     "template_problems",
+    "value_ports",
 ]
 
 BUILTIN_FIELDS = frozenset({"session_id", "drop_id", "workdir"})
@@ -165,12 +169,14 @@ def template_problems(
     command: str,
     kinds: Mapping[str, DataTraits],
     pathless: Callable[[str, str, str], str] | None,
+    values: frozenset[str] = frozenset(),
 ) -> list[Problem]:
     """Problems with a command template of shell, MPI and container apps.
 
     Every placeholder must name a port of the app (or a built-in field), in its direction when it says one.
     With ``pathless``, a placeholder whose drop has no path is a problem too, explained by
-    ``pathless(placeholder, drop id, drop kind)``.
+    ``pathless(placeholder, drop id, drop kind)`` -- unless its port is one of ``values``, whose placeholders
+    are replaced by the drop's value.
     """
     where = spec.label()
     segments, syntax = parse(command)
@@ -198,11 +204,21 @@ def template_problems(
         if value is None:
             problems.append(Problem(where, "command", _unknown(spec, seg, syntax)))
             continue
+        if seg.name in values:
+            continue
         for drop_id in [value] if isinstance(value, str) else value:
             traits = kinds.get(drop_id)
             if pathless is not None and traits is not None and not (traits.path or traits.discards):
                 problems.append(Problem(where, "command", pathless(seg.text, drop_id, traits.kind)))
     return problems
+
+
+def value_ports(spec: AppSpec) -> frozenset[str]:
+    """The input ports whose placeholders are their drops' values: given a codec other than ``path``."""
+    codecs = spec.codecs
+    if not codecs:
+        return frozenset()
+    return frozenset(p for p, codec in codecs.items() if codec != "path" and p in spec.inputs)
 
 
 def check_command(spec: ShellSpec, kinds: Mapping[str, DataTraits]) -> list[Problem]:
@@ -213,8 +229,10 @@ def check_command(spec: ShellSpec, kinds: Mapping[str, DataTraits]) -> list[Prob
         kinds,
         lambda text, drop_id, kind: (
             f"placeholder {text} needs a drop with a path, but {drop_id!r} is a "
-            f"{kind} drop; connect it to the 'stdin' or 'stdout' port instead"
+            f"{kind} drop; connect it to the 'stdin' or 'stdout' port instead (or give the port a "
+            "codec in 'codecs' to have its value)"
         ),
+        value_ports(spec),
     )
     where = spec.label()
     if "stdin" in spec.outputs:
@@ -224,11 +242,31 @@ def check_command(spec: ShellSpec, kinds: Mapping[str, DataTraits]) -> list[Prob
     return problems
 
 
+def _value_text(ref: InputRef) -> str:
+    """An input drop's value as the text of a placeholder (empty for a drop that gives none)."""
+    if ref.store is None or ref.traits.discards:
+        return ""
+    buf = ref.store.buffer()
+    if not len(memoryview(buf)):
+        return ""
+    try:
+        value = decode(ref.codec, buf)
+    except CodecError as exc:
+        raise AppError(f"input {ref.drop_id!r} (port {ref.port!r}, codec {ref.codec}): {exc}") from None
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
+
+
 def fields_of(task: Task) -> dict[str, str]:
-    """Placeholder values of a task: each port's quoted paths, and the built-in fields."""
+    """Placeholder values of a task: each port's quoted paths (or values), and the built-in fields."""
     words: dict[str, list[str]] = {}
+    values = value_ports(task.spec)
     refs: list[InputRef | OutputRef] = [*task.inputs, *task.outputs]
     for ref in refs:
+        if values and ref.port in values and isinstance(ref, InputRef):
+            words.setdefault(ref.port, []).append(shlex.quote(_value_text(ref)))
+            continue
         path = "/dev/null" if ref.store is None or ref.traits.discards else ref.store.fspath()
         words.setdefault(ref.port, []).append(shlex.quote(path or ""))
     fields = {port: " ".join(w) for port, w in words.items()}
@@ -255,7 +293,10 @@ def _tail(path: str, limit: int = STDERR_TAIL) -> str:
 def run(task: Task, token: CancelToken) -> Outcome:
     spec = task.spec
     assert isinstance(spec, ShellSpec)
-    command = render(task, spec.command)
+    try:
+        command = render(task, spec.command)
+    except AppError as exc:
+        return Outcome.failed(str(exc))
     env = {**os.environ, **task.env(), **spec.env}
     log_dir = os.path.join(task.workdir, ".dropflow", "logs")
     os.makedirs(log_dir, exist_ok=True)
