@@ -85,7 +85,7 @@ class Browser:
     def __init__(
         self,
         added: Callable[[str, str], None],
-        removed: Callable[[str], None],
+        removed: Callable[[str], object],
         interfaces: Sequence[str] | None = None,
     ) -> None:
         self.zc = _zeroconf(interfaces)

@@ -145,6 +145,8 @@ class DataIslandManager:
     role = "dim"
     #: The placement field that says which member runs a drop.
     member_key = "node"
+    #: How long a node that withdrew its announcement may go on answering before it is kept after all.
+    VANISH_GRACE = 10.0
 
     def __init__(
         self,
@@ -164,11 +166,13 @@ class DataIslandManager:
         self._sessions: dict[str, _IslandSession] = {}
         self._pool = concurrent.futures.ThreadPoolExecutor(fanout, thread_name_prefix="dropflow-island")
         self._lock = threading.Lock()
+        self._closed = threading.Event()
         self._monitor = Monitor(
             name, self._heartbeat_targets, self._client, self._heartbeat_lost, heartbeat or HeartbeatPolicy()
         )
 
     def close(self) -> None:
+        self._closed.set()
         self._monitor.close()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
@@ -231,24 +235,39 @@ class DataIslandManager:
         except ApiError as exc:
             log.warning("announced node %s at %s not adopted: %s", name, url, exc.message)
 
-    def vanished(self, name: str) -> None:
-        """A node manager's announcement was withdrawn: forget it -- unless it still proves itself at its
-        URL (a forged goodbye must not take a working node away)."""
-        from .client import adopt
-
+    def vanished(self, name: str) -> concurrent.futures.Future[None] | None:
+        """A node manager's announcement was withdrawn: forget it once it no longer answers at its URL --
+        and keep it if it still proves itself there after ``VANISH_GRACE`` seconds (a forged goodbye must
+        not take a working node away). A stopping node says goodbye before its REST server closes, so the
+        first check often finds it still up; the checks run on the island's pool, never on zeroconf's
+        thread (the future says when they are over)."""
         with self._lock:
             client = self._nodes.get(name)
-        url = getattr(client, "url", None)
-        if client is None or url is None:
-            return
+        if client is None or getattr(client, "url", None) is None:
+            return None
         try:
-            adopt(url, self._token, name, self._verify, timeout=3.0).close()
-        except ApiError:
-            with self._lock:
-                if self._nodes.get(name) is client:
-                    del self._nodes[name]
-            log.info("node %s at %s withdrew its announcement and no longer answers: forgotten", name, url)
-            return
+            return self._pool.submit(self._confirm_vanished, name, client)
+        except RuntimeError:  # the island is closing
+            return None
+
+    def _confirm_vanished(self, name: str, client: Any) -> None:
+        from .client import adopt
+
+        url = client.url
+        deadline = time.monotonic() + self.VANISH_GRACE
+        while True:
+            try:
+                adopt(url, self._token, name, self._verify, timeout=3.0).close()
+            except ApiError:
+                with self._lock:
+                    if self._nodes.get(name) is client:
+                        del self._nodes[name]
+                log.info(
+                    "node %s at %s withdrew its announcement and no longer answers: forgotten", name, url
+                )
+                return
+            if time.monotonic() >= deadline or self._closed.wait(0.5):
+                break
         log.warning("node %s withdrew its announcement but still answers at %s: kept", name, url)
 
     def remove_node(self, name: str) -> None:

@@ -216,3 +216,31 @@ def test_an_impostor_announced_over_zeroconf_gets_nothing(hosts, tmp_path):  # n
                 proc.wait()
         for log in logs:
             log.close()
+
+
+def test_a_forged_goodbye_keeps_a_working_node_and_a_real_one_drops_a_stopped_node(tmp_path):
+    """A withdrawal (zeroconf goodbye) is believed only once the node stops answering at its URL: one
+    forged for a node that still proves itself is ignored after the grace period, while a node that says
+    goodbye as it stops -- its REST server still up for a moment -- is forgotten once it is down."""
+    from daemons import token
+
+    from dropflow.managers.island import DataIslandManager
+
+    nm = start("nm", "--workspace", str(tmp_path / "ws"), logdir=str(tmp_path), name="real")
+    island = DataIslandManager("island", token=token())
+    island.VANISH_GRACE = 1.0
+    try:
+        island.add_node_url("real", nm.url)
+        forged = island.vanished("real")  # the node is up and stays up
+        assert forged is not None
+        forged.result(timeout=30)
+        assert "real" in island.info()["nodes"]
+        island.VANISH_GRACE = 30.0
+        real = island.vanished("real")
+        assert real is not None
+        nm.stop()  # goodbye first, then the daemon goes: forgotten once it no longer answers
+        real.result(timeout=60)
+        assert "real" not in island.info()["nodes"]
+    finally:
+        nm.stop()
+        island.close()
