@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -78,6 +80,29 @@ def announce(request: pytest.FixtureRequest, text: str) -> None:
         with capture.global_and_fixture_disabled():
             reporter.write_line(text)
     print(text)
+
+
+def slurm_idle(nodes: int, timeout: float = 120.0) -> bool:
+    """True once the Slurm cluster has ``nodes`` idle nodes, waiting up to ``timeout`` seconds: a job of an
+    earlier test may still be completing (its nodes not idle for a few seconds more)."""
+    if shutil.which("sbatch") is None:
+        return False
+
+    def idle() -> int:
+        try:
+            out = subprocess.run(
+                ["sinfo", "-h", "-t", "idle", "-o", "%D"], capture_output=True, text=True, timeout=10
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return 0
+        return sum(int(n) for n in out.stdout.split() if n.isdigit())
+
+    deadline = time.monotonic() + timeout
+    while idle() < nodes:
+        if time.monotonic() > deadline:
+            return False
+        threading.Event().wait(1.0)
+    return True
 
 
 def shm_segments(root: str | None = None) -> set[str]:

@@ -20,7 +20,7 @@ import pytest
 from dropflow.deploy import localcluster
 
 from apitools import EXAMPLES, dropflow, free_ports
-from conftest import require
+from conftest import require, slurm_idle
 
 #: module, pipeline variable, result handles, and their values.
 CASES = {
@@ -96,23 +96,13 @@ def test_same_results_here_from_a_graph_file_and_on_a_cluster(name, tmp_path, cl
     }
 
 
-def _idle_nodes() -> int:
-    try:
-        out = subprocess.run(
-            ["sinfo", "-h", "-t", "idle", "-o", "%D"], capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return 0
-    return sum(int(n) for n in out.stdout.split() if n.isdigit())
-
-
 @pytest.fixture(scope="module")
 def slurm():
     import shutil
 
     require(
         "Slurm with 3 idle nodes",
-        bool(shutil.which("sbatch")) and _idle_nodes() >= 3,
+        bool(shutil.which("sbatch")) and slurm_idle(3),
         ".ci/setup/20-slurm.sh",
     )
 

@@ -26,7 +26,7 @@ import pytest
 from dropflow.deploy.slurm import JobState, SlurmProvider
 from dropflow.drops import FileSpec, MemorySpec, NullSpec, PythonSpec, SharedMemorySpec, ShellSpec
 
-from conftest import poll_for, require, shm_segments, write_graph
+from conftest import poll_for, require, shm_segments, slurm_idle, write_graph
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TESTS = os.path.dirname(HERE)
@@ -36,21 +36,11 @@ from daemons import start  # noqa: E402  (real daemons, as the cluster system te
 CLI = [sys.executable, "-m", "dropflow"]
 
 
-def _idle_nodes() -> int:
-    try:
-        out = subprocess.run(
-            ["sinfo", "-h", "-t", "idle", "-o", "%D"], capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return 0
-    return sum(int(n) for n in out.stdout.split() if n.isdigit())
-
-
 @pytest.fixture(scope="module")
 def slurm():
     require(
         "Slurm with 2 idle nodes",
-        bool(shutil.which("sbatch")) and _idle_nodes() >= 2,
+        bool(shutil.which("sbatch")) and slurm_idle(2),
         ".ci/setup/20-slurm.sh",
     )
     return SlurmProvider()

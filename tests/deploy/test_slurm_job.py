@@ -20,28 +20,18 @@ import pytest
 from dropflow.deploy.slurm import JobState, SlurmProvider
 from dropflow.drops import FileSpec, ShellSpec
 
-from conftest import poll_for, require, write_graph
+from conftest import poll_for, require, slurm_idle, write_graph
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLE = os.path.join(REPO, "examples", "scatter_gather.lg.json")
 CLI = [sys.executable, "-c", "import sys; from dropflow.cli import main; sys.exit(main())"]
 
 
-def _idle_nodes() -> int:
-    try:
-        out = subprocess.run(
-            ["sinfo", "-h", "-t", "idle", "-o", "%D"], capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return 0
-    return sum(int(n) for n in out.stdout.split() if n.isdigit())
-
-
 @pytest.fixture(scope="module")
 def slurm():
     require(
         "Slurm with 3 idle nodes",
-        bool(shutil.which("sbatch")) and _idle_nodes() >= 3,
+        bool(shutil.which("sbatch")) and slurm_idle(3),
         ".ci/setup/20-slurm.sh",
     )
     return SlurmProvider()

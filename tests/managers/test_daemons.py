@@ -23,7 +23,8 @@ def cluster(tmp_path):
     logs = tmp_path / "logs"
     logs.mkdir()
     env = {"PYTHONPATH": APPS}
-    shm_before = shm_segments()
+    roots = [str(tmp_path / f"ws{i}") for i in range(3)]
+    shm_before = set().union(*(shm_segments(r) for r in roots))
     nodes = [
         start("nm", "--workspace", str(tmp_path / f"ws{i}"), logdir=str(logs), name=f"n{i}", env=env)
         for i in range(3)
@@ -38,7 +39,7 @@ def cluster(tmp_path):
         pids = [d.proc.pid for d in (dim, *nodes)]
         c.stop()
         assert not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
-        assert shm_segments() <= shm_before
+        assert set().union(*(shm_segments(r) for r in roots)) <= shm_before
         for i, node in enumerate(nodes):
             ws = tmp_path / f"ws{i}"
             if not node.killed:  # a node killed with SIGKILL cannot clean up after itself

@@ -25,7 +25,7 @@ APPS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 def daemon(tmp_path):
     logs = tmp_path / "logs"
     logs.mkdir()
-    shm_before = shm_segments()
+    shm_before = shm_segments(str(tmp_path / "ws"))
     nm = start(
         "nm",
         "--workspace",
@@ -42,7 +42,7 @@ def daemon(tmp_path):
     finally:
         client.close()
         nm.stop()
-        assert shm_segments() <= shm_before
+        assert shm_segments(str(tmp_path / "ws")) <= shm_before
 
 
 def submit(client: RestClient, sid: str, drops: list) -> None:

@@ -61,7 +61,8 @@ def cluster(tmp_path) -> Iterator[Cluster]:
     logs = tmp_path / "logs"
     logs.mkdir()
     env = {"PYTHONPATH": APPS}
-    shm_before = shm_segments()
+    roots = [str(tmp_path / f"ws{i}") for i in range(3)]
+    shm_before = set().union(*(shm_segments(r) for r in roots))
     nodes: list[Daemon] = []
     c = Cluster(None, nodes)  # type: ignore[arg-type]
     try:
@@ -78,7 +79,7 @@ def cluster(tmp_path) -> Iterator[Cluster]:
             if d is not None and d.proc.poll() is None:
                 os.killpg(d.proc.pid, signal.SIGCONT)  # a test that failed while a daemon was stopped
                 d.stop()
-        assert shm_segments() <= shm_before
+        assert set().union(*(shm_segments(r) for r in roots)) <= shm_before
         for i in range(len(nodes)):
             ws = tmp_path / f"ws{i}"
             assert not ws.exists() or not any(ws.iterdir()), f"workspace {ws} not cleaned"

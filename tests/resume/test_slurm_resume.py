@@ -22,7 +22,7 @@ import pytest
 from dropflow.deploy.slurm import SlurmProvider
 from dropflow.drops import FileSpec, MemorySpec, ShellSpec
 
-from conftest import require, write_graph
+from conftest import require, slurm_idle, write_graph
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -35,21 +35,11 @@ CLI = [sys.executable, "-m", "dropflow"]
 STEPS = 15
 
 
-def _idle_nodes() -> int:
-    try:
-        out = subprocess.run(
-            ["sinfo", "-h", "-t", "idle", "-o", "%D"], capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return 0
-    return sum(int(n) for n in out.stdout.split() if n.isdigit())
-
-
 @pytest.fixture(scope="module")
 def slurm():
     require(
         "Slurm with 2 idle nodes",
-        bool(shutil.which("sbatch")) and _idle_nodes() >= 2,
+        bool(shutil.which("sbatch")) and slurm_idle(2),
         ".ci/setup/20-slurm.sh",
     )
     return SlurmProvider()
