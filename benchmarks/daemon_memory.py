@@ -56,6 +56,7 @@ def main() -> None:
     ap.add_argument("--sessions", type=int, default=200)
     ap.add_argument("--drops", type=int, default=100_000)
     ap.add_argument("--shape", choices=sorted(generate.SHAPES), default="chain")
+    ap.add_argument("--allocator", choices=("malloc", "pymalloc"), default="malloc", help="the daemon's")
     args = ap.parse_args()
     data = generate.SHAPES[args.shape](args.drops)
     port = _free_port()
@@ -69,7 +70,8 @@ def main() -> None:
                 "-m",
                 "dropflow",
                 "nm",
-                *(["--allocator", os.environ["ALLOC"]] if os.environ.get("ALLOC") else []),
+                "--allocator",
+                args.allocator,
                 "--port",
                 str(port),
                 "--workspace",
@@ -111,6 +113,7 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "load_average": os.getloadavg(),
         "shape": args.shape,
+        "allocator": args.allocator,
         "drops": args.drops,
         "sessions": args.sessions,
         "floor_idle_mib": round(floor, 1),
