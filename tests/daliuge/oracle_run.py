@@ -21,13 +21,37 @@ import time
 
 logging.disable(logging.CRITICAL)
 
-from dlg import droputils  # noqa: E402
+from dlg import droputils, shared_memory  # noqa: E402
 from dlg.common.reproducibility import reproducibility as repro  # noqa: E402
 from dlg.dropmake import pg_generator  # noqa: E402
 from dlg.manager.node_manager import NodeManager  # noqa: E402
 
 ENDED = (4, 5, 6)  # FINISHED, CANCELLED, FAILED
 TIMEOUT = float(os.environ.get("ORACLE_RUN_TIMEOUT", "60"))
+
+
+# DALiuGE never unlinks the POSIX shared-memory blocks of its SharedMemoryDROPs (and names them after a
+# random session id when no manager set one): note each block's name as it is made, unlink them all once
+# the graph has run, so the oracle leaves nothing in /dev/shm.
+MADE = set()
+_made_init = shared_memory.DlgSharedMemory.__init__
+
+
+def _noting_init(self, *args, **kwargs):
+    _made_init(self, *args, **kwargs)
+    MADE.add(self._name)
+
+
+shared_memory.DlgSharedMemory.__init__ = _noting_init
+
+
+def unlink_made():
+    for name in sorted(MADE):
+        try:
+            shared_memory._posixshmem.shm_unlink(name)
+        except OSError:  # already unlinked, by DALiuGE or an earlier graph
+            pass
+    MADE.clear()
 
 
 def free_port():
@@ -98,6 +122,8 @@ def main():
                 result = run(nm, f"graph{i}", load(path))
             except Exception as exc:  # DALiuGE cannot run it: record why
                 result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:2000]}
+            finally:
+                unlink_made()
             with open(os.path.join(out, f"{i}.json"), "w") as f:
                 json.dump(result, f, default=str)
     finally:

@@ -141,6 +141,7 @@ def oracle_runs(tmp_path_factory: Any) -> dict[str, dict[str, Any]]:
     out = tmp_path_factory.mktemp("dlg-runs")
     env = {"DLG_ROOT": str(root), "ORACLE_RUN_TIMEOUT": str(TIMEOUT)}
     paths = [os.path.join(CORPUS_DIR, name) for name in CORPUS]
+    shm_before = set(os.listdir("/dev/shm"))
     r = subprocess.run(
         [oracle.python, os.path.join(HERE, "oracle_run.py"), str(out), *paths],
         env={**oracle.env(), **env},
@@ -150,6 +151,10 @@ def oracle_runs(tmp_path_factory: Any) -> dict[str, dict[str, Any]]:
         timeout=3000,
     )
     assert r.returncode == 0, r.stderr[-3000:]
+    # The corpus has SharedMemoryDROPs, whose blocks DALiuGE never unlinks: the oracle must (nothing else
+    # runs while the fixture does, so every new block is DALiuGE's).
+    left = sorted(set(os.listdir("/dev/shm")) - shm_before)
+    assert not left, f"the DALiuGE oracle left shared-memory blocks behind: {left[:10]}"
     runs = {}
     for i, name in enumerate(CORPUS):
         with open(os.path.join(out, f"{i}.json")) as f:
