@@ -11,6 +11,7 @@ drop's ``status`` and ``execStatus``, and the content (hex) of every file a file
 DALiuGE could not run it.
 """
 
+import contextlib
 import copy
 import json
 import logging
@@ -47,10 +48,8 @@ shared_memory.DlgSharedMemory.__init__ = _noting_init
 
 def unlink_made():
     for name in sorted(MADE):
-        try:
+        with contextlib.suppress(OSError):  # already unlinked, by DALiuGE or an earlier graph
             shared_memory._posixshmem.shm_unlink(name)
-        except OSError:  # already unlinked, by DALiuGE or an earlier graph
-            pass
     MADE.clear()
 
 
