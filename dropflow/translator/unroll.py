@@ -347,7 +347,10 @@ class _Unroller:
         elif kinds_b[0] in ("gather", "groupby"):
             ai = np.arange(na, dtype=Int)
             # A gather takes consecutive items; a group-by takes one item per outer index (a corner turn).
-            group = ai // cd[p].size if kinds_b[0] == "gather" else ai % math.prod(dims_a[1:])
+            # (A clamped gather wider than what it gathers takes it all: a width above ``na`` groups as ``na``
+            # does, and keeps numpy's integers from overflowing on a width of 2**63.)
+            width = min(cd[p].size, max(na, 1))
+            group = ai // width if kinds_b[0] == "gather" else ai % math.prod(dims_a[1:])
             rest = math.prod(dims_b[1:])
             bi = (group[:, None] * rest + np.arange(rest, dtype=Int)[None, :]).ravel()
             ai = np.repeat(ai, rest)

@@ -273,3 +273,24 @@ def test_template_edges_match_spec_links() -> None:
         (x if di == "in" else a, a if di == "in" else x) for a, di, _p, x in edges(translate(r).specs)
     }
     assert pairs == spec_pairs
+
+
+def test_a_clamped_gather_wider_than_anything_takes_everything() -> None:
+    """DALiuGE's clamp: a gather wider than what it gathers makes one instance of all of it -- whatever the
+    width, 2**63 included (the graph fuzzer's case: numpy's integers overflowed)."""
+
+    def graph(width: int) -> dict:
+        return doc(
+            [
+                construct("s", "scatter", copies=3),
+                app("work", [], ["o"], parent="s"),
+                data("y", parent="s"),
+                construct("g", "gather", width=width, clamp=True),
+                app("join", ["items"], [], parent="g"),
+            ],
+            [out("work", "o", "y"), into("y", "join", "items")],
+        )
+
+    for width in (3, 4, 2**63):
+        join = [s for s in specs_of(graph(width)) if s.id.startswith("join")]
+        assert [s.id for s in join] == ["join#0"] and join[0].inputs == {"items": ["y#0", "y#1", "y#2"]}
