@@ -35,8 +35,16 @@ sys.path.insert(0, os.path.join(HERE, "apps"))  # test app functions live in tes
 
 
 #: Names of the engine's threads (the owner, app threads -- abandoned ones included --, process-pool slots,
-#: the zygote's reader, in-process transfers). The managers' threads are LeakCheck's business.
-ENGINE_THREADS = ("dropflow-owner", "dropflow-app", "dropflow-proc", "dropflow-zygote", "dropflow-inproc")
+#: the zygote's reader, in-process transfers, the command watcher). The managers' threads are LeakCheck's
+#: business.
+ENGINE_THREADS = (
+    "dropflow-owner",
+    "dropflow-app",
+    "dropflow-proc",
+    "dropflow-zygote",
+    "dropflow-inproc",
+    "dropflow-children",
+)
 
 
 def ours() -> list[str]:

@@ -22,6 +22,7 @@ from typing import Protocol
 from . import codecs, shm
 from .apps import builtin, dlgpyfunc, pyfunc, shell
 from .apps.base import CancelToken, Outcome, Task, format_exception
+from .apps.command import Command
 from .errors import Problem
 from .gcclock import gc_seconds
 from .spec import (
@@ -52,11 +53,14 @@ __all__ = [
     "register_app",
     "register_data",
     "spec_types",
+    "start",
 ]
 
 log = logging.getLogger(__name__)
 
 Runner = Callable[[Task, CancelToken], Outcome]
+#: Starts an app's command and returns it for the engine's watcher to drive (or the outcome at once).
+Starter = Callable[[Task, CancelToken], Command | Outcome]
 #: (spec, {linked drop id: its kind's traits}) -> problems
 Checker = Callable[[AppSpec, Mapping[str, DataTraits]], list[Problem]]
 
@@ -96,6 +100,8 @@ class AppKind:
     spec: type[AppSpec]
     run: Runner
     check: Checker | None = None
+    #: For kinds that run a command: start it, and leave the waiting to the engine (no thread waits).
+    start: Starter | None = None
 
 
 _by_type: dict[type[DropSpec], DataKind | AppKind] = {}
@@ -121,8 +127,10 @@ def register_data(spec: type[DataSpec], store: StoreFactory, check: DataChecker 
     _add(DataKind(_tag(spec), spec, store, check))
 
 
-def register_app(spec: type[AppSpec], run: Runner, check: Checker | None = None) -> None:
-    _add(AppKind(_tag(spec), spec, run, check))
+def register_app(
+    spec: type[AppSpec], run: Runner, check: Checker | None = None, start: Starter | None = None
+) -> None:
+    _add(AppKind(_tag(spec), spec, run, check, start))
 
 
 def _load_plugins() -> None:
@@ -196,6 +204,22 @@ def execute(task: Task, token: CancelToken) -> Outcome:
         outcome = Outcome.failed(f"{kind.name} app raised {format_exception(exc)}")
     # (Time in the garbage collector is the process's, not the app's.)
     outcome.seconds = max(0.0, perf_counter() - start - (gc_seconds() - collected))
+    return outcome
+
+
+def start(task: Task, token: CancelToken) -> Command | Outcome:
+    """Start a task of a kind that has a ``start``: its command, or its (failed) outcome if it cannot start.
+
+    Like :func:`execute`, whatever the starter raises fails the app, never the engine."""
+    kind = app_kind(task.spec)
+    assert kind.start is not None
+    begin = perf_counter()
+    try:
+        _prepare_outputs(task)
+        return kind.start(task, token)
+    except Exception as exc:
+        outcome = Outcome.failed(f"{kind.name} runner failed: {format_exception(exc)}")
+    outcome.seconds = perf_counter() - begin
     return outcome
 
 
@@ -277,7 +301,7 @@ register_app(builtin.SleepSpec, builtin.run_sleep)
 register_app(builtin.CopySpec, builtin.run_copy)
 register_app(builtin.BranchSpec, builtin.run_branch, _check_branch)
 register_app(pyfunc.PythonSpec, pyfunc.run, _check_python)
-register_app(shell.ShellSpec, shell.run, _check_shell)
+register_app(shell.ShellSpec, shell.run, _check_shell, shell.start)
 
 # DALiuGE's simple apps (dlg.apps.simple), for graphs imported from EAGLE or DALiuGE physical graphs.
 from .apps import daliuge  # noqa: E402

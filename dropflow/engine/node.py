@@ -16,9 +16,10 @@ session is left RUNNING because of one.
 
 Apps run in a :class:`~dropflow.engine.threadpool.ThreadPool` (the default), in the owner itself
 (``inline``, for trivial apps), or in a :class:`~dropflow.engine.procpool.ProcessPool` whose workers start on
-first use -- or with the node, when ``process`` is its default executor. While the node runs, a
-:mod:`~dropflow.engine.reaper` process kills its apps' process groups should the node die. Lifespan timers
-live in a heap; the owner sleeps on the queue until the next deadline, so nothing polls.
+first use -- or with the node, when ``process`` is its default executor. Commands (shell apps) are started
+by the owner and driven by one watcher thread (:mod:`~dropflow.engine.children`) until they end. While the
+node runs, a :mod:`~dropflow.engine.reaper` process kills its apps' process groups should the node die.
+Lifespan timers live in a heap; the owner sleeps on the queue until the next deadline, so nothing polls.
 """
 
 from __future__ import annotations
@@ -36,9 +37,11 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from ..drops.apps.base import Outcome
+from ..drops.apps.command import Command
 from ..drops.stores import Store
 from . import reaper, zygote
 from .bus import Bus, RemoteEvent, copy_store
+from .children import Children
 from .observe import AppStats
 from .procpool import ProcessPool
 from .session import Session
@@ -80,6 +83,9 @@ class Node:
         self._seq = itertools.count()
         self._thread: threading.Thread | None = None
         self._threads = ThreadPool(threads, "dropflow-app")
+        #: Drives the running commands of shell apps (started lazily, with the first).
+        self._children: Children | None = None
+        self._children_lock = threading.Lock()
         #: Measured run times of apps' code, which let trivially short thread apps run inline.
         self.timings = Timings()
         self._procs = ProcessPool(processes or os.cpu_count() or 1, self._proc_done, self._zygote)
@@ -140,6 +146,10 @@ class Node:
         self._thread = None
         # Code that never returns is not waited for beyond the timeout: pool threads are daemons.
         self._threads.close(max(0.0, deadline - time.monotonic()))
+        with self._children_lock:
+            children, self._children = self._children, None
+        if children is not None:
+            children.close(max(1.0, deadline - time.monotonic()))
         self._procs.close(max(1.0, deadline - time.monotonic()))
         with self._zygote_lock:
             held, self._zygote_ref = self._zygote_ref, None
@@ -321,6 +331,14 @@ class Node:
     def run_thread(self, fn: Callable[..., Any], args: tuple[Any, ...], then: Then) -> Job:
         """Run ``fn(*args)`` in the app thread pool; ``then(result, error)`` is called on that thread."""
         return self._threads.run(fn, args, then)
+
+    def watch(self, command: Command, then: Callable[[Outcome], None]) -> None:
+        """Drive a started command until it ends; ``then(outcome)`` is called on the watcher's thread."""
+        with self._children_lock:
+            if self._children is None:
+                self._children = Children(f"dropflow-children-{self.name}")
+            children = self._children
+        children.watch(command, then)
 
     @property
     def thread_slots(self) -> int:

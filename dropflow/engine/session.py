@@ -6,7 +6,8 @@ A session is the I/O shell around its :class:`~dropflow.engine.core.Core`. Specs
 BUILDING; ``deploy`` links and checks them (a bad graph raises :class:`GraphError` and leaves the session
 BUILDING, nothing run), then the session is DEPLOYING while root inputs are prepared, and RUNNING once the
 roots are triggered. After every stimulus the session *pumps* the core's instructions: it runs ready apps
-(inline ones in the owner, the rest in the thread or process pool, each with a :class:`Task`), deletes
+(inline ones in the owner, the rest in the thread or process pool, each with a :class:`Task`; commands
+started by the owner and driven by the node's watcher, holding a thread slot each but no thread), deletes
 expired data, arms lifespan timers and kills cancelled apps. The pump is not re-entrant: an inline app that
 finishes inside a pump feeds the core, whose new instructions the running pump then carries out, so a chain
 of a million inline apps cascades in one pump with constant stack.
@@ -474,7 +475,9 @@ class Session:
             return
         stores = [ref.store for ref in task.outputs]
         me = weakref.ref(self)
-        if executor == "thread":
+        if executor == "thread" and kinds.app_kind(spec).start is not None:
+            self._start_command(app, task, stores, me)
+        elif executor == "thread":
             token = CancelToken()
             job = node.run_thread(
                 kinds.execute, (task, token), lambda r, e: _thread_returned(me, app, stores, r, e)
@@ -486,6 +489,23 @@ class Session:
                 task, lambda outcome: _process_returned(me, app, stores, outcome), self
             )
             self._inflight[app] = _Running(stores, task_id=task_id)
+
+    def _start_command(self, app: AppNode, task: Task, stores: list[Store], me: weakref.ref[Session]) -> None:
+        """Start an app's command here, on the owner, and hand it to the node's watcher (no thread waits for
+        it); its outcome comes back like a thread app's, through :meth:`_thread_done`."""
+        token = CancelToken()
+        started = kinds.start(task, token)
+        if isinstance(started, Outcome):  # it could not start
+            self._done(app, started)
+            return
+        self._inflight[app] = _Running(stores, token=token)
+        self._in_threads += 1  # a command holds one of the session's slots, as it did a thread
+        try:
+            self.node.watch(started, lambda outcome: _thread_returned(me, app, stores, outcome, None))
+        except RuntimeError as exc:  # the node is closing
+            self._inflight.pop(app, None)
+            self._in_threads -= 1
+            self._done(app, Outcome.failed(str(exc)))
 
     def _kill(self, running: _Running) -> None:
         """Stop an app in flight: cancel its token (its processes are signalled), or kill its worker."""
@@ -501,8 +521,10 @@ class Session:
             stores, top = running.stores, self.workspace.dir
             self.node.abandon_thread(running.job, lambda: _late(stores, top))
             self._in_threads -= 1
-        else:
+        elif running.task_id:
             self.node.kill_process(running.task_id)
+        else:  # a command: its group was killed; if it ever ends, what it wrote is deleted (see _done)
+            self._in_threads -= 1
 
     def _default_executor(self, spec: AppSpec) -> str:
         """For user code, the node's default where the kind allows it; else the kind's own."""

@@ -26,8 +26,10 @@ and ``DROPFLOW_WORKDIR``.
 The command runs in a process group of its own, which the engine kills when the session is cancelled or
 the command times out, and which is reaped when the command ends, so nothing it started outlives it. A
 non-zero exit puts the app in ERROR with the tail of its standard error. Standard output that no drop takes
-and standard error go to files in the workspace while the command runs; their tails go into the outcome
-(the drop's log), the files are removed.
+and standard error are pipes, drained while the command runs, of which only the tails are kept, for the
+outcome (the drop's log). :func:`start` starts the command and returns a :class:`~.command.Command`, which
+the engine's watcher drives with every other command of the node -- no thread waits for it --, and
+:func:`run` drives one in the calling thread.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import os
 import re
 import shlex
 import subprocess
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import ClassVar, Literal
@@ -45,7 +48,8 @@ from ..codecs import CodecError, decode
 from ..errors import Problem
 from ..spec import AppSpec, DataTraits, Seconds
 from ..stores import CHUNK
-from .base import OUTPUT_TAIL, AppError, CancelToken, InputRef, Outcome, OutputRef, Task, tail_of
+from .base import OUTPUT_TAIL, AppError, CancelToken, InputRef, Outcome, OutputRef, Task
+from .command import Command, Sink, drive
 
 __all__ = [
     "BUILTIN_FIELDS",
@@ -56,6 +60,7 @@ __all__ = [
     "placeholders",
     "render",
     "run",
+    "start",
     "substitute",
     "template_problems",
     "value_ports",
@@ -282,15 +287,8 @@ def render(task: Task, command: str) -> str:
     return substitute(command, fields_of(task))
 
 
-def _tail(path: str, limit: int = STDERR_TAIL) -> str:
-    try:
-        with open(path, "rb") as f:
-            return tail_of(f.fileno(), os.fstat(f.fileno()).st_size, limit)
-    except FileNotFoundError:
-        return ""
-
-
-def run(task: Task, token: CancelToken) -> Outcome:
+def start(task: Task, token: CancelToken) -> Command | Outcome:
+    """Start the app's command; the outcome at once if it cannot start. See :mod:`.command` for the rest."""
     spec = task.spec
     assert isinstance(spec, ShellSpec)
     try:
@@ -298,64 +296,75 @@ def run(task: Task, token: CancelToken) -> Outcome:
     except AppError as exc:
         return Outcome.failed(str(exc))
     env = {**os.environ, **task.env(), **spec.env}
-    log_dir = os.path.join(task.workdir, ".dropflow", "logs")
-    os.makedirs(log_dir, exist_ok=True)
-    stderr_path = os.path.join(log_dir, f"{os.getpid()}-{id(task)}.stderr")
-    stdout_path = stderr_path[: -len("stderr")] + "stdout"
     stdin_refs = [r for r in task.inputs if r.port == "stdin" and r.store is not None]
-    stdout_refs = [r for r in task.outputs if r.port == "stdout"]
+    to_drop = any(r.port == "stdout" for r in task.outputs)
     stdin_data = b"".join(r.store.buffer() for r in stdin_refs if r.store is not None) if stdin_refs else None
-    with open(stderr_path, "wb") as stderr, open(stdout_path, "wb") as stdout_log:
-        try:
-            proc = subprocess.Popen(
-                ["/bin/sh", "-c", command],
-                cwd=task.workdir,
-                env=env,
-                stdin=subprocess.PIPE if stdin_data is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE if stdout_refs else stdout_log,
-                stderr=stderr,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            os.unlink(stdout_path)
-            os.unlink(stderr_path)
-            return Outcome.failed(f"cannot start /bin/sh: {exc}")
-        token.attach(proc.pid)
-        try:
-            timed_out = False
-            try:
-                out, _ = proc.communicate(stdin_data, timeout=spec.timeout)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                token.cancel()
-                out, _ = proc.communicate()
-        finally:
-            token.detach()
-    logged = Outcome(True, stdout=_tail(stdout_path, OUTPUT_TAIL), stderr=_tail(stderr_path, OUTPUT_TAIL))
-    tail = logged.stderr[-STDERR_TAIL:].strip()
-    os.unlink(stderr_path)
-    os.unlink(stdout_path)
-    if token.cancelled and not timed_out:
-        return _logged(logged, "cancelled")
-    if timed_out:
-        return _logged(logged, f"timed out after {spec.timeout:g} s" + (f"; stderr:\n{tail}" if tail else ""))
-    if proc.returncode != 0:
-        how = (
-            f"killed by signal {-proc.returncode}"
-            if proc.returncode < 0
-            else f"exit status {proc.returncode}"
+    started = time.perf_counter()
+    try:
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", command],
+            cwd=task.workdir,
+            env=env,
+            stdin=subprocess.PIPE if stdin_data is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
         )
+    except OSError as exc:
+        return Outcome.failed(f"cannot start /bin/sh: {exc}")
+    token.attach(proc.pid)
+    assert proc.stdout is not None and proc.stderr is not None
+    # The driver owns the pipes' descriptors from here on (Popen's file objects would close them again).
+    out_fd, err_fd = os.dup(proc.stdout.fileno()), os.dup(proc.stderr.fileno())
+    proc.stdout.close()
+    proc.stderr.close()
+    out, err = Sink(None if to_drop else OUTPUT_TAIL), Sink(OUTPUT_TAIL)
+    return Command(
+        proc,
+        token,
+        lambda cmd: finish(task, cmd, out, err),
+        sinks={out_fd: out, err_fd: err},
+        stdin=stdin_data,
+        timeout=spec.timeout,
+        started=started,
+    )
+
+
+def finish(task: Task, cmd: Command, stdout: Sink, stderr: Sink) -> Outcome:
+    """The outcome of a command that has exited: its status, its log's tails, its standard output's drop."""
+    spec = task.spec
+    assert isinstance(spec, ShellSpec)
+    stdout_refs = [r for r in task.outputs if r.port == "stdout"]
+    logged = Outcome(
+        True, stdout="" if stdout_refs else stdout.text()[-OUTPUT_TAIL:], stderr=stderr.text()[-OUTPUT_TAIL:]
+    )
+    tail = logged.stderr[-STDERR_TAIL:].strip()
+    returncode = cmd.returncode
+    assert returncode is not None
+    if cmd.token.cancelled and not cmd.timed_out:
+        return _logged(logged, "cancelled")
+    if cmd.timed_out:
+        return _logged(logged, f"timed out after {spec.timeout:g} s" + (f"; stderr:\n{tail}" if tail else ""))
+    if returncode != 0:
+        how = f"killed by signal {-returncode}" if returncode < 0 else f"exit status {returncode}"
         if not tail and logged.stdout:
             return _logged(logged, f"command failed ({how}); output:\n{logged.stdout.strip()}")
         return _logged(logged, f"command failed ({how})" + (f"; stderr:\n{tail}" if tail else ""))
+    out = stdout.value() if stdout_refs else b""
     for ref in stdout_refs:
         w = ref.store.writer()
-        view = memoryview(out or b"")
-        for start in range(0, len(view), CHUNK):
-            w.write(view[start : start + CHUNK])
+        view = memoryview(out)
+        for pos in range(0, len(view), CHUNK):
+            w.write(view[pos : pos + CHUNK])
         w.close()
     logged.stores = {ref.drop_id: ref.store for ref in task.outputs}
     return logged
+
+
+def run(task: Task, token: CancelToken) -> Outcome:
+    """Run the app's command to its end in the calling thread (the engine drives it without one)."""
+    started = start(task, token)
+    return started if isinstance(started, Outcome) else drive(started)
 
 
 def _logged(outcome: Outcome, error: str) -> Outcome:
