@@ -481,6 +481,13 @@ def render(exc: BaseException) -> str:
     return f"{type(exc).__name__}{at}: {str(exc)[:200]}"
 
 
+#: Where the seeds' Python functions import from, given to every ``validate`` (in this process and in a
+#: subprocess alike): a case is written to a temporary directory, so the graph's own folder -- which
+#: ``validate`` puts on the path -- holds none of them, and what this process happened to import before (an
+#: earlier test's example) must not decide a verdict.
+IMPORT_FLAGS = ("--pythonpath", EXAMPLES, "--pythonpath", os.path.normpath(os.path.join(HERE, "..", "apps")))
+
+
 def check(c: Case, path: str, seconds: float = 10.0) -> Outcome:
     """Validate one case with ``dropflow validate`` (in this process); how it went."""
     with open(path, "wb") as f:
@@ -488,7 +495,7 @@ def check(c: Case, path: str, seconds: float = 10.0) -> Outcome:
     out, err = io.StringIO(), io.StringIO()
     try:
         with _watchdog(seconds), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = main(["validate", path])
+            code = main(["validate", path, *IMPORT_FLAGS])
     except Hang as exc:
         return Outcome("hang", str(exc))
     except BaseException as exc:  # anything out of main would be a traceback for the user

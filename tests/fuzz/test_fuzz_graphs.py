@@ -24,7 +24,7 @@ import sys
 
 import psutil
 import pytest
-from graphfuzz import Case, case, check
+from graphfuzz import IMPORT_FLAGS, Case, case, check
 from hypothesis import HealthCheck, Phase, given, seed, settings
 
 from conftest import announce
@@ -96,7 +96,7 @@ def test_cases_through_the_real_command(tmp_path, request):
         with open(path, "wb") as f:
             f.write(c.data)
         result = subprocess.run(
-            [sys.executable, "-m", "dropflow.cli", "validate", path],
+            [sys.executable, "-m", "dropflow.cli", "validate", path, *IMPORT_FLAGS],
             capture_output=True,
             text=True,
             timeout=120,
