@@ -16,7 +16,6 @@ import pytest
 from dropflow.drops import MemorySpec, NoopSpec, ShellSpec
 from dropflow.drops.apps.base import OUTPUT_TAIL, CancelToken, Outcome, Task
 from dropflow.drops.apps.command import Command, Sink
-from dropflow.drops.apps.shell import ShellSpec as _Shell
 from dropflow.drops.apps.shell import start
 from dropflow.engine.children import Children
 from dropflow.engine.node import Node
@@ -139,7 +138,7 @@ def test_closing_the_node_kills_and_reaps_running_commands(workspace_root, tmp_p
 
 
 def _task(tmp_path, command: str, **kw: object) -> Task:
-    return Task("t", str(tmp_path), _Shell(id="c", command=command, **kw), [], [])  # type: ignore[arg-type]
+    return Task("t", str(tmp_path), ShellSpec(id="c", command=command, **kw), [], [])  # type: ignore[arg-type]
 
 
 def test_the_watcher_survives_a_failing_callback(tmp_path):

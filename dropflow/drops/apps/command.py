@@ -74,7 +74,6 @@ class Command:
         "returncode",
         "started",
         "timed_out",
-        "timeout",
         "token",
         "writer",
     )
@@ -106,7 +105,6 @@ class Command:
             os.set_blocking(self.writer, False)
             if not stdin:
                 self._close_writer()
-        self.timeout = timeout
         self.deadline = None if timeout is None else time.monotonic() + timeout
         self.timed_out = False
         self.returncode: int | None = None
